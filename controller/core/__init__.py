@@ -1,0 +1,1 @@
+"""The pure core: plans, the durable record, and ``decide``. Imports nothing from ``aws`` or ``sources``."""

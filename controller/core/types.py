@@ -1,0 +1,211 @@
+"""The vocabulary shared by the core and the shell: record, observation, actions, decision, status.
+
+``decide(spec, record, observed, now)`` maps these inputs to a ``Decision`` and touches nothing else.
+The shell builds an ``Observed`` from batched AWS reads, applies ``Decision.actions`` in order and
+persists ``Decision.record`` (as tags on the function) when it changed. Times are epoch seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# Weights are compared with a tolerance because AWS returns them as JSON floats.
+WEIGHT_TOLERANCE = 1e-6
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTING = "Promoting"
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"
+    ROLLED_BACK = "RolledBack"
+    INVALID = "Invalid"
+
+
+class Verb(enum.StrEnum):
+    """Control requests an operator can make (``lambda-rollouts promote NAME`` ...)."""
+
+    PROMOTE = "promote"
+    PROMOTE_FULL = "promote-full"
+    ABORT = "abort"
+    RETRY = "retry"
+    PAUSE = "pause"
+    RESUME = "resume"
+    UNDO = "undo"
+
+
+@dataclass(frozen=True)
+class AliasRouting:
+    """Where an alias sends traffic: ``primary`` plus at most one ``additional`` version at ``weight`` (0-1)."""
+
+    primary: str
+    additional: str | None = None
+    weight: float = 0.0
+
+    def same_as(self, other: AliasRouting | None) -> bool:
+        if other is None:
+            return False
+        if self.primary != other.primary:
+            return False
+        mine = self.additional if self.weight > WEIGHT_TOLERANCE else None
+        theirs = other.additional if other.weight > WEIGHT_TOLERANCE else None
+        if mine != theirs:
+            return False
+        return mine is None or abs(self.weight - other.weight) <= WEIGHT_TOLERANCE
+
+
+@dataclass(frozen=True)
+class AliasWrite:
+    """An alias write the core asked for; kept in the record *before* it is made (write-ahead)."""
+
+    alias: str
+    routing: AliasRouting
+
+
+@dataclass(frozen=True)
+class Request:
+    """A control request found next to the rollout (function tag or custom-resource annotation)."""
+
+    id: str
+    verb: Verb
+    at: float
+    by: str = ""
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One finished rollout attempt: which version, how it ended and why."""
+
+    version: str
+    outcome: str  # Promoted | RolledBack | Aborted | Superseded | Undone | Degraded
+    reason: str
+    at: float
+    by: str = ""
+
+
+@dataclass(frozen=True)
+class FailedVersion:
+    """A version that must not get traffic again until ``retry`` or a change of the rollout's spec hash."""
+
+    version: str
+    spec_hash: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """The durable state of one rollout, stored on the function (tags) and mirrored into ``.status``.
+
+    It holds only what cannot be re-observed: where in the plan we are, since when, what failed,
+    which control request was handled, and the alias write in flight (``pending``).
+    """
+
+    spec_hash: str = ""
+    phase: Phase = Phase.PENDING
+    stable: str | None = None
+    canary: str | None = None
+    previous_stable: str | None = None
+    step_index: int = 0
+    # When the current step began; for a pause right after a weight, when that weight was applied.
+    step_started_at: float | None = None
+    started_at: float | None = None
+    weight: int = 0  # percent of traffic on the canary, as last written
+    pending: AliasWrite | None = None
+    paused_by_request: bool = False
+    last_request: str | None = None
+    failed: tuple[FailedVersion, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What the pre-flight checks need from a published version's configuration."""
+
+    version: str
+    role: str
+    dead_letter_target: str | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the shell saw this tick. ``alias`` is None when it was not read this tick.
+
+    The shell re-reads the alias before every write and on a slow drift check, not every tick; when
+    it is not read the core trusts the record. ``alias_exists`` is only meaningful when ``alias_read``.
+    """
+
+    function_exists: bool = True
+    alias_read: bool = False
+    alias_exists: bool = True
+    alias: AliasRouting | None = None
+    other_aliases: Mapping[str, AliasRouting] = field(default_factory=dict)
+    # The desired version once ``spec.publish`` was resolved (or ``spec.version``); None = not yet published.
+    desired_version: str | None = None
+    versions: Mapping[str, VersionInfo] = field(default_factory=dict)
+    missing_versions: frozenset[str] = frozenset()
+    missing_alarms: frozenset[str] = frozenset()
+    alarms_in_alarm: frozenset[str] = frozenset()
+    request: Request | None = None
+
+
+# ---- actions: what the shell must do, in order ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpdateAlias:
+    """Create the alias if ``create`` else update it, sending the RevisionId the shell just read."""
+
+    write: AliasWrite
+    create: bool = False
+    rollback: bool = False  # served first by the API budget
+
+
+@dataclass(frozen=True)
+class PublishVersion:
+    code_sha256: str
+    description: str | None = None
+
+
+Action = UpdateAlias | PublishVersion
+
+
+@dataclass(frozen=True)
+class Event:
+    """A transition worth telling people about (Kubernetes Event, log line, metric)."""
+
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclass(frozen=True)
+class Status:
+    """What ``get`` and ``.status`` show; derived, never stored on its own."""
+
+    phase: Phase
+    stable_version: str | None
+    canary_version: str | None
+    canary_weight: int
+    current_step: int
+    steps: int
+    step_started_at: float | None
+    message: str
+    reason: str
+    history: tuple[HistoryEntry, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...]
+    record: Record
+    status: Status
+    events: tuple[Event, ...] = ()
+    # When the core next needs to look, in seconds (e.g. the end of a pause); None = the default tick.
+    requeue_after: float | None = None

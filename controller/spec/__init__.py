@@ -1,0 +1,1 @@
+"""The LambdaRollout document: its typed model, its schema (loaded from ``crds/``) and its loading."""

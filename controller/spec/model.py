@@ -1,0 +1,137 @@
+"""The typed, validated form of a LambdaRollout document.
+
+Everything downstream (plans, ``decide``, the shell) works on these frozen structs rather than on
+dicts, so a field can only be misspelt once: in the loader that builds them. Durations are plain
+seconds (``float``); the loader parses ``90s`` / ``5m`` / ``1h``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SetWeight:
+    """Send ``weight`` percent (1-100) of the alias's traffic to the new version."""
+
+    weight: int
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Hold the current weight for ``duration`` seconds, or until ``promote`` when it is None."""
+
+    duration: float | None = None
+
+
+Step = SetWeight | Pause
+
+
+@dataclass(frozen=True)
+class PresetStrategy:
+    """A CodeDeploy Lambda deployment configuration, by its canonical name (e.g. ``Canary10Percent5Minutes``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class CanaryStrategy:
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class LinearStrategy:
+    step_percent: int
+    interval: float
+
+
+@dataclass(frozen=True)
+class AllAtOnceStrategy:
+    pass
+
+
+@dataclass(frozen=True)
+class BlueGreenStrategy:
+    """The new version goes to ``preview_alias`` first; one cut-over moves the main alias.
+
+    The outgoing version stays reachable on ``previous_alias`` so ``undo`` is one alias update.
+    Without ``auto_promote`` the cut-over waits for ``promote``; with it, for ``auto_promote_after``.
+    """
+
+    preview_alias: str
+    previous_alias: str | None = None
+    auto_promote: bool = False
+    auto_promote_after: float | None = None
+
+
+Strategy = PresetStrategy | CanaryStrategy | LinearStrategy | AllAtOnceStrategy | BlueGreenStrategy
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Publish ``$LATEST`` as a new version, only if its code hash is ``code_sha256``."""
+
+    code_sha256: str
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    alarms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    reserved: int | None = None
+    provisioned: int | None = None
+    # How long the new version may take to become READY before the rollout is Degraded.
+    warmup_timeout: float = 900.0
+
+
+@dataclass(frozen=True)
+class AsyncInvoke:
+    maximum_retry_attempts: int | None = None
+    maximum_event_age_seconds: int | None = None
+    on_success: str | None = None
+    on_failure: str | None = None
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A lifecycle check: a Lambda function to invoke, or a URL to POST to. Passing = success."""
+
+    function: str | None = None
+    url: str | None = None
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class Hooks:
+    before_allow_traffic: Hook | None = None
+    after_allow_traffic: Hook | None = None
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    """One LambdaRollout: where it comes from (namespace/name) and what it wants."""
+
+    namespace: str
+    name: str
+    function_name: str
+    alias: str
+    strategy: Strategy
+    version: str | None = None
+    publish: Publish | None = None
+    analysis: Analysis = field(default_factory=Analysis)
+    concurrency: Concurrency | None = None
+    async_invoke: AsyncInvoke | None = None
+    hooks: Hooks = field(default_factory=Hooks)
+    paused: bool = False
+    progress_deadline: float | None = None
+    revert_on_deletion: bool = False
+    generation: int = 0
+
+    @property
+    def key(self) -> str:
+        """The rollout's identity across sources: ``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
