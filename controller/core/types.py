@@ -64,6 +64,9 @@ class AliasWrite:
 
     alias: str
     routing: AliasRouting
+    # What the alias held when the write was decided (None: it did not exist). A later decide that
+    # finds the alias still like this re-issues the write; finding anything else is drift.
+    previous: AliasRouting | None = None
 
 
 @dataclass(frozen=True)
@@ -209,3 +212,7 @@ class Decision:
     events: tuple[Event, ...] = ()
     # When the core next needs to look, in seconds (e.g. the end of a pause); None = the default tick.
     requeue_after: float | None = None
+    # The core needs a fresh alias read to decide (first sight): read it and decide again at once.
+    read_alias: bool = False
+    # False when ``record`` is what was passed in (or nothing is worth creating): persist nothing.
+    record_changed: bool = True
