@@ -1,0 +1,153 @@
+"""Our own share of the account's AWS API quotas: one token bucket per API family, rollbacks first.
+
+botocore's adaptive retry mode slows a client down *after* AWS throttled it. The controller shares the
+account with everybody else's deploy tools, so it also keeps a budget of its own below AWS's quotas
+and never sends a burst that would get someone else throttled. Rollbacks must not queue behind a
+thousand routine reads: a ``priority`` caller is served before any normal caller that is waiting.
+
+The buckets are plain asyncio code with an injected clock (and sleep), so unit tests drive them with a
+fake clock instead of waiting. Waiting callers queue in FIFO order per priority class; only the head
+of the queue sleeps for the next token, the others wait to be woken, so the order is strict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["DEFAULT_RATES", "Budget"]
+
+#: Requests per second per family, below AWS's quotas (Lambda control plane ~15/s, DescribeAlarms 9,
+#: GetMetricData 50, Resource Groups Tagging GetResources ~5/s).
+DEFAULT_RATES: Mapping[str, float] = {
+    "lambda": 10.0,
+    "cloudwatch.describe_alarms": 5.0,
+    "cloudwatch.get_metric_data": 25.0,
+    "tagging": 5.0,
+    "sts": 5.0,
+}
+#: A family nobody configured gets this conservative rate rather than none at all.
+FALLBACK_RATE = 5.0
+
+
+@dataclass(eq=False)
+class _Waiter:
+    wake: asyncio.Future[None] | None = None
+
+
+@dataclass
+class _Bucket:
+    rate: float
+    capacity: float
+    tokens: float
+    updated: float
+    high: collections.deque[_Waiter] = field(default_factory=collections.deque)
+    low: collections.deque[_Waiter] = field(default_factory=collections.deque)
+    waited: float = 0.0
+
+    def refill(self, now: float) -> None:
+        if now > self.updated:
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def head(self) -> _Waiter | None:
+        if self.high:
+            return self.high[0]
+        if self.low:
+            return self.low[0]
+        return None
+
+    def discard(self, waiter: _Waiter) -> None:
+        for queue in (self.high, self.low):
+            if waiter in queue:
+                queue.remove(waiter)
+
+    def wake_head(self) -> None:
+        head = self.head()
+        if head is not None and head.wake is not None and not head.wake.done():
+            head.wake.set_result(None)
+
+
+class Budget:
+    """Token buckets per API family (``"lambda"``, ``"cloudwatch.describe_alarms"`` ...).
+
+    ``rates`` override ``DEFAULT_RATES`` per family (requests per second); each bucket holds at most one
+    second's worth of tokens, so a burst never exceeds the rate. ``clock`` and ``sleep`` are injectable
+    for tests.
+    """
+
+    def __init__(
+        self,
+        rates: Mapping[str, float] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        merged = {**DEFAULT_RATES, **(rates or {})}
+        for family, rate in merged.items():
+            if not rate > 0:
+                raise ValueError(f"budget rate for {family!r} must be positive, got {rate!r}")
+        self._rates = merged
+        self._clock = clock
+        self._sleep = sleep
+        self._buckets: dict[str, _Bucket] = {}
+
+    def rate(self, family: str) -> float:
+        return self._rates.get(family, FALLBACK_RATE)
+
+    def _bucket(self, family: str) -> _Bucket:
+        bucket = self._buckets.get(family)
+        if bucket is None:
+            rate = self.rate(family)
+            capacity = max(1.0, rate)
+            bucket = _Bucket(rate=rate, capacity=capacity, tokens=capacity, updated=self._clock())
+            self._buckets[family] = bucket
+        return bucket
+
+    async def acquire(self, family: str, *, priority: bool = False) -> float:
+        """Take one token for ``family``, waiting if needed; returns the seconds waited.
+
+        A ``priority`` caller (a rollback) goes ahead of every normal caller already waiting.
+        """
+        bucket = self._bucket(family)
+        start = self._clock()
+        bucket.refill(start)
+        if bucket.head() is None and bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return 0.0
+        waiter = _Waiter()
+        (bucket.high if priority else bucket.low).append(waiter)
+        try:
+            while True:
+                if bucket.head() is waiter:
+                    now = self._clock()
+                    bucket.refill(now)
+                    if bucket.tokens >= 1:
+                        bucket.tokens -= 1
+                        break
+                    # Only the head sleeps; a priority caller arriving meanwhile becomes the head and
+                    # this one goes back to waiting for its turn when it wakes.
+                    await self._sleep((1 - bucket.tokens) / bucket.rate)
+                else:
+                    waiter.wake = asyncio.get_running_loop().create_future()
+                    await waiter.wake
+                    waiter.wake = None
+        finally:
+            # Leaving the queue (served or cancelled) hands the turn to the next caller.
+            bucket.discard(waiter)
+            bucket.wake_head()
+        waited = max(0.0, self._clock() - start)
+        bucket.waited += waited
+        return waited
+
+    def stats(self) -> dict[str, float]:
+        """Total seconds callers waited, per family used so far."""
+        return {family: bucket.waited for family, bucket in self._buckets.items()}
+
+    def queued(self, family: str) -> int:
+        """Callers waiting for ``family`` right now (for tests and the benchmark)."""
+        bucket = self._buckets.get(family)
+        return 0 if bucket is None else len(bucket.high) + len(bucket.low)

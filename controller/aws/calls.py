@@ -1,0 +1,73 @@
+"""The one path every AWS call takes: budget token, boto3 in a worker thread, error mapping, observer.
+
+boto3 is synchronous; the engine is asyncio and handles many rollouts at once, so each call runs in
+``asyncio.to_thread`` (boto3 clients are thread-safe; the session that made them is not, which is why
+``make_clients`` builds every client up front). Keeping the budget, the timing and the mapping of
+botocore errors in one place means no adapter method can forget one of them, and the metrics see
+every single request (each page of a paginated read is its own request, as AWS counts them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from botocore import xform_name
+from botocore.exceptions import BotoCoreError, ClientError
+
+from controller.aws.budget import Budget
+from controller.aws.errors import from_boto
+
+__all__ = ["ApiCaller", "ApiObserver"]
+
+T = TypeVar("T")
+
+
+class ApiObserver(Protocol):
+    """Told about every AWS request (for metrics). Must be cheap and must not raise."""
+
+    def api_call(self, *, service: str, operation: str, outcome: str, seconds: float) -> None:
+        """``outcome``: "ok" | "throttled" | "error" | "conflict" | "not_found"."""
+
+    def budget_wait(self, *, family: str, seconds: float) -> None:
+        """A call waited ``seconds`` for a token of ``family`` (only reported when it did wait)."""
+
+
+class ApiCaller:
+    """Runs one boto3 client method under the budget and reports it; shared by the adapters."""
+
+    def __init__(self, *, client: Any, service: str, budget: Budget, observer: ApiObserver | None) -> None:
+        self.client = client
+        self.service = service
+        self.budget = budget
+        self.observer = observer
+
+    async def call(self, operation: str, *, family: str, priority: bool = False, **params: Any) -> dict[str, Any]:
+        """Call ``operation`` (AWS's name, e.g. ``"UpdateAlias"``) with ``params``; raise ``AwsError`` on failure."""
+        waited = await self.budget.acquire(family, priority=priority)
+        if waited > 0 and self.observer is not None:
+            self.observer.budget_wait(family=family, seconds=waited)
+        method: Callable[..., dict[str, Any]] = getattr(self.client, _snake(operation))
+        started = time.perf_counter()
+        try:
+            result = await asyncio.to_thread(method, **params)
+        except (ClientError, BotoCoreError) as exc:
+            error = from_boto(exc, operation=operation)
+            self._report(operation, error.outcome, started)
+            raise error from exc
+        self._report(operation, "ok", started)
+        return result
+
+    def _report(self, operation: str, outcome: str, started: float) -> None:
+        if self.observer is not None:
+            self.observer.api_call(
+                service=self.service, operation=operation, outcome=outcome, seconds=time.perf_counter() - started
+            )
+
+
+def _snake(operation: str) -> str:
+    # "GetFunctionConfiguration" -> "get_function_configuration"; botocore's own xform_name does the
+    # same, but keeping AWS's names in our code makes the metrics labels match the AWS docs.
+    return str(xform_name(operation))

@@ -1,0 +1,195 @@
+"""The Lambda calls the controller makes, in the core's vocabulary (``AliasRouting``, ``VersionInfo``).
+
+Shaped by two rules of the spec. Every alias write carries the RevisionId that was read, so a
+concurrent manual change surfaces as ``Conflict`` instead of being clobbered; ``update_alias`` has no
+way to leave it out. And weighted routing is "a primary plus at most one additional version": the
+adapter translates ``AliasRouting`` to and from ``RoutingConfig.AdditionalVersionWeights``, always
+sending an explicit (possibly empty) map so that a final step really clears the weights.
+
+Reads that find nothing return None (a missing alias is a normal state: it gets created); writes
+raise ``NotFound``. All calls count against the "lambda" budget family, the account's shared
+control-plane quota, including the tag calls that store the durable record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.aws.calls import ApiCaller
+from controller.aws.errors import NotFound
+from controller.core.types import WEIGHT_TOLERANCE, AliasRouting, VersionInfo
+
+__all__ = ["FAMILY", "AliasState", "FunctionInfo", "LambdaAdapter"]
+
+FAMILY = "lambda"
+
+
+@dataclass(frozen=True)
+class AliasState:
+    """An alias as read (or as just written): where it routes and the RevisionId to send next."""
+
+    routing: AliasRouting
+    revision_id: str
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """The function itself (``$LATEST``): unqualified ARN (what the tag APIs take), name and role."""
+
+    arn: str
+    name: str
+    role: str
+    revision_id: str
+
+
+def _unqualified(arn: str) -> str:
+    # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] -> without the qualifier.
+    return ":".join(arn.split(":")[:7])
+
+
+def _alias_state(response: Mapping[str, Any]) -> AliasState:
+    weights: Mapping[str, float] = (response.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+    additional: str | None = None
+    weight = 0.0
+    # AWS allows one additional version; if a (lenient) backend ever holds more, take the heaviest so
+    # the observation is at least deterministic.
+    for version, value in sorted(weights.items(), key=lambda item: (-float(item[1]), item[0])):
+        additional, weight = version, float(value)
+        break
+    return AliasState(
+        routing=AliasRouting(primary=str(response["FunctionVersion"]), additional=additional, weight=weight),
+        revision_id=str(response.get("RevisionId") or ""),
+    )
+
+
+def _routing_config(routing: AliasRouting) -> dict[str, Any]:
+    if routing.additional is None or routing.weight <= WEIGHT_TOLERANCE:
+        # An explicit empty map clears a previous canary; leaving RoutingConfig out would keep it.
+        return {"AdditionalVersionWeights": {}}
+    return {"AdditionalVersionWeights": {routing.additional: float(routing.weight)}}
+
+
+class LambdaAdapter:
+    """Async Lambda operations; see the module docstring for the conventions."""
+
+    def __init__(self, caller: ApiCaller) -> None:
+        self._caller = caller
+
+    async def _call(self, operation: str, *, priority: bool = False, **params: Any) -> dict[str, Any]:
+        return await self._caller.call(operation, family=FAMILY, priority=priority, **params)
+
+    async def get_function(self, function: str) -> FunctionInfo | None:
+        """``$LATEST``'s configuration; None when the function does not exist."""
+        try:
+            response = await self._call("GetFunctionConfiguration", FunctionName=function)
+        except NotFound:
+            return None
+        return FunctionInfo(
+            arn=_unqualified(str(response["FunctionArn"])),
+            name=str(response["FunctionName"]),
+            role=str(response.get("Role") or ""),
+            revision_id=str(response.get("RevisionId") or ""),
+        )
+
+    async def get_alias(self, function: str, alias: str, *, priority: bool = False) -> AliasState | None:
+        """The alias's routing and RevisionId; None when the alias (or the function) does not exist."""
+        try:
+            response = await self._call("GetAlias", priority=priority, FunctionName=function, Name=alias)
+        except NotFound:
+            return None
+        return _alias_state(response)
+
+    async def create_alias(
+        self, function: str, alias: str, routing: AliasRouting, *, priority: bool = False
+    ) -> AliasState:
+        """Create ``alias`` routing as ``routing`` says; ``Conflict`` if it already exists."""
+        params: dict[str, Any] = {"FunctionName": function, "Name": alias, "FunctionVersion": routing.primary}
+        config = _routing_config(routing)
+        if config["AdditionalVersionWeights"]:
+            params["RoutingConfig"] = config
+        response = await self._call("CreateAlias", priority=priority, **params)
+        return _alias_state(response)
+
+    async def update_alias(
+        self, function: str, alias: str, routing: AliasRouting, *, revision_id: str, priority: bool = False
+    ) -> AliasState:
+        """Point ``alias`` at ``routing``, only if it is still at ``revision_id`` (else ``Conflict``).
+
+        ``priority`` (a rollback) goes ahead of routine calls in the budget.
+        """
+        response = await self._call(
+            "UpdateAlias",
+            priority=priority,
+            FunctionName=function,
+            Name=alias,
+            FunctionVersion=routing.primary,
+            RoutingConfig=_routing_config(routing),
+            RevisionId=revision_id,
+        )
+        return _alias_state(response)
+
+    async def get_version(self, function: str, version: str) -> VersionInfo | None:
+        """What the pre-flight checks compare (role, dead-letter target); None when the version is missing."""
+        try:
+            response = await self._call("GetFunctionConfiguration", FunctionName=function, Qualifier=version)
+        except NotFound:
+            return None
+        target = (response.get("DeadLetterConfig") or {}).get("TargetArn")
+        return VersionInfo(
+            version=str(response.get("Version") or version),
+            role=str(response.get("Role") or ""),
+            dead_letter_target=str(target) if target else None,
+        )
+
+    async def find_version_by_sha(self, function: str, code_sha256: str) -> str | None:
+        """The newest published version whose code hash is ``code_sha256``; never ``$LATEST``.
+
+        Lets ``spec.publish`` be idempotent: a controller that published and crashed before recording
+        it finds the version instead of publishing again.
+        """
+        best: int | None = None
+        best_name: str | None = None
+        marker: str | None = None
+        while True:
+            params: dict[str, Any] = {"FunctionName": function, "MaxItems": 50}
+            if marker:
+                params["Marker"] = marker
+            response = await self._call("ListVersionsByFunction", **params)
+            for item in response.get("Versions") or []:
+                name = str(item.get("Version") or "")
+                if name == "$LATEST" or item.get("CodeSha256") != code_sha256:
+                    continue
+                number = int(name) if name.isdigit() else -1
+                if best is None or number > best:
+                    best, best_name = number, name
+            marker = response.get("NextMarker")
+            if not marker:
+                return best_name
+
+    async def publish_version(self, function: str, *, code_sha256: str, description: str | None) -> str:
+        """Publish ``$LATEST`` as a new version, only if its code hash is ``code_sha256`` (else ``InvalidRequest``)."""
+        params: dict[str, Any] = {"FunctionName": function, "CodeSha256": code_sha256}
+        if description:
+            params["Description"] = description
+        response = await self._call("PublishVersion", **params)
+        return str(response["Version"])
+
+    async def list_tags(self, function_arn: str, *, priority: bool = False) -> dict[str, str]:
+        response = await self._call("ListTags", priority=priority, Resource=function_arn)
+        return {str(k): str(v) for k, v in (response.get("Tags") or {}).items()}
+
+    async def tag(self, function_arn: str, tags: Mapping[str, str], *, priority: bool = False) -> None:
+        """Set ``tags`` in ONE TagResource call (all chunks of a record land together).
+
+        ``priority``: the write-ahead record of a rollback must not queue behind routine calls either.
+        """
+        if tags:
+            await self._call("TagResource", priority=priority, Resource=function_arn, Tags=dict(tags))
+
+    async def untag(self, function_arn: str, keys: Iterable[str], *, priority: bool = False) -> None:
+        """Remove ``keys`` (no call at all when there is nothing to remove)."""
+        key_list = sorted(set(keys))
+        if key_list:
+            await self._call("UntagResource", priority=priority, Resource=function_arn, TagKeys=key_list)

@@ -1,0 +1,104 @@
+"""Building the AWS clients: credentials, region, endpoint, retries, budget and observer in one place.
+
+Credentials and region come from the standard chain (environment, shared config and profiles, IRSA,
+instance roles), so the same binary runs on a laptop, in a pod and in CI. ``endpoint_url`` (or the
+``AWS_ENDPOINT_URL`` variable) points every client at moto or LocalStack; for such a local endpoint
+the region defaults to us-east-1 and, when no credentials are configured at all, dummy ones are used
+(local emulators accept any key, and a newcomer's ``demo`` should not need an AWS account).
+
+botocore retries throttling and 5xx itself in *adaptive* mode (exponential backoff with jitter plus a
+client-side rate limiter that learns from throttling responses); what is still throttled after
+``max_attempts`` surfaces as ``Throttled`` and the engine backs that one rollout off. Our own
+``Budget`` sits in front of all of it, below AWS's quotas.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import boto3
+from botocore.config import Config
+
+import controller
+from controller.aws.budget import Budget
+from controller.aws.calls import ApiCaller, ApiObserver
+from controller.aws.cloudwatch import CloudWatchAdapter
+from controller.aws.errors import AwsError
+from controller.aws.lambda_ import LambdaAdapter
+from controller.aws.sts import StsAdapter
+from controller.aws.tagging import TaggingAdapter
+
+__all__ = ["DEFAULT_LOCAL_REGION", "ApiObserver", "AwsClients", "AwsSettings", "make_clients"]
+
+DEFAULT_LOCAL_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """Where and how to reach AWS. None means "from the standard chain"."""
+
+    region: str | None = None
+    endpoint_url: str | None = None
+    max_attempts: int = 5
+    profile: str | None = None
+
+
+@dataclass
+class AwsClients:
+    """Every adapter the controller uses, sharing one budget and one observer."""
+
+    lambda_: LambdaAdapter
+    cloudwatch: CloudWatchAdapter
+    tagging: TaggingAdapter
+    budget: Budget
+    sts: StsAdapter
+    region: str = ""
+    endpoint_url: str | None = None
+
+
+def make_clients(
+    settings: AwsSettings, *, budget: Budget | None = None, observer: ApiObserver | None = None
+) -> AwsClients:
+    """Create the boto3 clients and wrap them in adapters.
+
+    Raises ``AwsError`` (code ``NoRegion``) when no region is configured anywhere and no endpoint is
+    given, because botocore's own message for it is easy to misread.
+    """
+    session = boto3.session.Session(profile_name=settings.profile) if settings.profile else boto3.session.Session()
+    endpoint_url = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+    region = settings.region or session.region_name
+    if not region:
+        if not endpoint_url:
+            raise AwsError(
+                code="NoRegion",
+                message="no AWS region configured: pass --region or set AWS_REGION / AWS_DEFAULT_REGION",
+                operation="Configure",
+            )
+        region = DEFAULT_LOCAL_REGION
+    credentials: dict[str, str] = {}
+    if endpoint_url and session.get_credentials() is None:
+        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    config = Config(
+        retries={"mode": "adaptive", "max_attempts": max(1, settings.max_attempts)},
+        # Calls run in worker threads; let as many of them hold a connection as the default executor runs.
+        max_pool_connections=32,
+        connect_timeout=5,
+        read_timeout=30,
+        user_agent_extra=f"lambda-rollouts/{controller.__version__}",
+    )
+    budget = budget if budget is not None else Budget()
+
+    def caller(service: str) -> ApiCaller:
+        client = session.client(service, region_name=region, endpoint_url=endpoint_url, config=config, **credentials)
+        return ApiCaller(client=client, service=service, budget=budget, observer=observer)
+
+    return AwsClients(
+        lambda_=LambdaAdapter(caller("lambda")),
+        cloudwatch=CloudWatchAdapter(caller("cloudwatch")),
+        tagging=TaggingAdapter(caller("resourcegroupstaggingapi")),
+        budget=budget,
+        sts=StsAdapter(caller("sts")),
+        region=region,
+        endpoint_url=endpoint_url,
+    )
