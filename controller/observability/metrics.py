@@ -1,0 +1,405 @@
+"""Every Prometheus figure the controller exports, defined in one class on its own registry.
+
+The engine reports what happened (a status, a transition, a reconcile, an AWS call) and ``Metrics``
+turns it into series. Keeping the translation here means the engine holds no metric objects and a
+metric name is spelt in exactly one place (``docs/metrics.md`` documents each one).
+
+Shape decisions, and why:
+
+- A private ``CollectorRegistry`` per ``Metrics``: tests and several engines in one process must
+  not see each other's series, which the global registry would force.
+- Per-rollout series carry ``namespace``, ``name``, ``function`` and ``alias``. Every child created
+  for a rollout is remembered so ``rollout_removed`` can delete exactly those series: a dashboard
+  must not keep showing a rollout that is no longer managed.
+- Versions are exported as an info-like gauge (``role``/``version`` labels, value 1) rather than as
+  a number: Lambda versions are digits today, but an info series also joins cleanly with other
+  per-rollout series and never silently turns a non-numeric value into NaN.
+- Time per phase is a histogram observed when a phase is left (``_sum`` is the total seconds spent
+  in it) plus a gauge holding when the current phase began, so
+  ``time() - lambda_rollouts_rollout_phase_started_timestamp_seconds`` gives the running phase.
+- Phase transitions are reported by the engine with the core's ``reason``; the mapping of those
+  reasons to the small, documented label sets of rollbacks and promotions lives here
+  (``rollback_reason_label`` / ``promotion_kind_label``), so dashboards do not depend on the exact
+  wording of core reasons.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
+
+from controller import __version__
+from controller.core.types import Phase, Status
+from controller.spec.model import RolloutSpec
+
+PREFIX = "lambda_rollouts_"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+ROLLOUT_LABELS = ("namespace", "name", "function", "alias")
+
+ROLLBACK_REASONS = ("alarm", "analysis", "deadline", "manual", "supersede")
+PROMOTION_KINDS = ("auto", "manual", "full")
+ROLLOUT_OUTCOMES = (Phase.HEALTHY, Phase.ROLLED_BACK, Phase.DEGRADED)
+
+# A rollout is "in flight" in these phases: entering one starts an attempt, leaving for an outcome ends it.
+_ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING})
+
+# Exact core reasons first; the keyword table below catches wording this table does not know yet,
+# so a new core reason lands in a sensible bucket instead of disappearing from the rollback panel.
+_ROLLBACK_REASON_BY_CORE_REASON: Mapping[str, str] = {
+    "AlarmFired": "alarm",
+    "AlarmInAlarm": "alarm",
+    "AnalysisFailed": "analysis",
+    "AnalysisInconclusive": "analysis",
+    "HookFailed": "analysis",
+    "ProgressDeadlineExceeded": "deadline",
+    "WarmupTimeout": "deadline",
+    "Aborted": "manual",
+    "AbortRequested": "manual",
+    "Undone": "manual",
+    "UndoRequested": "manual",
+    "FastRollback": "manual",
+    "Superseded": "supersede",
+}
+_ROLLBACK_KEYWORDS: tuple[tuple[str, str], ...] = (
+    ("alarm", "alarm"),
+    ("deadline", "deadline"),
+    ("timeout", "deadline"),
+    ("timedout", "deadline"),
+    ("supersed", "supersede"),
+    ("abort", "manual"),
+    ("undo", "manual"),
+    ("manual", "manual"),
+    ("request", "manual"),
+)
+
+# An error "kind" becomes a label value; free text (a message with spaces, an ARN) would create one
+# series per distinct message, so anything that does not look like an identifier is folded.
+_ERROR_KIND = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$")
+
+_M = TypeVar("_M", bound=MetricWrapperBase)
+
+_DAY = 24 * 3600.0
+_ROLLOUT_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, _DAY)
+_REACTION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+_RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def rollback_reason_label(reason: str) -> str:
+    """Map a core reason to one of ``ROLLBACK_REASONS``; automatic failures not otherwise known are ``analysis``."""
+    if reason in _ROLLBACK_REASON_BY_CORE_REASON:
+        return _ROLLBACK_REASON_BY_CORE_REASON[reason]
+    lowered = reason.lower()
+    for keyword, label in _ROLLBACK_KEYWORDS:
+        if keyword in lowered:
+            return label
+    return "analysis"
+
+
+def promotion_kind_label(reason: str) -> str:
+    """Map the reason of a transition to Healthy to one of ``PROMOTION_KINDS``."""
+    lowered = reason.lower()
+    if "full" in lowered:
+        return "full"
+    if any(word in lowered for word in ("manual", "request", "promoteverb", "operator", "user")):
+        return "manual"
+    return "auto"
+
+
+def error_kind_label(error: str) -> str:
+    """A bounded label value for a reconcile error kind (an exception class name, a short code)."""
+    return error if _ERROR_KIND.match(error) else "other"
+
+
+@dataclass
+class _Rollout:
+    """What ``Metrics`` remembers about one rollout between calls."""
+
+    # Every (metric, label values) created for this rollout, so removal deletes exactly these.
+    children: dict[MetricWrapperBase, set[tuple[str, ...]]] = field(default_factory=dict)
+    phase: Phase | None = None
+    phase_since: float | None = None
+    # When the current attempt entered an active phase; None after a restart mid-rollout, when the
+    # true start is unknown (no duration is observed rather than a wrong one).
+    started_at: float | None = None
+
+
+class Metrics:
+    """The controller's metrics on a private registry; the methods are what the engine calls."""
+
+    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._lock = threading.Lock()
+        self._rollouts: dict[tuple[str, str, str, str], _Rollout] = {}
+        r = self.registry
+        rl = ROLLOUT_LABELS
+
+        self.build_info = Gauge(
+            f"{PREFIX}build_info", "Build of the running controller (value 1).", ["version", "python"], registry=r
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.leader = Gauge(f"{PREFIX}leader", "1 when this replica holds leadership and reconciles.", registry=r)
+        self.ready = Gauge(f"{PREFIX}ready", "1 when /readyz answers 200.", registry=r)
+
+        # ---- per rollout: state ----
+        self.rollout_info = Gauge(
+            f"{PREFIX}rollout_info", "A managed rollout (value 1), with its strategy.", [*rl, "strategy"], registry=r
+        )
+        self.phase = Gauge(
+            f"{PREFIX}rollout_phase", "1 for the rollout's current phase, 0 for the others.", [*rl, "phase"], registry=r
+        )
+        self.canary_weight = Gauge(
+            f"{PREFIX}rollout_canary_weight_percent",
+            "Percent of the alias's traffic sent to the canary version (0-100).",
+            rl,
+            registry=r,
+        )
+        self.current_step = Gauge(
+            f"{PREFIX}rollout_current_step", "Index of the plan step being executed.", rl, registry=r
+        )
+        self.steps = Gauge(f"{PREFIX}rollout_steps", "Number of steps in the rollout's plan.", rl, registry=r)
+        self.step_started = Gauge(
+            f"{PREFIX}rollout_step_started_timestamp_seconds",
+            "When the current step began (Unix time).",
+            rl,
+            registry=r,
+        )
+        self.progress_deadline = Gauge(
+            f"{PREFIX}rollout_progress_deadline_seconds",
+            "The rollout's progressDeadline, when it declares one.",
+            rl,
+            registry=r,
+        )
+        self.version_info = Gauge(
+            f"{PREFIX}rollout_version_info",
+            "Versions behind the alias (value 1): role is stable or canary.",
+            [*rl, "role", "version"],
+            registry=r,
+        )
+        self.phase_started = Gauge(
+            f"{PREFIX}rollout_phase_started_timestamp_seconds",
+            "When the rollout entered its current phase (Unix time).",
+            rl,
+            registry=r,
+        )
+        self.alarm_state = Gauge(
+            f"{PREFIX}alarm_state",
+            "State of each watched CloudWatch alarm (value 1, state label).",
+            [*rl, "alarm", "state"],
+            registry=r,
+        )
+
+        # ---- per rollout: what happened ----
+        self.transitions = Counter(
+            f"{PREFIX}rollout_transitions_total", "Phase transitions.", [*rl, "from_phase", "to_phase"], registry=r
+        )
+        self.rollbacks = Counter(f"{PREFIX}rollbacks_total", "Rollbacks, by reason.", [*rl, "reason"], registry=r)
+        self.promotions = Counter(
+            f"{PREFIX}promotions_total", "Rollouts promoted to Healthy, by kind.", [*rl, "kind"], registry=r
+        )
+        self.alias_writes = Counter(
+            f"{PREFIX}alias_writes_total", "Alias writes made, by kind (rollout|rollback).", [*rl, "kind"], registry=r
+        )
+        self.phase_duration = Histogram(
+            f"{PREFIX}rollout_phase_duration_seconds",
+            "Time spent in a phase, observed when the phase is left.",
+            [*rl, "phase"],
+            buckets=_ROLLOUT_BUCKETS,
+            registry=r,
+        )
+        self.rollout_duration = Histogram(
+            f"{PREFIX}rollout_duration_seconds",
+            "Duration of a rollout attempt, from start to its outcome.",
+            [*rl, "outcome"],
+            buckets=_ROLLOUT_BUCKETS,
+            registry=r,
+        )
+        self.reaction = Histogram(
+            f"{PREFIX}rollback_reaction_seconds",
+            "From an alarm first seen in ALARM to the alias restored to stable.",
+            rl,
+            buckets=_REACTION_BUCKETS,
+            registry=r,
+        )
+        self.reconcile_duration = Histogram(
+            f"{PREFIX}reconcile_duration_seconds", "Time of one reconcile.", rl, buckets=_RECONCILE_BUCKETS, registry=r
+        )
+        self.reconcile_errors = Counter(
+            f"{PREFIX}reconcile_errors_total", "Reconciles that failed, by kind.", [*rl, "kind"], registry=r
+        )
+
+        # ---- controller-wide: AWS ----
+        self.api_calls = Counter(
+            f"{PREFIX}aws_api_calls_total",
+            "AWS API calls, by outcome.",
+            ["service", "operation", "outcome"],
+            registry=r,
+        )
+        self.api_duration = Histogram(
+            f"{PREFIX}aws_api_call_duration_seconds",
+            "Latency of AWS API calls.",
+            ["service", "operation"],
+            buckets=_API_BUCKETS,
+            registry=r,
+        )
+        self.budget_wait_seconds = Histogram(
+            f"{PREFIX}aws_budget_wait_seconds",
+            "Time a call waited for the API budget (token bucket) of its family.",
+            ["family"],
+            buckets=_WAIT_BUCKETS,
+            registry=r,
+        )
+
+    # ---- bookkeeping ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(spec: RolloutSpec) -> tuple[str, str, str, str]:
+        return (spec.namespace, spec.name, spec.function_name, spec.alias)
+
+    def _state(self, spec: RolloutSpec) -> _Rollout:
+        return self._rollouts.setdefault(self._key(spec), _Rollout())
+
+    def _child(self, metric: _M, spec: RolloutSpec, *extra: str) -> _M:
+        """The rollout's child of ``metric`` (extra label values after the rollout's), remembered for removal."""
+        values = (*self._key(spec), *extra)
+        self._state(spec).children.setdefault(metric, set()).add(values)
+        return metric.labels(*values)
+
+    def _exclusive(self, metric: Gauge, spec: RolloutSpec, series: Iterable[tuple[str, ...]]) -> None:
+        """Set ``series`` of an info-like gauge to 1 and delete the rollout's other series of it.
+
+        Used where a label value changes over time (versions, alarm states, strategy): the old
+        value must vanish, not linger beside the new one.
+        """
+        wanted = {(*self._key(spec), *extra) for extra in series}
+        known = self._state(spec).children.setdefault(metric, set())
+        for stale in known - wanted:
+            metric.remove(*stale)
+        known.intersection_update(wanted)
+        for values in wanted:
+            known.add(values)
+            metric.labels(*values).set(1)
+
+    # ---- per rollout -----------------------------------------------------------------------------
+
+    def rollout_status(self, spec: RolloutSpec, status: Status, *, strategy: str) -> None:
+        """Export a rollout's current status; called on every status change."""
+        with self._lock:
+            self._exclusive(self.rollout_info, spec, [(strategy,)])
+            for phase in Phase:
+                self._child(self.phase, spec, phase.value).set(1 if phase == status.phase else 0)
+            self._child(self.canary_weight, spec).set(status.canary_weight)
+            self._child(self.current_step, spec).set(status.current_step)
+            self._child(self.steps, spec).set(status.steps)
+            if status.step_started_at is not None:
+                self._child(self.step_started, spec).set(status.step_started_at)
+            if spec.progress_deadline is not None:
+                self._child(self.progress_deadline, spec).set(spec.progress_deadline)
+            versions = [("stable", status.stable_version), ("canary", status.canary_version)]
+            self._exclusive(self.version_info, spec, [(role, v) for role, v in versions if v is not None])
+            # Counters the dashboard sums start at 0 so a quiet rollout still shows a line.
+            for kind in ("rollout", "rollback"):
+                self._child(self.alias_writes, spec, kind)
+            state = self._state(spec)
+            if state.phase is None:
+                state.phase = status.phase
+
+    def rollout_event(self, spec: RolloutSpec, *, from_phase: Phase, to_phase: Phase, reason: str, now: float) -> None:
+        """Count a transition and derive phase times, attempt durations, rollbacks and promotions from it."""
+        with self._lock:
+            state = self._state(spec)
+            if from_phase != to_phase:
+                self._child(self.transitions, spec, from_phase.value, to_phase.value).inc()
+                if state.phase == from_phase and state.phase_since is not None:
+                    self._child(self.phase_duration, spec, from_phase.value).observe(max(0.0, now - state.phase_since))
+                state.phase, state.phase_since = to_phase, now
+                self._child(self.phase_started, spec).set(now)
+
+            rollback = self._rollback_reason(from_phase=from_phase, to_phase=to_phase, reason=reason)
+            if rollback is not None:
+                self._child(self.rollbacks, spec, rollback).inc()
+            if to_phase == Phase.HEALTHY and from_phase in _ACTIVE_PHASES:
+                self._child(self.promotions, spec, promotion_kind_label(reason)).inc()
+
+            if to_phase in ROLLOUT_OUTCOMES and from_phase in _ACTIVE_PHASES:
+                if state.started_at is not None:
+                    seconds = max(0.0, now - state.started_at)
+                    self._child(self.rollout_duration, spec, to_phase.value).observe(seconds)
+                state.started_at = None
+            elif to_phase in _ACTIVE_PHASES and (from_phase not in _ACTIVE_PHASES or rollback == "supersede"):
+                # A superseded canary ends one attempt and starts the next one from stable.
+                state.started_at = now
+
+    @staticmethod
+    def _rollback_reason(*, from_phase: Phase, to_phase: Phase, reason: str) -> str | None:
+        """The rollback label of a transition, or None when the transition is not a rollback."""
+        if to_phase == Phase.ROLLED_BACK:
+            return rollback_reason_label(reason)  # includes undo of a finished rollout
+        if from_phase not in _ACTIVE_PHASES:
+            return None  # nothing was in flight, so nothing was rolled back
+        if to_phase == Phase.DEGRADED:
+            return rollback_reason_label(reason)
+        label = rollback_reason_label(reason)
+        return label if label == "supersede" else None
+
+    def rollback_reaction(self, spec: RolloutSpec, *, seconds: float) -> None:
+        """Observe the time from an alarm first seen in ALARM to the alias restored to stable."""
+        with self._lock:
+            self._child(self.reaction, spec).observe(seconds)
+
+    def alias_written(self, spec: RolloutSpec, *, rollback: bool = False) -> None:
+        """Count one alias write (``rollback``: a write that restores stable)."""
+        with self._lock:
+            self._child(self.alias_writes, spec, "rollback" if rollback else "rollout").inc()
+
+    def alarm_states(self, spec: RolloutSpec, states: Mapping[str, str]) -> None:
+        """Export each watched alarm's state (OK, ALARM, INSUFFICIENT_DATA, or missing); others vanish."""
+        with self._lock:
+            self._exclusive(self.alarm_state, spec, states.items())
+
+    def rollout_removed(self, spec: RolloutSpec) -> None:
+        """Delete every series of the rollout: it is no longer managed."""
+        with self._lock:
+            state = self._rollouts.pop(self._key(spec), None)
+            if state is None:
+                return
+            for metric, series in state.children.items():
+                for values in series:
+                    metric.remove(*values)
+
+    def reconcile_finished(self, spec: RolloutSpec, *, seconds: float, error: str | None) -> None:
+        """Observe one reconcile; ``error`` is a short kind (exception class name) or None."""
+        with self._lock:
+            self._child(self.reconcile_duration, spec).observe(seconds)
+            if error is not None:
+                self._child(self.reconcile_errors, spec, error_kind_label(error)).inc()
+
+    # ---- controller-wide -------------------------------------------------------------------------
+
+    def api_call(self, *, service: str, operation: str, outcome: str, seconds: float) -> None:
+        """One AWS call: outcome is ok, throttled, error, conflict or not_found."""
+        self.api_calls.labels(service, operation, outcome).inc()
+        self.api_duration.labels(service, operation).observe(seconds)
+
+    def budget_wait(self, *, family: str, seconds: float) -> None:
+        """Time one call waited for a token of its API family's budget."""
+        self.budget_wait_seconds.labels(family).observe(seconds)
+
+    def set_leader(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
+
+    def set_ready(self, ready: bool) -> None:
+        self.ready.set(1 if ready else 0)
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format, for ``/metrics``."""
+        return generate_latest(self.registry)

@@ -1,0 +1,127 @@
+"""Unit tests of the logging set-up: JSON lines carry the rollout's fields, secrets never get out."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from controller.observability.logs import REDACTED, configure_logging, redact, rollout_logger
+from controller.spec.model import AllAtOnceStrategy, RolloutSpec
+
+SPEC = RolloutSpec(
+    namespace="payments", name="checkout", function_name="checkout-fn", alias="live", strategy=AllAtOnceStrategy()
+)
+ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+TEMP_KEY = "ASIAY34FZKBOKMUTVV7A"
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+SESSION_TOKEN = "IQoJb3JpZ2luX2VjEMv//////////wEaCXVzLWVhc3QtMSJHMEUCIQD6mLmY"
+
+
+class TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def restore_root() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def json_lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_json_lines_carry_rollout_fields() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "DEBUG", stream=stream)
+    log = rollout_logger(logging.getLogger("controller.test"), SPEC, phase="Progressing", canary_version=None)
+    log.info("weight set to %d%%", 10, extra={"weight": 10})
+    log.bind(canary_version="7").warning("paused")
+    first, second = json_lines(stream)
+    assert first["message"] == "weight set to 10%"
+    assert first["level"] == "info"
+    assert first["logger"] == "controller.test"
+    assert "timestamp" in first
+    assert {k: first[k] for k in ("namespace", "rollout", "function", "alias", "phase", "weight")} == {
+        "namespace": "payments",
+        "rollout": "checkout",
+        "function": "checkout-fn",
+        "alias": "live",
+        "phase": "Progressing",
+        "weight": 10,
+    }
+    assert "canary_version" not in first  # None fields are left out, not logged as null
+    assert second["canary_version"] == "7"
+    assert second["phase"] == "Progressing"
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_default_format_follows_the_terminal() -> None:
+    piped, terminal = io.StringIO(), TTY()
+    configure_logging(None, stream=piped)
+    logging.getLogger("x").info("hello")
+    configure_logging(None, stream=terminal)  # replaces the first handler instead of adding one
+    rollout_logger(logging.getLogger("x"), SPEC).info("hello")
+    assert json.loads(piped.getvalue())["message"] == "hello"
+    line = terminal.getvalue()
+    assert "INFO" in line and "hello" in line and "rollout=checkout" in line
+    assert len(piped.getvalue().splitlines()) == 1
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_secrets_are_redacted_from_messages_fields_and_tracebacks() -> None:
+    stream = io.StringIO()
+    configure_logging("json", stream=stream)
+    log = logging.getLogger("botocore.test")  # a child logger: the filter sits on the handler
+    log.info("using key %s with secret %s", ACCESS_KEY, SECRET_KEY)
+    log.info("headers: {'Authorization': 'AWS4-HMAC-SHA256 Credential=%s/20260101, Signature=abc'}", TEMP_KEY)
+    log.info("env", extra={"aws_session_token": SESSION_TOKEN, "config": {"password": "hunter2", "region": "eu"}})
+    try:
+        raise RuntimeError(f"token={SESSION_TOKEN}")
+    except RuntimeError:
+        log.exception("failed")
+    output = stream.getvalue()
+    for secret in (ACCESS_KEY, TEMP_KEY, SECRET_KEY, SESSION_TOKEN, "hunter2", "Signature=abc"):
+        assert secret not in output
+    lines = json_lines(stream)
+    assert lines[2]["aws_session_token"] == REDACTED
+    assert lines[2]["config"] == {"password": REDACTED, "region": "eu"}
+    assert "RuntimeError" in str(lines[3]["exception"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"key {ACCESS_KEY}.", f"key {REDACTED}."),
+        (f"aws_secret_access_key = {SECRET_KEY}", f"aws_secret_access_key = {REDACTED}"),
+        ('{"SessionToken": "abc.def"}', f'{{"SessionToken": "{REDACTED}"}}'),
+        ("X-Amz-Security-Token: abc", f"X-Amz-Security-Token: {REDACTED}"),
+        ("Authorization: Bearer abc.def", f"Authorization: {REDACTED}"),
+        ("curl -H 'bearer xyz'", f"curl -H 'bearer {REDACTED}'"),
+        (f"raw {SECRET_KEY} end", f"raw {REDACTED} end"),
+    ],
+)
+def test_redact_patterns(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "commit 3f786850e387550fdab836ed7e6dc881de23001b",  # 40 hex chars, lower case: a digest, not a key
+        "CodeSha256 Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5Kz0=",
+        "alias live -> version 12 at 10%",
+        "the token bucket for lambda-control waited 0.2s",
+    ],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    assert redact(text) == text

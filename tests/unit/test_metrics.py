@@ -1,0 +1,284 @@
+"""Unit tests of ``Metrics``: feed statuses and events, parse the exposition, check every series.
+
+The exposition is parsed with prometheus_client's own parser so the tests read what Prometheus
+would scrape, not the internals of the metric objects.
+"""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from controller.core.types import Phase, Status
+from controller.observability.metrics import (
+    PROMOTION_KINDS,
+    ROLLBACK_REASONS,
+    Metrics,
+    error_kind_label,
+    promotion_kind_label,
+    rollback_reason_label,
+)
+from controller.spec.model import CanaryStrategy, Pause, RolloutSpec, SetWeight
+
+SPEC = RolloutSpec(
+    namespace="payments",
+    name="checkout",
+    function_name="checkout-fn",
+    alias="live",
+    strategy=CanaryStrategy(steps=(SetWeight(10), Pause(60.0), SetWeight(50))),
+    progress_deadline=600.0,
+)
+OTHER = RolloutSpec(
+    namespace="payments",
+    name="refunds",
+    function_name="refunds-fn",
+    alias="live",
+    strategy=CanaryStrategy(steps=(SetWeight(20),)),
+)
+IDENTITY = {"namespace": "payments", "name": "checkout", "function": "checkout-fn", "alias": "live"}
+
+
+def status(
+    phase: Phase, *, weight: int = 0, step: int = 0, stable: str | None = "1", canary: str | None = "2"
+) -> Status:
+    return Status(
+        phase=phase,
+        stable_version=stable,
+        canary_version=canary,
+        canary_weight=weight,
+        current_step=step,
+        steps=3,
+        step_started_at=1000.0,
+        message="",
+        reason="",
+    )
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of the exposition, keyed by (sample name, label set)."""
+    text = metrics.exposition().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(metrics: Metrics, metric: str, /, **labels: str) -> float | None:
+    return samples(metrics).get((metric, frozenset(labels.items())))
+
+
+def names_with(metrics: Metrics, **labels: str) -> set[str]:
+    """Sample names having at least the given labels."""
+    wanted = set(labels.items())
+    return {name for name, label_set in samples(metrics) if wanted <= label_set}
+
+
+def test_build_info_and_private_registry() -> None:
+    first, second = Metrics(), Metrics()
+    first.rollout_status(SPEC, status(Phase.PROGRESSING), strategy="canary")
+    assert any(name == "lambda_rollouts_build_info" for name, _ in samples(first))
+    # Separate registries: the second engine sees nothing of the first one's rollouts.
+    assert not names_with(second, name="checkout")
+
+
+def test_rollout_status_series() -> None:
+    metrics = Metrics()
+    metrics.rollout_status(SPEC, status(Phase.PROGRESSING, weight=10, step=1), strategy="canary")
+    assert value(metrics, "lambda_rollouts_rollout_info", **IDENTITY, strategy="canary") == 1
+    for phase in Phase:
+        expected = 1 if phase == Phase.PROGRESSING else 0
+        assert value(metrics, "lambda_rollouts_rollout_phase", **IDENTITY, phase=phase.value) == expected
+    assert value(metrics, "lambda_rollouts_rollout_canary_weight_percent", **IDENTITY) == 10
+    assert value(metrics, "lambda_rollouts_rollout_current_step", **IDENTITY) == 1
+    assert value(metrics, "lambda_rollouts_rollout_steps", **IDENTITY) == 3
+    assert value(metrics, "lambda_rollouts_rollout_step_started_timestamp_seconds", **IDENTITY) == 1000
+    assert value(metrics, "lambda_rollouts_rollout_progress_deadline_seconds", **IDENTITY) == 600
+    assert value(metrics, "lambda_rollouts_rollout_version_info", **IDENTITY, role="stable", version="1") == 1
+    assert value(metrics, "lambda_rollouts_rollout_version_info", **IDENTITY, role="canary", version="2") == 1
+
+
+def test_changed_labels_replace_old_series() -> None:
+    metrics = Metrics()
+    metrics.rollout_status(SPEC, status(Phase.PROGRESSING, weight=10), strategy="canary")
+    metrics.rollout_status(SPEC, status(Phase.HEALTHY, weight=0, stable="2", canary=None), strategy="linear")
+    versions = {
+        dict(labels)["role"]: dict(labels)["version"]
+        for name, labels in samples(metrics)
+        if name == "lambda_rollouts_rollout_version_info"
+    }
+    assert versions == {"stable": "2"}
+    assert value(metrics, "lambda_rollouts_rollout_info", **IDENTITY, strategy="canary") is None
+    assert value(metrics, "lambda_rollouts_rollout_info", **IDENTITY, strategy="linear") == 1
+
+
+def test_alarm_states_one_series_per_alarm() -> None:
+    metrics = Metrics()
+    metrics.alarm_states(SPEC, {"errors": "OK", "latency": "OK"})
+    metrics.alarm_states(SPEC, {"errors": "ALARM"})
+    states = {
+        dict(labels)["alarm"]: dict(labels)["state"]
+        for name, labels in samples(metrics)
+        if name == "lambda_rollouts_alarm_state"
+    }
+    assert states == {"errors": "ALARM"}
+
+
+def test_promotion_flow_counts_transitions_durations_and_promotion() -> None:
+    metrics = Metrics()
+    metrics.rollout_event(SPEC, from_phase=Phase.HEALTHY, to_phase=Phase.PROGRESSING, reason="Started", now=100.0)
+    metrics.rollout_event(SPEC, from_phase=Phase.PROGRESSING, to_phase=Phase.PAUSED, reason="Paused", now=130.0)
+    metrics.rollout_event(SPEC, from_phase=Phase.PAUSED, to_phase=Phase.HEALTHY, reason="Promoted", now=190.0)
+    transitions = "lambda_rollouts_rollout_transitions_total"
+    assert value(metrics, transitions, **IDENTITY, from_phase="Healthy", to_phase="Progressing") == 1
+    assert value(metrics, transitions, **IDENTITY, from_phase="Paused", to_phase="Healthy") == 1
+    phase_sum = "lambda_rollouts_rollout_phase_duration_seconds_sum"
+    assert value(metrics, phase_sum, **IDENTITY, phase="Progressing") == 30
+    assert value(metrics, phase_sum, **IDENTITY, phase="Paused") == 60
+    assert value(metrics, "lambda_rollouts_rollout_phase_started_timestamp_seconds", **IDENTITY) == 190
+    assert value(metrics, "lambda_rollouts_rollout_duration_seconds_sum", **IDENTITY, outcome="Healthy") == 90
+    assert value(metrics, "lambda_rollouts_rollout_duration_seconds_count", **IDENTITY, outcome="Healthy") == 1
+    assert value(metrics, "lambda_rollouts_promotions_total", **IDENTITY, kind="auto") == 1
+    assert not names_with(metrics, reason="alarm")
+
+
+def test_rollback_by_alarm_with_reaction_time() -> None:
+    metrics = Metrics()
+    metrics.rollout_event(SPEC, from_phase=Phase.HEALTHY, to_phase=Phase.PROGRESSING, reason="Started", now=0.0)
+    metrics.rollout_event(SPEC, from_phase=Phase.PROGRESSING, to_phase=Phase.ROLLED_BACK, reason="AlarmFired", now=50.0)
+    metrics.rollback_reaction(SPEC, seconds=1.5)
+    assert value(metrics, "lambda_rollouts_rollbacks_total", **IDENTITY, reason="alarm") == 1
+    assert value(metrics, "lambda_rollouts_rollout_duration_seconds_sum", **IDENTITY, outcome="RolledBack") == 50
+    assert value(metrics, "lambda_rollouts_rollback_reaction_seconds_sum", **IDENTITY) == 1.5
+    assert value(metrics, "lambda_rollouts_rollback_reaction_seconds_bucket", **IDENTITY, le="2.0") == 1
+    assert value(metrics, "lambda_rollouts_rollback_reaction_seconds_bucket", **IDENTITY, le="1.0") == 0
+    assert not names_with(metrics, kind="auto")
+
+
+def test_deadline_degrades_and_counts_as_deadline_rollback() -> None:
+    metrics = Metrics()
+    metrics.rollout_event(SPEC, from_phase=Phase.PENDING, to_phase=Phase.PROGRESSING, reason="Started", now=0.0)
+    metrics.rollout_event(
+        SPEC, from_phase=Phase.PROGRESSING, to_phase=Phase.DEGRADED, reason="ProgressDeadlineExceeded", now=700.0
+    )
+    assert value(metrics, "lambda_rollouts_rollbacks_total", **IDENTITY, reason="deadline") == 1
+    assert value(metrics, "lambda_rollouts_rollout_duration_seconds_count", **IDENTITY, outcome="Degraded") == 1
+
+
+def test_supersede_counts_a_rollback_and_restarts_the_attempt() -> None:
+    metrics = Metrics()
+    metrics.rollout_event(SPEC, from_phase=Phase.HEALTHY, to_phase=Phase.PROGRESSING, reason="Started", now=0.0)
+    metrics.rollout_event(SPEC, from_phase=Phase.PROGRESSING, to_phase=Phase.PROGRESSING, reason="Superseded", now=40.0)
+    metrics.rollout_event(SPEC, from_phase=Phase.PROGRESSING, to_phase=Phase.HEALTHY, reason="Promoted", now=100.0)
+    assert value(metrics, "lambda_rollouts_rollbacks_total", **IDENTITY, reason="supersede") == 1
+    # Same phase: no transition series, and the promoted attempt is measured from the supersede.
+    assert not names_with(metrics, from_phase="Progressing", to_phase="Progressing")
+    assert value(metrics, "lambda_rollouts_rollout_duration_seconds_sum", **IDENTITY, outcome="Healthy") == 60
+
+
+def test_duration_unknown_after_restart_is_not_invented() -> None:
+    metrics = Metrics()  # a fresh process that never saw the rollout start
+    metrics.rollout_event(SPEC, from_phase=Phase.PAUSED, to_phase=Phase.HEALTHY, reason="Promoted", now=100.0)
+    assert value(metrics, "lambda_rollouts_rollout_duration_seconds_count", **IDENTITY, outcome="Healthy") is None
+    assert value(metrics, "lambda_rollouts_rollout_phase_duration_seconds_count", **IDENTITY, phase="Paused") is None
+    assert value(metrics, "lambda_rollouts_promotions_total", **IDENTITY, kind="auto") == 1
+
+
+def test_undo_of_a_finished_rollout_is_a_manual_rollback() -> None:
+    metrics = Metrics()
+    metrics.rollout_event(SPEC, from_phase=Phase.HEALTHY, to_phase=Phase.ROLLED_BACK, reason="Undone", now=5.0)
+    assert value(metrics, "lambda_rollouts_rollbacks_total", **IDENTITY, reason="manual") == 1
+    assert not names_with(metrics, outcome="RolledBack")
+
+
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [
+        ("AlarmFired", "alarm"),
+        ("AnalysisFailed", "analysis"),
+        ("ProgressDeadlineExceeded", "deadline"),
+        ("Aborted", "manual"),
+        ("Superseded", "supersede"),
+        ("CanaryAlarmTriggered", "alarm"),
+        ("AbortRequested", "manual"),
+        ("HookFailed", "analysis"),
+        ("SomethingNew", "analysis"),
+    ],
+)
+def test_rollback_reason_labels(reason: str, label: str) -> None:
+    assert rollback_reason_label(reason) == label
+    assert label in ROLLBACK_REASONS
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [("Promoted", "auto"), ("Completed", "auto"), ("PromotedFull", "full"), ("PromoteRequested", "manual")],
+)
+def test_promotion_kind_labels(reason: str, kind: str) -> None:
+    assert promotion_kind_label(reason) == kind
+    assert kind in PROMOTION_KINDS
+
+
+def test_reconcile_and_error_kinds_are_bounded() -> None:
+    metrics = Metrics()
+    metrics.reconcile_finished(SPEC, seconds=0.02, error=None)
+    metrics.reconcile_finished(SPEC, seconds=0.3, error="ThrottlingException")
+    metrics.reconcile_finished(SPEC, seconds=0.3, error="could not reach arn:aws:lambda:... (timeout)")
+    assert value(metrics, "lambda_rollouts_reconcile_duration_seconds_count", **IDENTITY) == 3
+    assert value(metrics, "lambda_rollouts_reconcile_errors_total", **IDENTITY, kind="ThrottlingException") == 1
+    assert value(metrics, "lambda_rollouts_reconcile_errors_total", **IDENTITY, kind="other") == 1
+    assert error_kind_label("KeyError") == "KeyError"
+
+
+def test_aws_calls_budget_leader_ready() -> None:
+    metrics = Metrics()
+    metrics.api_call(service="lambda", operation="UpdateAlias", outcome="ok", seconds=0.01)
+    metrics.api_call(service="lambda", operation="UpdateAlias", outcome="throttled", seconds=0.02)
+    metrics.budget_wait(family="lambda-control", seconds=0.5)
+    metrics.set_leader(True)
+    metrics.set_ready(False)
+    calls = "lambda_rollouts_aws_api_calls_total"
+    assert value(metrics, calls, service="lambda", operation="UpdateAlias", outcome="throttled") == 1
+    duration = "lambda_rollouts_aws_api_call_duration_seconds_count"
+    assert value(metrics, duration, service="lambda", operation="UpdateAlias") == 2
+    assert value(metrics, "lambda_rollouts_aws_budget_wait_seconds_sum", family="lambda-control") == 0.5
+    assert value(metrics, "lambda_rollouts_leader") == 1
+    assert value(metrics, "lambda_rollouts_ready") == 0
+
+
+def test_alias_writes_start_at_zero_and_count() -> None:
+    metrics = Metrics()
+    metrics.rollout_status(SPEC, status(Phase.PROGRESSING), strategy="canary")
+    assert value(metrics, "lambda_rollouts_alias_writes_total", **IDENTITY, kind="rollback") == 0
+    metrics.alias_written(SPEC)
+    metrics.alias_written(SPEC, rollback=True)
+    assert value(metrics, "lambda_rollouts_alias_writes_total", **IDENTITY, kind="rollout") == 1
+    assert value(metrics, "lambda_rollouts_alias_writes_total", **IDENTITY, kind="rollback") == 1
+
+
+def test_removed_rollout_loses_every_series_and_others_stay() -> None:
+    metrics = Metrics()
+    for spec in (SPEC, OTHER):
+        metrics.rollout_status(spec, status(Phase.PROGRESSING, weight=10), strategy="canary")
+        metrics.rollout_event(spec, from_phase=Phase.HEALTHY, to_phase=Phase.PROGRESSING, reason="Started", now=0.0)
+        metrics.rollout_event(spec, from_phase=Phase.PROGRESSING, to_phase=Phase.ROLLED_BACK, reason="Aborted", now=9)
+        metrics.rollback_reaction(spec, seconds=1.0)
+        metrics.alarm_states(spec, {"errors": "ALARM"})
+        metrics.reconcile_finished(spec, seconds=0.1, error="Boom")
+        metrics.alias_written(spec, rollback=True)
+    metrics.api_call(service="lambda", operation="GetAlias", outcome="ok", seconds=0.01)
+    assert names_with(metrics, name="checkout")
+
+    metrics.rollout_removed(SPEC)
+    metrics.rollout_removed(SPEC)  # idempotent
+
+    assert names_with(metrics, name="checkout") == set()
+    assert names_with(metrics, name="refunds") >= {
+        "lambda_rollouts_rollout_info",
+        "lambda_rollouts_rollbacks_total",
+        "lambda_rollouts_rollback_reaction_seconds_count",
+    }
+    assert value(metrics, "lambda_rollouts_aws_api_calls_total", service="lambda", operation="GetAlias", outcome="ok")
+    # A rollout seen again after removal starts from scratch.
+    metrics.rollout_status(SPEC, status(Phase.HEALTHY), strategy="canary")
+    assert value(metrics, "lambda_rollouts_rollbacks_total", **IDENTITY, reason="manual") is None
