@@ -1,0 +1,201 @@
+"""The WSGI layer between the HTTP server and moto: call log, control endpoints, strict Lambda.
+
+moto's server is a WSGI application, so wrapping it is the least invasive way to see every
+request (for the call log benchmarks read), to answer ``/_emulator/*`` control requests, and to
+let :class:`~controller.emulator.lambda_ext.StrictLambda` refuse or serve Lambda requests before
+moto's lenient handlers run, without forking moto.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from moto.core.exceptions import JsonRESTError
+from moto.core.models import DEFAULT_ACCOUNT_ID
+
+from .lambda_ext import AwsError, StrictLambda
+from .settings import WRITE_LOCK, EmulatorSettings
+from .wire import identify, lambda_error
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_STATUS_TEXT = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request"}
+
+
+@dataclass
+class CallRecord:
+    """One request the emulator served."""
+
+    timestamp: float
+    service: str
+    operation: str
+    params: dict[str, Any] = field(default_factory=dict)
+    status: int = 0
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CallLog:
+    """Thread-safe, bounded list of :class:`CallRecord`."""
+
+    def __init__(self, limit: int) -> None:
+        self._records: deque[CallRecord] = deque(maxlen=limit)
+        self._lock = threading.Lock()
+
+    def add(self, record: CallRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    def records(self) -> list[CallRecord]:
+        with self._lock:
+            return list(self._records)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+
+def _account_from(headers: dict[str, str]) -> str:
+    """moto maps access keys to accounts; mirror that so our store agrees with moto's."""
+    auth = headers.get("authorization", "")
+    if "Credential=" not in auth:
+        return DEFAULT_ACCOUNT_ID
+    from moto.iam.models import get_account_id_from
+
+    return str(get_account_id_from(auth.split("Credential=")[1].split("/")[0]))
+
+
+class EmulatorApp:
+    """WSGI middleware wrapping moto's application."""
+
+    def __init__(
+        self,
+        inner: WsgiApp,
+        settings: EmulatorSettings,
+        strict_lambda: StrictLambda,
+        on_reset: Callable[[], None],
+        on_configure: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.inner = inner
+        self.settings = settings
+        self.strict_lambda = strict_lambda
+        self.calls = CallLog(settings.call_log_limit)
+        self._on_reset = on_reset
+        self._on_configure = on_configure
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_emulator/"):
+            return self._control(environ, start_response, path)
+        body = _read_body(environ)
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        method = environ.get("REQUEST_METHOD", "GET")
+        query_string = environ.get("QUERY_STRING", "")
+        op = identify(method, path, query_string, headers, body)
+        started = time.monotonic()
+        status_holder: list[int] = [0]
+
+        def recording_start(status: str, response_headers: list[tuple[str, str]], *exc: Any) -> Any:
+            status_holder[0] = int(status.split(" ", 1)[0])
+            return start_response(status, response_headers, *exc)
+
+        try:
+            if op.service == "lambda":
+                # The whole check-then-write must be atomic: see WRITE_LOCK.
+                with WRITE_LOCK:
+                    chunks = self._lambda(environ, recording_start, op, query_string, body, headers)
+            else:
+                chunks = list(self.inner(environ, recording_start))
+        finally:
+            if not path.startswith("/moto-api"):
+                self.calls.add(
+                    CallRecord(
+                        timestamp=time.time(),
+                        service=op.service,
+                        operation=op.operation,
+                        params=op.params,
+                        status=status_holder[0],
+                        duration_ms=round((time.monotonic() - started) * 1000, 3),
+                    )
+                )
+        return chunks
+
+    def _lambda(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        op: Any,
+        query_string: str,
+        body: bytes,
+        headers: dict[str, str],
+    ) -> list[bytes]:
+        account = _account_from(headers)
+        try:
+            served = self.strict_lambda.before(op, account, parse_qs(query_string), body)
+        except AwsError as err:
+            served = lambda_error(err.status, err.code, err.message)
+        except JsonRESTError as err:  # moto's own lookups raise its exceptions: pass them on as-is
+            served = lambda_error(int(err.code), err.error_type, err.message)
+        if served is None:
+            return list(self.inner(environ, start_response))
+        status, response_headers, payload = served
+        response_headers = {**response_headers, "Content-Length": str(len(payload))}
+        start_response(f"{status} {_STATUS_TEXT.get(status, 'Error')}", list(response_headers.items()))
+        return [payload]
+
+    def _control(self, environ: dict[str, Any], start_response: StartResponse, path: str) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        status: int = 200
+        payload: dict[str, Any] = {}
+        try:
+            if path == "/_emulator/calls" and method == "GET":
+                payload = {"calls": [r.to_dict() for r in self.calls.records()]}
+            elif path == "/_emulator/calls/clear" and method == "POST":
+                self.calls.clear()
+                payload = {"status": "ok"}
+            elif path == "/_emulator/config" and method == "POST":
+                self._on_configure(json.loads(_read_body(environ) or b"{}"))
+                payload = {"settings": self.settings.to_dict()}
+            elif path == "/_emulator/config" and method == "GET":
+                payload = {"settings": self.settings.to_dict()}
+            elif path == "/_emulator/reset" and method == "POST":
+                self._on_reset()
+                payload = {"status": "ok"}
+            else:
+                status, payload = 404, {"error": f"no such control endpoint: {method} {path}"}
+        except (ValueError, TypeError) as err:
+            status, payload = 400, {"error": str(err)}
+        data = json.dumps(payload).encode()
+        start_response(
+            f"{status} {'OK' if status == 200 else 'Error'}",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+        )
+        return [data]
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    """Read the request body once and put it back so moto can read it again."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    body: bytes = stream.read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return body
