@@ -8,6 +8,7 @@ seconds (``float``); the loader parses ``90s`` / ``5m`` / ``1h``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,10 @@ class Hooks:
     after_allow_traffic: Hook | None = None
 
 
+# What to do when the alias was moved by hand: report it and stop (Hold), or write our state back (Revert).
+DriftPolicy = Literal["Hold", "Revert"]
+
+
 @dataclass(frozen=True)
 class RolloutSpec:
     """One LambdaRollout: where it comes from (namespace/name) and what it wants."""
@@ -130,6 +135,7 @@ class RolloutSpec:
     progress_deadline: float | None = None
     revert_on_deletion: bool = False
     generation: int = 0
+    drift_policy: DriftPolicy = "Hold"
 
     @property
     def key(self) -> str:

@@ -1,0 +1,129 @@
+"""Turning a LambdaRollout document that passed every check into the typed ``RolloutSpec``.
+
+It trusts the schema and the semantic checks: by the time a document gets here its shapes and
+ranges are right, so this module only renames fields, parses durations and fills defaults. The
+defaults live in ``model.py``; a test keeps the CRD's ``default:`` values in step with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from controller.spec.durations import parse_duration
+from controller.spec.model import (
+    AllAtOnceStrategy,
+    Analysis,
+    AsyncInvoke,
+    BlueGreenStrategy,
+    CanaryStrategy,
+    Concurrency,
+    Hook,
+    Hooks,
+    LinearStrategy,
+    Pause,
+    PresetStrategy,
+    Publish,
+    RolloutSpec,
+    SetWeight,
+    Step,
+    Strategy,
+)
+from controller.spec.presets import canonical_preset_name
+
+_DEFAULT_WARMUP_TIMEOUT = Concurrency().warmup_timeout
+_DEFAULT_HOOK_TIMEOUT = Hook().timeout
+
+
+def _duration(value: str | None) -> float | None:
+    return None if value is None else parse_duration(value)
+
+
+def build_rollout(document: Mapping[str, Any], *, default_namespace: str) -> RolloutSpec:
+    """The ``RolloutSpec`` of a valid document."""
+    metadata: Mapping[str, Any] = document.get("metadata") or {}
+    spec: Mapping[str, Any] = document["spec"]
+    publish = spec.get("publish")
+    return RolloutSpec(
+        namespace=metadata.get("namespace") or default_namespace,
+        name=metadata["name"],
+        generation=int(metadata.get("generation") or 0),
+        function_name=spec["functionName"],
+        alias=spec["alias"],
+        strategy=_strategy(spec["strategy"]),
+        version=spec.get("version"),
+        publish=None if publish is None else Publish(publish["codeSha256"], publish.get("description")),
+        analysis=Analysis(alarms=tuple(spec.get("analysis", {}).get("alarms", ()))),
+        concurrency=_concurrency(spec.get("concurrency")),
+        async_invoke=_async_invoke(spec.get("asyncInvoke")),
+        hooks=_hooks(spec.get("hooks") or {}),
+        paused=bool(spec.get("paused", False)),
+        progress_deadline=_duration(spec.get("progressDeadline")),
+        revert_on_deletion=bool(spec.get("revertOnDeletion", False)),
+        drift_policy=spec.get("driftPolicy", "Hold"),
+    )
+
+
+def _strategy(strategy: Mapping[str, Any]) -> Strategy:
+    if "preset" in strategy:
+        return PresetStrategy(canonical_preset_name(strategy["preset"]))
+    if "canary" in strategy:
+        return CanaryStrategy(steps=tuple(_step(step) for step in strategy["canary"]["steps"]))
+    if "linear" in strategy:
+        linear = strategy["linear"]
+        return LinearStrategy(step_percent=linear["stepPercent"], interval=parse_duration(linear["interval"]))
+    if "blueGreen" in strategy:
+        blue_green = strategy["blueGreen"]
+        return BlueGreenStrategy(
+            preview_alias=blue_green["previewAlias"],
+            previous_alias=blue_green.get("previousAlias"),
+            auto_promote=bool(blue_green.get("autoPromote", False)),
+            auto_promote_after=_duration(blue_green.get("autoPromoteAfter")),
+        )
+    return AllAtOnceStrategy()
+
+
+def _step(step: Mapping[str, Any]) -> Step:
+    if "setWeight" in step:
+        return SetWeight(weight=step["setWeight"])
+    return Pause(duration=_duration((step["pause"] or {}).get("duration")))
+
+
+def _concurrency(concurrency: Mapping[str, Any] | None) -> Concurrency | None:
+    if concurrency is None:
+        return None
+    timeout = _duration(concurrency.get("warmupTimeout"))
+    return Concurrency(
+        reserved=concurrency.get("reserved"),
+        provisioned=concurrency.get("provisioned"),
+        warmup_timeout=_DEFAULT_WARMUP_TIMEOUT if timeout is None else timeout,
+    )
+
+
+def _async_invoke(settings: Mapping[str, Any] | None) -> AsyncInvoke | None:
+    if settings is None:
+        return None
+    return AsyncInvoke(
+        maximum_retry_attempts=settings.get("maximumRetryAttempts"),
+        maximum_event_age_seconds=settings.get("maximumEventAgeSeconds"),
+        on_success=settings.get("onSuccess"),
+        on_failure=settings.get("onFailure"),
+    )
+
+
+def _hook(hook: Mapping[str, Any] | None) -> Hook | None:
+    if hook is None:
+        return None
+    timeout = _duration(hook.get("timeout"))
+    return Hook(
+        function=hook.get("function"),
+        url=hook.get("url"),
+        timeout=_DEFAULT_HOOK_TIMEOUT if timeout is None else timeout,
+    )
+
+
+def _hooks(hooks: Mapping[str, Any]) -> Hooks:
+    return Hooks(
+        before_allow_traffic=_hook(hooks.get("beforeAllowTraffic")),
+        after_allow_traffic=_hook(hooks.get("afterAllowTraffic")),
+    )

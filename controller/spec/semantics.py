@@ -1,0 +1,127 @@
+"""The rules a schema cannot express, checked on the raw document after (or despite) the schema.
+
+They run on the plain dict even when the schema found errors, so the user gets every problem at
+once; each check therefore looks only at values of the type it expects and skips the rest (the
+schema has already reported those). The CRD repeats some of these rules as CEL for ``kubectl``,
+but CEL does not run here, so this module is where they are enforced for every source.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeGuard
+
+from controller.spec.durations import is_duration, parse_duration
+from controller.spec.errors import Path
+
+# Kubernetes object names: a DNS-1123 subdomain; namespaces: a DNS-1123 label.
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+Problem = tuple[Path, str]
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def semantic_errors(document: Mapping[str, Any]) -> list[Problem]:
+    """Every semantic problem of one LambdaRollout document as ``(path, message)``."""
+    spec = _mapping(document.get("spec"))
+    strategy = _mapping(spec.get("strategy"))
+    return [
+        *_metadata(document.get("metadata")),
+        *_alias(spec),
+        *_canary_steps(_mapping(strategy.get("canary")).get("steps")),
+        *_blue_green(spec, _mapping(strategy.get("blueGreen"))),
+        *_concurrency(_mapping(spec.get("concurrency"))),
+        *_positive_durations(spec),
+    ]
+
+
+def _metadata(metadata: Any) -> Iterator[Problem]:
+    if not isinstance(metadata, dict):
+        yield ("metadata",), "required: a mapping with at least name"
+        return
+    name = metadata.get("name")
+    if name is None:
+        yield ("metadata", "name"), "required field is missing"
+    elif not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        yield ("metadata", "name"), f"{name!r} is not a valid name (lowercase letters, digits, - and ., up to 253)"
+    namespace = metadata.get("namespace")
+    if namespace is not None and (
+        not isinstance(namespace, str) or len(namespace) > 63 or not _DNS_LABEL.match(namespace)
+    ):
+        yield ("metadata", "namespace"), f"{namespace!r} is not a valid namespace (lowercase letters, digits and -)"
+
+
+def _alias(spec: Mapping[str, Any]) -> Iterator[Problem]:
+    if spec.get("alias") == "$LATEST":
+        yield ("spec", "alias"), "$LATEST is the unpublished code, not an alias; name the alias (e.g. prod)"
+
+
+def _canary_steps(steps: Any) -> Iterator[Problem]:
+    if not isinstance(steps, list):
+        return
+    base: Path = ("spec", "strategy", "canary", "steps")
+    previous: tuple[int, int] | None = None  # (index, weight) of the last setWeight seen
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        weight = step.get("setWeight")
+        if "pause" in step and "setWeight" not in step and previous is None:
+            yield (*base, index, "pause"), "a pause before the first setWeight holds no traffic; start with a setWeight"
+        if not _is_int(weight):
+            continue
+        path = (*base, index, "setWeight")
+        if weight == 0:
+            yield path, "0 sends no traffic to the new version; canary weights are 1-99"
+            continue
+        if weight == 100:
+            yield path, "100 is not a canary step: the rollout goes to 100% by itself after the last step (use 1-99)"
+        elif previous is not None and weight < previous[1]:
+            earlier, earlier_weight = previous
+            yield path, f"{weight} is lower than steps[{earlier}].setWeight ({earlier_weight}); weights may not go down"
+        previous = (index, weight)
+
+
+def _blue_green(spec: Mapping[str, Any], blue_green: Mapping[str, Any]) -> Iterator[Problem]:
+    base: Path = ("spec", "strategy", "blueGreen")
+    alias, preview, previous = spec.get("alias"), blue_green.get("previewAlias"), blue_green.get("previousAlias")
+    if isinstance(preview, str) and preview == alias:
+        yield (*base, "previewAlias"), f"must differ from spec.alias ({alias})"
+    if isinstance(previous, str) and previous == alias:
+        yield (*base, "previousAlias"), f"must differ from spec.alias ({alias})"
+    elif isinstance(previous, str) and previous == preview:
+        yield (*base, "previousAlias"), f"must differ from previewAlias ({preview})"
+    if "autoPromoteAfter" in blue_green and blue_green.get("autoPromote") is not True:
+        yield (*base, "autoPromoteAfter"), "needs autoPromote: true"
+
+
+def _concurrency(concurrency: Mapping[str, Any]) -> Iterator[Problem]:
+    reserved, provisioned = concurrency.get("reserved"), concurrency.get("provisioned")
+    if _is_int(reserved) and _is_int(provisioned) and provisioned > reserved:
+        yield (
+            ("spec", "concurrency", "provisioned"),
+            f"{provisioned} is more than concurrency.reserved ({reserved}); Lambda refuses it",
+        )
+
+
+def _positive_durations(spec: Mapping[str, Any]) -> Iterator[Problem]:
+    """Durations that bound a wait: zero would make the rollout fail or skip at once."""
+    hooks = _mapping(spec.get("hooks"))
+    linear = _mapping(_mapping(spec.get("strategy")).get("linear"))
+    candidates: list[tuple[Path, Any]] = [
+        (("spec", "progressDeadline"), spec.get("progressDeadline")),
+        (("spec", "strategy", "linear", "interval"), linear.get("interval")),
+        (("spec", "concurrency", "warmupTimeout"), _mapping(spec.get("concurrency")).get("warmupTimeout")),
+        *((("spec", "hooks", name, "timeout"), _mapping(hooks.get(name)).get("timeout")) for name in hooks),
+    ]
+    for path, value in candidates:
+        if isinstance(value, str) and is_duration(value) and parse_duration(value) <= 0:
+            yield path, f"{value!r} must be longer than 0s"

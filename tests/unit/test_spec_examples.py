@@ -1,0 +1,85 @@
+"""The shipped examples are valid and mean what their comments say; ``validate``'s exit codes and output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_spec_invalid import REPO, run_validate
+
+from controller.spec.loader import load_paths
+from controller.spec.model import (
+    AllAtOnceStrategy,
+    BlueGreenStrategy,
+    CanaryStrategy,
+    LinearStrategy,
+    Pause,
+    PresetStrategy,
+    SetWeight,
+)
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+
+
+def test_validate_accepts_every_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_validate("examples/") == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    files = sorted(path.as_posix() for path in Path("examples").glob("*.yaml"))
+    assert out.splitlines() == [f"{file}: 1 rollout valid" for file in files]
+
+
+def test_validate_json_output(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_validate("-o", "json", "examples/canary.yaml", "tests/data/invalid/yaml-syntax.yaml") == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] is False
+    assert report["files"] == [
+        {"file": "examples/canary.yaml", "rollouts": ["payments/brand-api"], "errors": 0},
+        {"file": "tests/data/invalid/yaml-syntax.yaml", "rollouts": [], "errors": 1},
+    ]
+    assert report["errors"] == [
+        {
+            "file": "tests/data/invalid/yaml-syntax.yaml",
+            "line": 9,
+            "path": "yaml",
+            "message": "expected ',' or ']', but got ':' (while parsing a flow sequence started at line 8)",
+        }
+    ]
+
+
+def test_validate_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_validate("examples/canary.yaml", "no/such/file.yaml") == 2
+    assert capsys.readouterr().err == "lambda-rollouts validate: no/such/file.yaml: no such file or directory\n"
+    with pytest.raises(SystemExit) as exit_info:
+        run_validate()
+    assert exit_info.value.code == 2
+
+
+def test_validate_a_file_without_rollouts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = tmp_path / "configmap.yaml"
+    other.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    assert run_validate(str(other)) == 0
+    assert capsys.readouterr().out == f"{other.as_posix()}: no LambdaRollout documents\n"
+
+
+def test_examples_cover_every_strategy_and_preset_family() -> None:
+    specs = {Path(rollout.file).stem: rollout.spec for rollout in load_paths(["examples"]).rollouts}
+    assert specs["canary"].strategy == CanaryStrategy(steps=(SetWeight(5), Pause(300.0), SetWeight(25), Pause(None)))
+    assert specs["linear"].strategy == LinearStrategy(step_percent=20, interval=120.0)
+    assert specs["all-at-once"].strategy == AllAtOnceStrategy()
+    assert specs["blue-green"].strategy == BlueGreenStrategy("green", "previous", True, 600.0)
+    assert specs["publish-by-hash"].publish is not None and specs["publish-by-hash"].version is None
+    assert specs["preset-canary"].strategy == PresetStrategy("Canary10Percent5Minutes")
+    assert specs["preset-linear"].strategy == PresetStrategy("Linear10PercentEvery1Minute")
+    assert specs["preset-all-at-once"].strategy == PresetStrategy("AllAtOnce")
+    full = specs["full"]
+    assert full.concurrency is not None and full.concurrency.provisioned == 50
+    assert full.async_invoke is not None and full.async_invoke.maximum_retry_attempts == 1
+    assert full.hooks.before_allow_traffic is not None and full.hooks.before_allow_traffic.timeout == 120.0
+    assert full.hooks.after_allow_traffic is not None and full.hooks.after_allow_traffic.url
+    assert len(full.analysis.alarms) == 3
+    assert full.progress_deadline == 5400.0
