@@ -1,13 +1,130 @@
-"""PLACEHOLDER: the 'operator' verb; replaced by its real implementation."""
+"""``lambda-rollouts operator``: the controller daemon in Kubernetes mode.
+
+LambdaRollout custom resources are the source, the engine is the one ``run`` uses (same budget,
+same durable record), ``.status`` and Events are the output. Several replicas may run: a
+``coordination.k8s.io`` Lease elects the one that writes. SIGTERM stops cleanly: the tick in
+flight finishes its AWS writes, then the Lease is released so the standby takes over at once.
+"""
+
+from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+
+from controller.observability.http import Health, ObservabilityServer
+from controller.observability.logs import configure_logging
+from controller.observability.metrics import Metrics
+from controller.runtime.engine import EngineSettings
+from controller.runtime.kubeapi import KubeApi
+from controller.runtime.leader import LeaderElector, LeaseSettings
+from controller.runtime.wiring import add_time_scale, clients_from_args
+from controller.sources.kube import Login, Operator, OperatorSettings, default_login, endpoint_of, run_operator
+
+logger = logging.getLogger("controller.operator")
 
 
-def add_arguments(parser: argparse.ArgumentParser, **_: Any) -> None:
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable); default: all"
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between reconcile ticks (default 5)")
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve /metrics, /healthz, /readyz here")
+    parser.add_argument("--lease-name", default="lambda-rollouts-leader", help="the leader-election Lease")
+    parser.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE") or "default",
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
+    parser.add_argument("--lease-duration", type=float, default=15.0, help="seconds a leader's lease lasts")
+    parser.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
+        help="this replica's name in the Lease (default: $POD_NAME)",
+    )
+    add_time_scale(parser)
+
+
+def lease_settings(args: argparse.Namespace) -> LeaseSettings:
+    """client-go's proportions (15 s / 10 s / 2 s) scaled to the chosen lease duration."""
+    duration = float(args.lease_duration)
+    return LeaseSettings(
+        name=args.lease_name,
+        namespace=args.lease_namespace,
+        lease_duration=duration,
+        renew_deadline=duration * 2 / 3,
+        retry_period=duration * 2 / 15,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    print("not available yet")
-    return 2
+    configure_logging(args.log_format, args.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args))
+    return 0
+
+
+async def serve(args: argparse.Namespace, *, login: Login = default_login, stop: asyncio.Event | None = None) -> None:
+    """The whole daemon; ``login`` and ``stop`` are parameters so tests can run it in-process."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    metrics = Metrics()
+    health = Health(interval=args.interval, metrics=metrics)
+    aws = clients_from_args(args)
+    endpoint = endpoint_of(await login())
+
+    async def relogin() -> object:
+        return endpoint_of(await login())
+
+    async with KubeApi(endpoint, relogin=relogin) as api:  # type: ignore[arg-type]
+        elector = LeaderElector(api, identity=args.identity, settings=lease_settings(args))
+        operator = Operator(
+            api=api,
+            aws=aws,
+            elector=elector,
+            settings=OperatorSettings(
+                identity=args.identity,
+                engine=EngineSettings(interval=args.interval, time_scale=args.time_scale),
+                namespaces=tuple(args.namespace),
+            ),
+            clock=time.time,
+            on_tick=health.heartbeat,
+        )
+        elector.on_lost = operator.lost_leadership
+        server = ObservabilityServer(metrics=metrics, health=health, port=args.metrics_port or 0)
+        async with contextlib.AsyncExitStack() as stack:
+            if args.metrics_port is not None:
+                await stack.enter_async_context(server)
+            monitor = asyncio.create_task(_report_health(operator, health, metrics, args.interval, stop))
+            try:
+                await run_operator(operator=operator, login=login, stop=stop)
+            finally:
+                monitor.cancel()
+
+
+async def _report_health(
+    operator: Operator, health: Health, metrics: Metrics, interval: float, stop: asyncio.Event
+) -> None:
+    """Readiness flags and the standby's heartbeat (the leader's comes from its housekeeping ticks)."""
+    while not stop.is_set():
+        leading = operator.elector.is_leader
+        metrics.set_leader(leading)
+        health.set_leadership_known(operator.elector.known.is_set())
+        health.set_sources_loaded(operator.source.loaded)
+        engine = operator.engine
+        health.set_aws_reachable(not leading or (engine is not None and engine.ready))
+        if not leading:
+            health.heartbeat()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=min(interval, 1.0))
