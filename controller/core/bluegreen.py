@@ -1,0 +1,97 @@
+"""Blue/green as a small state machine over ``record.step_index``, not a weight plan.
+
+0. the preview alias gets the new version (whoever calls the preview alias tests it);
+1. wait for ``promote`` (or ``autoPromoteAfter`` seconds when ``autoPromote``);
+2. cut-over, first half: ``previousAlias`` (if set) gets the outgoing version, so ``undo`` later is
+   one alias update;
+3. cut-over, second half: the main alias gets the new version at 100% (phase Promoting);
+4. after that write is confirmed the common promotion rule makes it Healthy.
+
+Each alias write is its own decision (write-ahead allows one in flight), so the two cut-over writes
+come one per decide with ``requeue_after=0``. Until step 3 the main alias keeps the stable version,
+so a rollback before the cut-over needs no alias write at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from controller.core.context import Ctx, finish, make_write
+from controller.core.reasons import Reason
+from controller.core.types import AliasRouting, Decision, Phase
+from controller.spec.model import BlueGreenStrategy
+
+
+def advance_blue_green(ctx: Ctx, strategy: BlueGreenStrategy) -> Decision:
+    record = ctx.record
+    assert record.canary is not None and record.stable is not None
+    now, canary, stable = ctx.now, record.canary, record.stable
+    while True:
+        index = record.step_index
+        if index == 0:
+            write = make_write(ctx, AliasRouting(canary), alias=strategy.preview_alias)
+            wait = (strategy.auto_promote_after or 0.0) if strategy.auto_promote else None
+            record = dataclasses.replace(
+                record,
+                step_index=1,
+                step_started_at=now,
+                pending=write.write,
+                phase=Phase.PROGRESSING,
+                reason=Reason.PREVIEW_READY,
+                message=f"version {record.canary} on preview alias {strategy.preview_alias}",
+            )
+            return finish(ctx, record, actions=(write,), requeue_after=wait)
+        if index == 1:
+            if not strategy.auto_promote:
+                record = dataclasses.replace(
+                    record,
+                    phase=Phase.PAUSED,
+                    reason=Reason.WAITING_FOR_PROMOTE,
+                    message=(
+                        f"version {record.canary} is on preview alias {strategy.preview_alias}; "
+                        "waiting for `promote` to cut over"
+                    ),
+                )
+                return finish(ctx, record)
+            started = record.step_started_at if record.step_started_at is not None else now
+            left = (strategy.auto_promote_after or 0.0) - (now - started)
+            if left > 0:
+                record = dataclasses.replace(
+                    record,
+                    phase=Phase.PROGRESSING,
+                    reason=Reason.BAKING,
+                    message=(
+                        f"version {record.canary} on preview alias {strategy.preview_alias}; cut-over in {left:.0f}s"
+                    ),
+                )
+                return finish(ctx, record, requeue_after=left)
+            record = dataclasses.replace(record, step_index=2, step_started_at=now)
+            continue
+        if index == 2:
+            if strategy.previous_alias is None:
+                record = dataclasses.replace(record, step_index=3)
+                continue
+            write = make_write(ctx, AliasRouting(stable), alias=strategy.previous_alias)
+            record = dataclasses.replace(
+                record,
+                step_index=3,
+                step_started_at=now,
+                pending=write.write,
+                phase=Phase.PROGRESSING,
+                reason=Reason.CUTTING_OVER,
+                message=f"cut-over: previous alias {strategy.previous_alias} keeps version {record.stable}",
+            )
+            return finish(ctx, record, actions=(write,), requeue_after=0)
+        # index 3 (or beyond, after a strategy edit): the main alias, in one write.
+        write = make_write(ctx, AliasRouting(canary))
+        record = dataclasses.replace(
+            record,
+            step_index=4,
+            step_started_at=now,
+            weight=100,
+            pending=write.write,
+            phase=Phase.PROMOTING,
+            reason=record.reason if record.reason == Reason.PROMOTE_FULL else Reason.PROMOTING,
+            message=f"cut-over: alias {ctx.spec.alias} to version {record.canary}",
+        )
+        return finish(ctx, record, actions=(write,), requeue_after=0)

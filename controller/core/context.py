@@ -1,0 +1,246 @@
+"""What every decision rule sees (``Ctx``) and the few helpers they share.
+
+``decide`` threads one immutable ``Ctx`` through a list of small rules. A rule either returns a
+``Decision`` (it has the last word) or a ``Ctx`` (possibly with an updated working record, extra
+events or notes) for the next rule. The helpers here are the only places that build alias writes,
+withdraw a canary, and turn a record into a ``Decision``, so the write-ahead protocol and the status
+derivation cannot drift apart between rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from controller.core.reasons import Outcome, Reason
+from controller.core.types import (
+    Action,
+    AliasRouting,
+    AliasWrite,
+    Decision,
+    Event,
+    FailedVersion,
+    HistoryEntry,
+    Observed,
+    Phase,
+    Record,
+    Status,
+    UpdateAlias,
+)
+from controller.spec.model import BlueGreenStrategy, Pause, RolloutSpec, Step
+
+# History is kept short: it is stored in tags on the function next to the rest of the record.
+HISTORY_LIMIT = 5
+# Blue/green walks four steps: preview, wait for promote, previous alias, main alias.
+BLUE_GREEN_STEPS = 4
+_WARNING_PHASES = frozenset({Phase.DEGRADED, Phase.ROLLED_BACK, Phase.INVALID})
+
+
+@dataclass(frozen=True)
+class Ctx:
+    spec: RolloutSpec
+    observed: Observed
+    now: float
+    plan: tuple[Step, ...]
+    spec_hash: str
+    desired: str | None  # the version to reach: resolved publish, else spec.version
+    first_sight: bool  # no record was passed in
+    original: Record  # the record as passed in (``Record()`` on first sight)
+    record: Record  # the working record the rules evolve
+    events: tuple[Event, ...] = ()
+    notes: tuple[str, ...] = ()  # why a request did not apply, appended to the message
+
+    @property
+    def blue_green(self) -> BlueGreenStrategy | None:
+        return self.spec.strategy if isinstance(self.spec.strategy, BlueGreenStrategy) else None
+
+    @property
+    def steps(self) -> int:
+        return BLUE_GREEN_STEPS if self.blue_green else len(self.plan)
+
+    @property
+    def seen(self) -> AliasRouting | None:
+        """The main alias as read this tick; None when it does not exist or was not read."""
+        if self.observed.alias_read and self.observed.alias_exists:
+            return self.observed.alias
+        return None
+
+    def with_record(self, record: Record, *events: Event) -> Ctx:
+        return dataclasses.replace(self, record=record, events=self.events + events)
+
+    def note(self, text: str) -> Ctx:
+        return dataclasses.replace(self, notes=(*self.notes, text))
+
+
+def describe(routing: AliasRouting | None) -> str:
+    if routing is None:
+        return "missing"
+    if routing.additional is None or routing.weight <= 0:
+        return f"version {routing.primary} at 100%"
+    percent = routing.weight * 100
+    return f"version {routing.primary} at {100 - percent:g}% + {routing.additional} at {percent:g}%"
+
+
+def expected_routing(record: Record) -> AliasRouting | None:
+    """What the main alias holds once the record's writes (including a pending one) are made."""
+    if record.stable is None:
+        return None
+    if record.canary is not None and record.weight >= 100:
+        return AliasRouting(record.canary)
+    if record.canary is not None and record.weight > 0:
+        return AliasRouting(record.stable, record.canary, record.weight / 100)
+    return AliasRouting(record.stable)
+
+
+def alias_state(ctx: Ctx, alias: str) -> tuple[bool, AliasRouting | None]:
+    """(read this tick, routing or None when missing) for the main alias or a blue/green side alias.
+
+    Side aliases are listed in ``observed.other_aliases`` whenever the main alias is read; one that
+    is absent there does not exist.
+    """
+    if alias == ctx.spec.alias:
+        return ctx.observed.alias_read, ctx.seen
+    return ctx.observed.alias_read, ctx.observed.other_aliases.get(alias)
+
+
+def believed_main(ctx: Ctx) -> AliasRouting | None:
+    """The main alias as read, or as the record believes it to be when it was not read."""
+    if ctx.observed.alias_read:
+        return ctx.seen
+    pending = ctx.record.pending
+    if pending is not None and pending.alias == ctx.spec.alias:
+        # Unconfirmed: it may or may not have happened; the shell re-reads before it writes anyway.
+        return pending.previous
+    return expected_routing(ctx.record)
+
+
+def make_write(ctx: Ctx, routing: AliasRouting, *, alias: str | None = None, rollback: bool = False) -> UpdateAlias:
+    """An alias write whose ``AliasWrite`` also goes into the record (write-ahead)."""
+    name = alias or ctx.spec.alias
+    previous = believed_main(ctx) if name == ctx.spec.alias else alias_state(ctx, name)[1]
+    return UpdateAlias(AliasWrite(name, routing, previous), create=creates(ctx, name), rollback=rollback)
+
+
+def creates(ctx: Ctx, alias: str) -> bool:
+    """Whether a write to ``alias`` must create it (main alias read and absent; side alias not listed)."""
+    if alias == ctx.spec.alias:
+        return ctx.observed.alias_read and not ctx.observed.alias_exists
+    return alias not in ctx.observed.other_aliases
+
+
+def is_failed(record: Record, version: str | None, spec_hash: str) -> FailedVersion | None:
+    for failed in record.failed:
+        if failed.version == version and failed.spec_hash == spec_hash:
+            return failed
+    return None
+
+
+def with_failed(record: Record, version: str, spec_hash: str, reason: str) -> tuple[FailedVersion, ...]:
+    # Only marks under the current hash matter; older ones are dropped to keep the record small.
+    kept = tuple(f for f in record.failed if f.spec_hash == spec_hash and f.version != version)
+    return (*kept, FailedVersion(version, spec_hash, reason))
+
+
+def with_history(record: Record, entry: HistoryEntry) -> tuple[HistoryEntry, ...]:
+    return (*record.history, entry)[-HISTORY_LIMIT:]
+
+
+def current_pause(ctx: Ctx) -> float | None:
+    """Seconds the current step may legitimately last (a timed pause), 0 for a write step, None if unbounded."""
+    record = ctx.record
+    if record.pending is not None:
+        # The step after a write starts only once the write is confirmed: until then, no allowance.
+        return 0.0
+    bg = ctx.blue_green
+    if bg is not None:
+        if record.step_index == 1:
+            return (bg.auto_promote_after or 0.0) if bg.auto_promote else None
+        return 0.0
+    if record.step_index < len(ctx.plan):
+        step = ctx.plan[record.step_index]
+        if isinstance(step, Pause):
+            return step.duration
+    return 0.0
+
+
+def withdraw(
+    ctx: Ctx,
+    *,
+    phase: Phase,
+    reason: Reason,
+    message: str,
+    outcome: Outcome,
+    fail: bool,
+    by: str = "",
+) -> tuple[Record, UpdateAlias | None]:
+    """Take the canary out: the record without it and, if the alias is not already there, the write
+    that puts the stable version back at 100% (marked ``rollback`` so the API budget serves it first)."""
+    record = ctx.record
+    assert record.canary is not None and record.stable is not None
+    new = dataclasses.replace(
+        record,
+        canary=None,
+        weight=0,
+        step_index=0,
+        step_started_at=ctx.now,
+        started_at=None,
+        pending=None,
+        phase=phase,
+        reason=reason,
+        message=message,
+        history=with_history(record, HistoryEntry(record.canary, outcome, reason, ctx.now, by)),
+        failed=with_failed(record, record.canary, ctx.spec_hash, reason) if fail else record.failed,
+    )
+    target = AliasRouting(record.stable)
+    main_pending = record.pending is not None and record.pending.alias == ctx.spec.alias
+    if target.same_as(believed_main(ctx)) and (ctx.observed.alias_read or not main_pending):
+        return new, None
+    write = make_write(ctx, target, rollback=True)
+    return dataclasses.replace(new, pending=write.write), write
+
+
+def finish(
+    ctx: Ctx,
+    record: Record,
+    *,
+    actions: tuple[Action, ...] = (),
+    requeue_after: float | None = None,
+    show: tuple[Phase, str, str] | None = None,
+    read_alias: bool = False,
+) -> Decision:
+    """Turn the final record into a Decision: status, transition events, notes, change tracking.
+
+    ``show`` overrides phase/reason/message in the status only (Invalid and Pending answers leave the
+    record untouched so that nothing is written anywhere).
+    """
+    if ctx.notes and show is None:
+        record = dataclasses.replace(record, message="; ".join((record.message, *ctx.notes)).strip("; "))
+    phase, reason, message = show if show is not None else (record.phase, record.reason, record.message)
+    if show is not None and ctx.notes:
+        message = "; ".join((message, *ctx.notes))
+    events = ctx.events
+    before = None if ctx.first_sight else ctx.original.phase
+    if phase != before and not any(e.reason == reason for e in events):
+        events = (*events, Event(reason, message, warning=phase in _WARNING_PHASES))
+    status = Status(
+        phase=phase,
+        stable_version=record.stable,
+        canary_version=record.canary,
+        canary_weight=record.weight if record.canary is not None else 0,
+        current_step=record.step_index,
+        steps=ctx.steps,
+        step_started_at=record.step_started_at,
+        message=message,
+        reason=reason,
+        history=record.history,
+        errors=(message,) if phase is Phase.INVALID else (),
+    )
+    return Decision(
+        actions=actions,
+        record=record,
+        status=status,
+        events=events,
+        requeue_after=requeue_after,
+        read_alias=read_alias,
+        record_changed=record != ctx.original,
+    )

@@ -1,0 +1,568 @@
+"""``decide(spec, record, observed, now) -> Decision``: the whole rollout logic, pure.
+
+It reads as a list of small rules tried in order (``RULES``). Each takes the context and returns
+either a ``Decision`` (it has the last word) or a context for the next rule, possibly with an updated
+working record: confirming a write that happened, starting a rollout, moving the step pointer for a
+``promote``. The order *is* the policy, so read it top to bottom:
+
+1. nothing can be decided about a function that does not exist, or without the alias on first sight;
+2. a write that already happened is confirmed, a finished final write becomes Healthy;
+3. operator requests are applied once;
+4. drift (someone moved the alias) holds everything but abort/resume;
+5. safety before progress: alarms, then the progress deadline, roll back;
+6. an unconfirmed write-ahead is re-issued before anything new is written;
+7. bad input (missing version/alarm, incompatible versions) is Invalid and writes nothing;
+8. spec edits: publish first, revert, supersede, re-plan;
+9. failed versions stay out; first sight; start; finished; paused; advance one step.
+
+Write-ahead: every alias write is also put in ``record.pending`` (with what the alias held before).
+The shell persists that record, makes the write, then persists ``confirm(record, now)``. Whatever
+instant the process dies at, the next decide sees the alias either as it was (re-issue), as pending
+(confirm) or as something else (drift): nothing is skipped and no pause is shortened, because pauses
+are measured from confirmation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from controller.core.bluegreen import advance_blue_green
+from controller.core.context import (
+    Ctx,
+    alias_state,
+    creates,
+    current_pause,
+    describe,
+    expected_routing,
+    finish,
+    is_failed,
+    make_write,
+    with_history,
+    withdraw,
+)
+from controller.core.plan import build_plan
+from controller.core.reasons import Outcome, Reason
+from controller.core.requests import drifted, handle_request
+from controller.core.spec_hash import spec_hash
+from controller.core.types import (
+    AliasRouting,
+    Decision,
+    Event,
+    HistoryEntry,
+    Observed,
+    Phase,
+    PublishVersion,
+    Record,
+    UpdateAlias,
+)
+from controller.spec.model import BlueGreenStrategy, Pause, RolloutSpec, SetWeight, Step
+
+Rule = Callable[[Ctx], Ctx | Decision]
+LATEST = "$LATEST"
+
+
+def confirm(record: Record, now: float) -> Record:
+    """The record once its pending alias write is known to be made (called by the shell after the write).
+
+    The current step starts now: measuring pauses from confirmation means a crash between the write
+    and this call can only lengthen a pause, never shorten it.
+    """
+    return dataclasses.replace(record, pending=None, step_started_at=now)
+
+
+# ---- 1. preconditions ----------------------------------------------------------------------------
+
+
+def function_missing(ctx: Ctx) -> Ctx | Decision:
+    if ctx.observed.function_exists:
+        return ctx
+    return _invalid(ctx, Reason.FUNCTION_NOT_FOUND, f"function {ctx.spec.function_name} does not exist")
+
+
+def alias_needed(ctx: Ctx) -> Ctx | Decision:
+    # On first sight there is no record to trust: the alias must be read before anything is decided.
+    if not ctx.first_sight or ctx.observed.alias_read:
+        return ctx
+    message = f"reading alias {ctx.spec.alias}"
+    return finish(ctx, ctx.record, show=(Phase.PENDING, Reason.WAITING_FOR_ALIAS, message), read_alias=True)
+
+
+# ---- 2. settle what already happened ------------------------------------------------------------
+
+
+def confirm_pending(ctx: Ctx) -> Ctx | Decision:
+    pending = ctx.record.pending
+    if pending is None:
+        return ctx
+    read, current = alias_state(ctx, pending.alias)
+    if read and pending.routing.same_as(current):
+        return ctx.with_record(confirm(ctx.record, ctx.now))
+    return ctx
+
+
+def finish_promotion(ctx: Ctx) -> Ctx | Decision:
+    record = ctx.record
+    if record.pending is not None or record.canary is None or record.weight < 100:
+        return ctx
+    version = record.canary
+    message = f"version {version} promoted: alias {ctx.spec.alias} sends it 100% of traffic"
+    history = record.history
+    last = history[-1] if history else None
+    # promote-full already wrote its own entry (with who asked); do not write a second one.
+    already = (
+        last is not None
+        and last.version == version
+        and last.outcome == Outcome.PROMOTED
+        and last.at >= (record.started_at or 0.0)
+    )
+    if not already:
+        history = with_history(record, HistoryEntry(version, Outcome.PROMOTED, Reason.PROMOTED, ctx.now))
+    new = dataclasses.replace(
+        record,
+        stable=version,
+        previous_stable=record.stable,
+        canary=None,
+        weight=0,
+        step_index=0,
+        started_at=None,
+        phase=Phase.HEALTHY,
+        reason=Reason.PROMOTED,
+        message=message,
+        history=history,
+    )
+    return ctx.with_record(new, Event(Reason.PROMOTED, message))
+
+
+# ---- 4. drift ------------------------------------------------------------------------------------
+
+
+def drift(ctx: Ctx) -> Ctx | Decision:
+    record = ctx.record
+    held = record.phase is Phase.PAUSED and record.reason == Reason.ALIAS_DRIFT
+    if not drifted(ctx):
+        if held:
+            # The alias came back to what we expect: carry on as if nothing happened.
+            phase = Phase.HEALTHY if record.canary is None else Phase.PROGRESSING
+            message = f"alias {ctx.spec.alias} is back to {describe(expected_routing(record))}"
+            new = dataclasses.replace(record, phase=phase, reason=Reason.DRIFT_RESOLVED, message=message)
+            return ctx.with_record(new, Event(Reason.DRIFT_RESOLVED, message))
+        return ctx
+    if held and not ctx.observed.alias_read:
+        return finish(ctx, record)
+    message = (
+        f"alias {ctx.spec.alias} was changed outside the controller: it is {describe(ctx.seen)}, "
+        f"expected {describe(expected_routing(record))}; holding: `resume` restores it, `abort` rolls back"
+    )
+    new = dataclasses.replace(record, phase=Phase.PAUSED, reason=Reason.ALIAS_DRIFT, message=message)
+    events = () if held and record.message == message else (Event(Reason.ALIAS_DRIFT, message, warning=True),)
+    return finish(ctx.with_record(new, *events), new)
+
+
+# ---- 5. safety -----------------------------------------------------------------------------------
+
+
+def alarm_rollback(ctx: Ctx) -> Ctx | Decision:
+    record = ctx.record
+    if record.canary is None:
+        return ctx
+    firing = sorted(set(ctx.spec.analysis.alarms) & ctx.observed.alarms_in_alarm)
+    if not firing:
+        return ctx
+    message = (
+        f"alarm {', '.join(firing)} in ALARM: version {record.canary} rolled back to {record.stable}; "
+        "`retry` or a spec change starts it again"
+    )
+    return _withdraw(ctx, Phase.ROLLED_BACK, Reason.ALARM_FIRED, message, Outcome.ROLLED_BACK, fail=True)
+
+
+def _paused(ctx: Ctx) -> bool:
+    record = ctx.record
+    return ctx.spec.paused or record.paused_by_request or record.phase is Phase.PAUSED
+
+
+def progress_deadline(ctx: Ctx) -> Ctx | Decision:
+    record = ctx.record
+    deadline = ctx.spec.progress_deadline
+    if deadline is None or record.canary is None or record.step_started_at is None or _paused(ctx):
+        return ctx
+    allowed = current_pause(ctx)
+    if allowed is None:  # an indefinite pause waits for a person, not for progress
+        return ctx
+    overdue = ctx.now - record.step_started_at - allowed
+    if overdue <= deadline:
+        return ctx
+    message = (
+        f"no progress for {overdue:.0f}s (progressDeadline {deadline:.0f}s): version {record.canary} rolled "
+        f"back to {record.stable}; `retry` or a spec change starts it again"
+    )
+    return _withdraw(ctx, Phase.DEGRADED, Reason.PROGRESS_DEADLINE_EXCEEDED, message, Outcome.DEGRADED, fail=True)
+
+
+def _withdraw(ctx: Ctx, phase: Phase, reason: Reason, message: str, outcome: Outcome, *, fail: bool) -> Decision:
+    new, write = withdraw(ctx, phase=phase, reason=reason, message=message, outcome=outcome, fail=fail)
+    ctx = ctx.with_record(new, Event(reason, message, warning=fail))
+    return finish(ctx, new, actions=(write,) if write else ())
+
+
+# ---- 6. write-ahead ------------------------------------------------------------------------------
+
+
+def reissue_pending(ctx: Ctx) -> Ctx | Decision:
+    # Reached only when the pending write is neither confirmed nor contradicted (that is drift): the
+    # alias still holds what it held before, or was not read. Same write again; AWS writes are
+    # idempotent and the RevisionId guards against a concurrent change.
+    record = ctx.record
+    pending = record.pending
+    if pending is None:
+        return ctx
+    read = ctx.observed.alias_read
+    create = creates(ctx, pending.alias)
+    rollback = record.canary is None and record.phase in (Phase.ROLLED_BACK, Phase.DEGRADED)
+    action = UpdateAlias(pending, create=create, rollback=rollback)
+    return finish(ctx, record, actions=(action,), requeue_after=0, read_alias=not read)
+
+
+# ---- 7. bad input --------------------------------------------------------------------------------
+
+
+def preflight(ctx: Ctx) -> Ctx | Decision:
+    spec, observed = ctx.spec, ctx.observed
+    if observed.missing_versions:
+        names = ", ".join(sorted(observed.missing_versions))
+        return _invalid(ctx, Reason.VERSION_NOT_FOUND, f"version {names} of {spec.function_name} does not exist")
+    if observed.missing_alarms:
+        names = ", ".join(sorted(observed.missing_alarms))
+        return _invalid(ctx, Reason.ALARM_NOT_FOUND, f"alarm {names} does not exist")
+    desired = ctx.desired
+    if desired is None and spec.publish is None:
+        return _invalid(ctx, Reason.INVALID_VERSION, "neither version nor publish is set")
+    if desired is not None and not desired.isdigit():
+        return _invalid(ctx, Reason.INVALID_VERSION, f"version {desired!r} is not a published version number")
+    stable = ctx.record.stable if not ctx.first_sight else (ctx.seen.primary if ctx.seen else None)
+    if stable == LATEST:
+        return _invalid(
+            ctx,
+            Reason.STABLE_IS_LATEST,
+            f"alias {spec.alias} points at $LATEST, which cannot be weight-routed; point it at a published version",
+        )
+    if desired is not None and stable is not None and desired != stable:
+        old, new = observed.versions.get(stable), observed.versions.get(desired)
+        if old is not None and new is not None:
+            if old.role != new.role:
+                return _invalid(
+                    ctx,
+                    Reason.INCOMPATIBLE_VERSIONS,
+                    f"versions {stable} and {desired} have different execution roles ({old.role} vs {new.role})",
+                )
+            if old.dead_letter_target != new.dead_letter_target:
+                return _invalid(
+                    ctx,
+                    Reason.INCOMPATIBLE_VERSIONS,
+                    f"versions {stable} and {desired} have different dead-letter targets "
+                    f"({old.dead_letter_target} vs {new.dead_letter_target})",
+                )
+    return ctx
+
+
+def _invalid(ctx: Ctx, reason: Reason, message: str) -> Decision:
+    # The record is left exactly as it was: an Invalid spec changes nothing, in AWS or in the record.
+    return finish(ctx, ctx.original, show=(Phase.INVALID, reason, message))
+
+
+# ---- 8. spec edits -------------------------------------------------------------------------------
+
+
+def publish(ctx: Ctx) -> Ctx | Decision:
+    spec = ctx.spec
+    if spec.publish is None or ctx.observed.desired_version is not None:
+        return ctx
+    action = PublishVersion(spec.publish.code_sha256, spec.publish.description)
+    message = f"publishing $LATEST (code {spec.publish.code_sha256[:12]}) as a new version"
+    return finish(ctx, ctx.original, actions=(action,), show=(Phase.PENDING, Reason.PUBLISHING_VERSION, message))
+
+
+def spec_reverted(ctx: Ctx) -> Ctx | Decision:
+    record = ctx.record
+    if record.canary is None or ctx.desired != record.stable:
+        return ctx
+    message = f"spec is back on version {record.stable}: version {record.canary} withdrawn"
+    return _withdraw(ctx, Phase.HEALTHY, Reason.SPEC_REVERTED, message, Outcome.ABORTED, fail=False)
+
+
+def superseded(ctx: Ctx) -> Ctx | Decision:
+    record = ctx.record
+    if record.canary is None or ctx.desired == record.canary:
+        return ctx
+    message = f"version {record.canary} superseded by {ctx.desired}: withdrawn before the new rollout starts"
+    new, write = withdraw(
+        ctx, phase=Phase.PROGRESSING, reason=Reason.SUPERSEDED, message=message, outcome=Outcome.SUPERSEDED, fail=False
+    )
+    ctx = ctx.with_record(new, Event(Reason.SUPERSEDED, message))
+    if write is None:
+        return ctx  # nothing on the alias to withdraw: the new rollout starts in this decide
+    return finish(ctx, new, actions=(write,), requeue_after=0)
+
+
+def rebase(plan: tuple[Step, ...], weight: int) -> int:
+    """Where a rollout at ``weight`` continues in a (new) plan: at the pauses before the first higher
+    weight, so that the new plan's bake time is served in full and no weight goes down."""
+    if weight >= 100:
+        return len(plan)
+    target = next(
+        (i for i, s in enumerate(plan) if isinstance(s, SetWeight) and s.weight > weight),
+        len(plan),
+    )
+    while target > 0 and isinstance(plan[target - 1], Pause):
+        target -= 1
+    return target
+
+
+def spec_changed(ctx: Ctx) -> Ctx | Decision:
+    record = ctx.record
+    if ctx.first_sight or record.spec_hash == ctx.spec_hash:
+        return ctx
+    # Failure marks are per spec hash: a changed spec gets a fresh chance.
+    failed = tuple(f for f in record.failed if f.spec_hash == ctx.spec_hash)
+    new = dataclasses.replace(record, spec_hash=ctx.spec_hash, failed=failed)
+    if record.canary is not None and record.canary == ctx.desired and record.weight < 100:
+        if isinstance(ctx.spec.strategy, BlueGreenStrategy):
+            # Blue/green never has a partial weight: coming from a weight plan, start at the preview
+            # (the alias keeps its current weight until the cut-over moves it to 100%).
+            index = record.step_index if record.weight == 0 and record.step_index <= 3 else 0
+        else:
+            index = rebase(ctx.plan, record.weight)
+        new = dataclasses.replace(new, step_index=index)
+    return ctx.with_record(new)
+
+
+# ---- 9. the rollout itself -----------------------------------------------------------------------
+
+
+def failed_hold(ctx: Ctx) -> Ctx | Decision:
+    record = ctx.record
+    failed = is_failed(record, ctx.desired, ctx.spec_hash)
+    if failed is None or record.canary is not None or ctx.desired == record.stable:
+        return ctx
+    phase = record.phase if record.phase in (Phase.ROLLED_BACK, Phase.DEGRADED) else Phase.ROLLED_BACK
+    message = (
+        f"version {ctx.desired} failed ({failed.reason}) and is not deployed again: "
+        "`retry` or a spec change starts it again"
+    )
+    reason = record.reason if record.phase in (Phase.ROLLED_BACK, Phase.DEGRADED) else failed.reason
+    new = dataclasses.replace(record, phase=phase, reason=reason, message=message)
+    return finish(ctx, new)
+
+
+def first_sight(ctx: Ctx) -> Ctx | Decision:
+    if not ctx.first_sight:
+        return ctx
+    desired = ctx.desired
+    assert desired is not None  # publish and preflight ran before
+    seen = ctx.seen
+    base = dataclasses.replace(ctx.record, spec_hash=ctx.spec_hash)
+    if seen is None:
+        # No trigger can reach an alias that does not exist yet: nothing to protect, create it on target.
+        write = make_write(ctx, AliasRouting(desired))
+        message = f"alias {ctx.spec.alias} created on version {desired}"
+        record = dataclasses.replace(
+            base,
+            stable=desired,
+            phase=Phase.HEALTHY,
+            reason=Reason.ALIAS_CREATED,
+            message=message,
+            pending=write.write,
+            step_started_at=ctx.now,
+        )
+        return finish(ctx, record, actions=(write,), requeue_after=0)
+    if seen.additional is not None and seen.weight > 0:
+        # Weights the controller did not write: someone else is mid-shift. Report, touch nothing,
+        # and look again next time (no record is created, so nothing needs undoing).
+        message = (
+            f"alias {ctx.spec.alias} already routes {describe(seen)}, not written by this controller; "
+            "holding until it routes to one version"
+        )
+        event = Event(Reason.ALIAS_DRIFT, message, warning=True)
+        return finish(ctx.with_record(ctx.record, event), ctx.record, show=(Phase.PAUSED, Reason.ALIAS_DRIFT, message))
+    if seen.primary == desired:
+        message = f"alias {ctx.spec.alias} already on version {desired}: adopted"
+        record = dataclasses.replace(base, stable=desired, phase=Phase.HEALTHY, reason=Reason.ADOPTED, message=message)
+        return finish(ctx, record)
+    return ctx.with_record(dataclasses.replace(base, stable=seen.primary, phase=Phase.HEALTHY))
+
+
+def start(ctx: Ctx) -> Ctx | Decision:
+    record = ctx.record
+    desired = ctx.desired
+    if record.canary is not None or desired is None or desired == record.stable:
+        return ctx
+    if is_failed(record, desired, ctx.spec_hash) is not None:
+        return ctx
+    message = f"rollout of version {desired} started from {record.stable}"
+    new = dataclasses.replace(
+        record,
+        spec_hash=ctx.spec_hash,
+        canary=desired,
+        weight=0,
+        step_index=0,
+        started_at=ctx.now,
+        step_started_at=ctx.now,
+        phase=Phase.PROGRESSING,
+        reason=Reason.ROLLOUT_STARTED,
+        message=message,
+    )
+    return ctx.with_record(new, Event(Reason.ROLLOUT_STARTED, message))
+
+
+def finished(ctx: Ctx) -> Ctx | Decision:
+    record = ctx.record
+    if record.canary is not None or ctx.desired != record.stable:
+        return ctx
+    if record.phase is Phase.HEALTHY:
+        return finish(ctx, record)
+    message = f"alias {ctx.spec.alias} on version {record.stable}"
+    return finish(ctx, dataclasses.replace(record, phase=Phase.HEALTHY, reason=Reason.UP_TO_DATE, message=message))
+
+
+def paused(ctx: Ctx) -> Ctx | Decision:
+    record = ctx.record
+    if record.canary is None:
+        return ctx
+    if ctx.spec.paused or record.paused_by_request:
+        reason = Reason.PAUSED_BY_SPEC if ctx.spec.paused else Reason.PAUSED_BY_REQUEST
+        how = "spec.paused is true" if ctx.spec.paused else "`resume` continues"
+        message = f"paused at {record.weight}% on version {record.canary} ({how})"
+        return finish(ctx, dataclasses.replace(record, phase=Phase.PAUSED, reason=reason, message=message))
+    if record.phase is Phase.PAUSED and record.reason in (Reason.PAUSED_BY_SPEC, Reason.PAUSED_BY_REQUEST):
+        # Leaving a pause restarts the current step's clock: paused time neither counts as bake time
+        # nor against the progress deadline (it can only lengthen a pause).
+        message = f"resumed at {record.weight}% on version {record.canary}"
+        new = dataclasses.replace(
+            record, step_started_at=ctx.now, phase=Phase.PROGRESSING, reason=Reason.RESUMED, message=message
+        )
+        return ctx.with_record(new)
+    return ctx
+
+
+def advance(ctx: Ctx) -> Ctx | Decision:
+    """Walk the plan from the current step: skip what is done, stop at the first write or wait."""
+    record = ctx.record
+    if record.canary is None or record.stable is None:
+        return ctx
+    if isinstance(ctx.spec.strategy, BlueGreenStrategy):
+        return advance_blue_green(ctx, ctx.spec.strategy)
+    plan, now = ctx.plan, ctx.now
+    canary, stable = record.canary, record.stable
+    while True:
+        index = record.step_index
+        if index >= len(plan):
+            write = make_write(ctx, AliasRouting(canary))
+            message = f"final step: alias {ctx.spec.alias} to version {record.canary} at 100%"
+            record = dataclasses.replace(
+                record,
+                weight=100,
+                step_index=len(plan),
+                step_started_at=now,
+                pending=write.write,
+                phase=Phase.PROMOTING,
+                reason=record.reason if record.reason == Reason.PROMOTE_FULL else Reason.PROMOTING,
+                message=message,
+            )
+            return finish(ctx, record, actions=(write,), requeue_after=0)
+        step = plan[index]
+        if isinstance(step, SetWeight):
+            if step.weight <= record.weight:  # never move traffic backwards on the way forward
+                record = dataclasses.replace(record, step_index=index + 1)
+                continue
+            routing = AliasRouting(stable, canary, step.weight / 100)
+            write = make_write(ctx, routing)
+            message = f"version {record.canary} at {step.weight}% (step {index + 1} of {len(plan)})"
+            record = dataclasses.replace(
+                record,
+                weight=step.weight,
+                step_index=index + 1,
+                step_started_at=now,
+                pending=write.write,
+                phase=Phase.PROGRESSING,
+                reason=Reason.WEIGHT_SHIFTED,
+                message=message,
+            )
+            return finish(ctx, record, actions=(write,), requeue_after=_next_wait(plan, index + 1))
+        if step.duration is None:
+            message = f"version {record.canary} at {record.weight}%: waiting for `promote` (step {index + 1})"
+            record = dataclasses.replace(record, phase=Phase.PAUSED, reason=Reason.WAITING_FOR_PROMOTE, message=message)
+            return finish(ctx, record)
+        started = record.step_started_at if record.step_started_at is not None else now
+        left = step.duration - (now - started)
+        if left > 0:
+            message = (
+                f"version {record.canary} at {record.weight}%: baking, {left:.0f}s of {step.duration:.0f}s left "
+                f"(step {index + 1} of {len(plan)})"
+            )
+            record = dataclasses.replace(record, phase=Phase.PROGRESSING, reason=Reason.BAKING, message=message)
+            return finish(ctx, record, requeue_after=left)
+        record = dataclasses.replace(record, step_index=index + 1, step_started_at=now)
+
+
+def _next_wait(plan: tuple[Step, ...], index: int) -> float | None:
+    if index < len(plan):
+        step = plan[index]
+        if isinstance(step, Pause):
+            return step.duration  # None: an indefinite pause waits for a person
+    return 0.0
+
+
+RULES: tuple[Rule, ...] = (
+    function_missing,
+    alias_needed,
+    confirm_pending,
+    finish_promotion,
+    handle_request,
+    drift,
+    alarm_rollback,
+    progress_deadline,
+    reissue_pending,
+    preflight,
+    publish,
+    spec_reverted,
+    superseded,
+    spec_changed,
+    failed_hold,
+    first_sight,
+    start,
+    finished,
+    paused,
+    advance,
+)
+
+
+def decide(
+    spec: RolloutSpec, record: Record | None, observed: Observed, now: float, *, time_scale: float = 1.0
+) -> Decision:
+    """The next step of ``spec``'s rollout, given the durable ``record`` (None on first sight), what the
+    shell ``observed`` this tick and the clock. Pure: same inputs, same Decision.
+
+    ``time_scale`` multiplies every pause of the plan (the demo runs minutes as seconds).
+    """
+    ctx = Ctx(
+        spec=spec,
+        observed=observed,
+        now=now,
+        plan=build_plan(spec.strategy, time_scale=time_scale),
+        spec_hash=spec_hash(spec),
+        desired=observed.desired_version or spec.version,
+        first_sight=record is None,
+        original=record or Record(),
+        record=record or Record(),
+    )
+    for rule in RULES:
+        outcome = rule(ctx)
+        if isinstance(outcome, Decision):
+            return outcome
+        ctx = outcome
+    # Every path ends in a rule above (``advance`` always answers for a rollout in flight); a record
+    # with nothing in flight and no desired version lands here.
+    return finish(ctx, ctx.record)
+
+
+__all__ = ["RULES", "confirm", "decide", "rebase"]

@@ -1,0 +1,63 @@
+"""The machine-readable ``reason`` of every decision, and the outcomes written to history.
+
+They are part of the user contract (Kubernetes Events, ``.status.reason``, alerts match on them),
+so they live in one place and are documented in ``docs/behaviour.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Reason(enum.StrEnum):
+    # Invalid: nothing is written to AWS.
+    FUNCTION_NOT_FOUND = "FunctionNotFound"
+    VERSION_NOT_FOUND = "VersionNotFound"
+    INVALID_VERSION = "InvalidVersion"
+    ALARM_NOT_FOUND = "AlarmNotFound"
+    INCOMPATIBLE_VERSIONS = "IncompatibleVersions"
+    STABLE_IS_LATEST = "StableIsLatest"
+    # Pending.
+    WAITING_FOR_ALIAS = "WaitingForAlias"
+    PUBLISHING_VERSION = "PublishingVersion"
+    # Progressing / Promoting.
+    ROLLOUT_STARTED = "RolloutStarted"
+    WEIGHT_SHIFTED = "WeightShifted"
+    BAKING = "Baking"
+    WRITING_ALIAS = "WritingAlias"
+    SUPERSEDED = "Superseded"
+    PREVIEW_READY = "PreviewReady"
+    CUTTING_OVER = "CuttingOver"
+    PROMOTING = "Promoting"
+    PROMOTE_FULL = "PromoteFull"
+    RESUMED = "Resumed"
+    DRIFT_RESOLVED = "DriftResolved"
+    # Paused.
+    WAITING_FOR_PROMOTE = "WaitingForPromote"
+    PAUSED_BY_SPEC = "PausedBySpec"
+    PAUSED_BY_REQUEST = "PausedByRequest"
+    ALIAS_DRIFT = "AliasDrift"
+    # Healthy.
+    PROMOTED = "Promoted"
+    ALIAS_CREATED = "AliasCreated"
+    ADOPTED = "Adopted"
+    UP_TO_DATE = "UpToDate"
+    SPEC_REVERTED = "SpecReverted"
+    # RolledBack / Degraded.
+    ALARM_FIRED = "AlarmFired"
+    ABORTED = "Aborted"
+    UNDONE = "Undone"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    # Events only.
+    REQUEST = "Request"
+
+
+class Outcome(enum.StrEnum):
+    """``HistoryEntry.outcome``: how one rollout attempt ended."""
+
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"
+    SUPERSEDED = "Superseded"
+    UNDONE = "Undone"
+    DEGRADED = "Degraded"

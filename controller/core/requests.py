@@ -1,0 +1,197 @@
+"""Operator requests: promote, promote-full, abort, retry, pause, resume, undo.
+
+A request is handled once: its id goes into ``record.last_request`` whether or not the verb applies
+now, and when it does not the reason is added to the message, so an operator never wonders whether
+the controller saw it. Handlers return a ``Decision`` when the request itself writes the alias
+(abort, undo, resume from drift) and an updated ``Ctx`` when the ordinary rules should carry on
+(promote moves the step pointer, pause sets a flag, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from controller.core.context import (
+    Ctx,
+    describe,
+    expected_routing,
+    finish,
+    make_write,
+    with_failed,
+    with_history,
+    withdraw,
+)
+from controller.core.reasons import Outcome, Reason
+from controller.core.types import AliasRouting, Decision, Event, HistoryEntry, Phase, Request, Verb
+from controller.spec.model import Pause
+
+
+def drifted(ctx: Ctx) -> bool:
+    """The main alias is held for drift, or was read and is neither expected nor the pending "before"."""
+    record = ctx.record
+    expected = expected_routing(record)
+    if ctx.first_sight or expected is None:
+        return False
+    if not ctx.observed.alias_read:
+        return record.phase is Phase.PAUSED and record.reason == Reason.ALIAS_DRIFT
+    seen = ctx.seen
+    if expected.same_as(seen):
+        return False
+    pending = record.pending
+    if pending is not None and pending.alias == ctx.spec.alias:
+        before = pending.previous
+        if (before is None and seen is None) or (before is not None and before.same_as(seen)):
+            return False
+    return True
+
+
+def _promote(ctx: Ctx, request: Request) -> Ctx | Decision:
+    record = ctx.record
+    if record.canary is None:
+        return ctx.note("promote ignored: no rollout in progress")
+    if record.weight >= 100:
+        return ctx.note("promote ignored: already promoting")
+    if record.paused_by_request:
+        # An operator who promotes a paused rollout wants it to move; spec.paused still wins.
+        record = dataclasses.replace(record, paused_by_request=False)
+    if ctx.blue_green is not None:
+        if record.step_index <= 1:
+            record = dataclasses.replace(record, step_index=2, step_started_at=ctx.now)
+            return ctx.with_record(record).note(f"promote by {request.by or 'operator'}: cutting over")
+        return ctx.with_record(record).note("promote ignored: cut-over already under way")
+    index = record.step_index
+    if index < len(ctx.plan) and isinstance(ctx.plan[index], Pause):
+        record = dataclasses.replace(record, step_index=index + 1, step_started_at=ctx.now)
+        return ctx.with_record(record).note(f"promote by {request.by or 'operator'}: pause skipped")
+    return ctx.with_record(record).note("promote ignored: no pause to skip")
+
+
+def _promote_full(ctx: Ctx, request: Request) -> Ctx | Decision:
+    record = ctx.record
+    if record.canary is None:
+        return ctx.note("promote-full ignored: no rollout in progress")
+    if record.weight >= 100:
+        return ctx.note("promote-full ignored: already promoting")
+    final = 2 if ctx.blue_green is not None else len(ctx.plan)
+    entry = HistoryEntry(record.canary, Outcome.PROMOTED, Reason.PROMOTE_FULL, ctx.now, request.by)
+    record = dataclasses.replace(
+        record,
+        step_index=max(final, record.step_index),
+        step_started_at=ctx.now,
+        paused_by_request=False,
+        history=with_history(record, entry),
+        reason=Reason.PROMOTE_FULL,
+    )
+    event = Event(Reason.PROMOTE_FULL, f"promote-full of version {record.canary} by {request.by or 'operator'}")
+    return ctx.with_record(record, event)
+
+
+def _abort(ctx: Ctx, request: Request) -> Ctx | Decision:
+    record = ctx.record
+    if record.canary is None:
+        return ctx.note("abort ignored: no rollout in progress")
+    message = (
+        f"aborted by {request.by or 'operator'}: version {record.canary} rolled back to {record.stable}; "
+        "`retry` or a spec change starts it again"
+    )
+    new, write = withdraw(
+        ctx,
+        phase=Phase.ROLLED_BACK,
+        reason=Reason.ABORTED,
+        message=message,
+        outcome=Outcome.ABORTED,
+        fail=True,
+        by=request.by,
+    )
+    ctx = ctx.with_record(new, Event(Reason.ABORTED, message, warning=True))
+    return finish(ctx, new, actions=(write,) if write else ())
+
+
+def _retry(ctx: Ctx, request: Request) -> Ctx | Decision:
+    record = ctx.record
+    failed = tuple(f for f in record.failed if f.version != ctx.desired)
+    if failed == record.failed:
+        return ctx.note(f"retry ignored: version {ctx.desired} has not failed")
+    record = dataclasses.replace(record, failed=failed)
+    return ctx.with_record(record).note(f"retry of version {ctx.desired} by {request.by or 'operator'}")
+
+
+def _pause(ctx: Ctx, request: Request) -> Ctx | Decision:
+    record = dataclasses.replace(ctx.record, paused_by_request=True)
+    return ctx.with_record(record).note(f"paused by {request.by or 'operator'}")
+
+
+def _resume(ctx: Ctx, request: Request) -> Ctx | Decision:
+    record = dataclasses.replace(ctx.record, paused_by_request=False)
+    if drifted(ctx):
+        # Re-assert the controller's state: what the pending write was for, else what the record says.
+        pending = record.pending
+        target = pending.routing if pending is not None and pending.alias == ctx.spec.alias else None
+        target = target or expected_routing(record)
+        assert target is not None  # drift implies an expectation
+        write = make_write(ctx, target)
+        phase = Phase.HEALTHY if record.canary is None else Phase.PROGRESSING
+        message = f"resumed by {request.by or 'operator'}: alias {ctx.spec.alias} restored to {describe(target)}"
+        new = dataclasses.replace(
+            record, pending=write.write, phase=phase, reason=Reason.RESUMED, message=message, step_started_at=ctx.now
+        )
+        ctx = ctx.with_record(new, Event(Reason.RESUMED, message))
+        return finish(ctx, new, actions=(write,), requeue_after=0)
+    if not ctx.record.paused_by_request and not ctx.spec.paused:
+        return ctx.with_record(record).note("resume ignored: not paused")
+    if ctx.spec.paused:
+        return ctx.with_record(record).note("resume noted, but spec.paused is still true")
+    return ctx.with_record(record).note(f"resumed by {request.by or 'operator'}")
+
+
+def _undo(ctx: Ctx, request: Request) -> Ctx | Decision:
+    record = ctx.record
+    if record.canary is not None:
+        return ctx.note("undo ignored: a rollout is in progress (use abort)")
+    if record.previous_stable is None or record.stable is None:
+        return ctx.note("undo ignored: no previous version to go back to")
+    undone, back = record.stable, record.previous_stable
+    message = (
+        f"undone by {request.by or 'operator'}: alias {ctx.spec.alias} back on version {back}; "
+        f"version {undone} will not be deployed again until `retry` or a spec change"
+    )
+    write = make_write(ctx, AliasRouting(back), rollback=True)
+    new = dataclasses.replace(
+        record,
+        stable=back,
+        previous_stable=None,
+        pending=write.write,
+        step_started_at=ctx.now,
+        phase=Phase.ROLLED_BACK,
+        reason=Reason.UNDONE,
+        message=message,
+        history=with_history(record, HistoryEntry(undone, Outcome.UNDONE, Reason.UNDONE, ctx.now, request.by)),
+        failed=with_failed(record, undone, ctx.spec_hash, Reason.UNDONE),
+    )
+    ctx = ctx.with_record(new, Event(Reason.UNDONE, message, warning=True))
+    return finish(ctx, new, actions=(write,), requeue_after=0)
+
+
+HANDLERS: dict[Verb, Callable[[Ctx, Request], Ctx | Decision]] = {
+    Verb.PROMOTE: _promote,
+    Verb.PROMOTE_FULL: _promote_full,
+    Verb.ABORT: _abort,
+    Verb.RETRY: _retry,
+    Verb.PAUSE: _pause,
+    Verb.RESUME: _resume,
+    Verb.UNDO: _undo,
+}
+
+
+def handle_request(ctx: Ctx) -> Ctx | Decision:
+    """Rule: apply a new control request once, recording its id whatever happens."""
+    request = ctx.observed.request
+    if request is None or ctx.first_sight or request.id == ctx.record.last_request:
+        # On first sight there is no rollout to act on; the request is handled on the next decide.
+        return ctx
+    ctx = ctx.with_record(dataclasses.replace(ctx.record, last_request=request.id))
+    ctx = dataclasses.replace(
+        ctx, events=(*ctx.events, Event(Reason.REQUEST, f"{request.verb} requested by {request.by or 'operator'}"))
+    )
+    return HANDLERS[request.verb](ctx, request)

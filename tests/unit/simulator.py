@@ -1,0 +1,126 @@
+"""A pure, in-memory stand-in for one function's aliases and the shell around ``decide``.
+
+It does what the real shell does, in the same order (observe, decide, persist the write-ahead
+record, write the alias, persist ``confirm``), and can "crash" between any two of those, so tests
+can drive ``decide`` through long random histories and check invariants on every alias write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from controller.core.decide import confirm, decide
+from controller.core.types import (
+    AliasRouting,
+    Decision,
+    Observed,
+    PublishVersion,
+    Record,
+    Request,
+    UpdateAlias,
+    VersionInfo,
+    Verb,
+)
+from controller.spec.model import RolloutSpec
+
+
+@dataclass(frozen=True)
+class Write:
+    """One alias write the simulated shell made."""
+
+    at: float
+    action: UpdateAlias
+    before: AliasRouting | None
+    record: Record  # the write-ahead record that asked for it
+
+
+@dataclass
+class World:
+    spec: RolloutSpec
+    alias: AliasRouting | None = None
+    side: dict[str, AliasRouting] = field(default_factory=dict)
+    record: Record | None = None
+    now: float = 1_000.0
+    alarms: frozenset[str] = frozenset()
+    request: Request | None = None
+    versions: dict[str, VersionInfo] = field(default_factory=dict)
+    published: str | None = None
+    writes: list[Write] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    requests_made: int = 0
+    time_scale: float = 1.0
+
+    def observe(self, *, read: bool = True) -> Observed:
+        return Observed(
+            alias_read=read,
+            alias_exists=self.alias is not None,
+            alias=self.alias if read else None,
+            other_aliases=dict(self.side) if read else {},
+            desired_version=self.published,
+            versions=self.versions,
+            alarms_in_alarm=self.alarms,
+            request=self.request,
+        )
+
+    def ask(self, verb: Verb, by: str = "ops") -> None:
+        self.requests_made += 1
+        self.request = Request(id=f"r{self.requests_made}", verb=verb, at=self.now, by=by)
+
+    def decide(self, *, read: bool = True) -> Decision:
+        decision = decide(self.spec, self.record, self.observe(read=read), self.now, time_scale=self.time_scale)
+        if not read and (decision.read_alias or any(isinstance(a, UpdateAlias) for a in decision.actions)):
+            # The shell reads the alias before any write (it needs the RevisionId) and decides again.
+            decision = decide(self.spec, self.record, self.observe(read=True), self.now, time_scale=self.time_scale)
+        return decision
+
+    def tick(self, *, read: bool = True, crash: str | None = None) -> Decision:
+        """One reconcile. ``crash``: "before-write" (after persisting the write-ahead record) or
+        "before-confirm" (after the alias write, before persisting the confirmation)."""
+        decision = self.decide(read=read)
+        self.decisions.append(decision)
+        if decision.record_changed:
+            self.record = decision.record
+        for action in decision.actions:
+            if isinstance(action, PublishVersion):
+                self.published = str(1 + max((int(v) for v in self.versions), default=0))
+                self.versions[self.published] = VersionInfo(self.published, role="role")
+                continue
+            if crash == "before-write":
+                return decision
+            write = action.write
+            before = self.alias if write.alias == self.spec.alias else self.side.get(write.alias)
+            self.writes.append(Write(self.now, action, before, decision.record))
+            if write.alias == self.spec.alias:
+                self.alias = write.routing
+            else:
+                self.side[write.alias] = write.routing
+            if crash == "before-confirm":
+                return decision
+            assert self.record is not None
+            self.record = confirm(self.record, self.now)
+        return decision
+
+    def settle(self, *, ticks: int = 10) -> Decision:
+        """Tick at the same instant until nothing more is written (multi-write sequences)."""
+        decision = self.tick()
+        for _ in range(ticks):
+            if not decision.actions:
+                return decision
+            decision = self.tick()
+        return decision
+
+    def run_for(self, seconds: float, *, step: float = 1.0) -> Decision:
+        end = self.now + seconds
+        decision = self.tick()
+        while self.now < end:
+            self.now = min(end, self.now + step)
+            decision = self.tick()
+        return decision
+
+    def with_spec(self, **changes: object) -> None:
+        self.spec = dataclasses.replace(self.spec, **changes)  # type: ignore[arg-type]
+
+
+def versions(*names: str, role: str = "role") -> dict[str, VersionInfo]:
+    return {n: VersionInfo(n, role=role) for n in names}
