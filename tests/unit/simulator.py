@@ -19,8 +19,8 @@ from controller.core.types import (
     Record,
     Request,
     UpdateAlias,
-    VersionInfo,
     Verb,
+    VersionInfo,
 )
 from controller.spec.model import RolloutSpec
 
