@@ -28,7 +28,8 @@ from __future__ import annotations
 import platform
 import re
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -37,8 +38,16 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics import MetricWrapperBase
 
 from controller import __version__
-from controller.core.types import Phase, Status
-from controller.spec.model import RolloutSpec
+from controller.core.types import Event, Phase, Status
+from controller.spec.model import (
+    AllAtOnceStrategy,
+    BlueGreenStrategy,
+    CanaryStrategy,
+    LinearStrategy,
+    PresetStrategy,
+    RolloutSpec,
+    Strategy,
+)
 
 PREFIX = "lambda_rollouts_"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -113,6 +122,22 @@ def promotion_kind_label(reason: str) -> str:
     if any(word in lowered for word in ("manual", "request", "promoteverb", "operator", "user")):
         return "manual"
     return "auto"
+
+
+def strategy_label(strategy: Strategy) -> str:
+    """The ``strategy`` label of ``rollout_info``: canary, linear, allAtOnce, blueGreen, or a preset's name."""
+    match strategy:
+        case PresetStrategy(name=name):
+            return name
+        case CanaryStrategy():
+            return "canary"
+        case LinearStrategy():
+            return "linear"
+        case AllAtOnceStrategy():
+            return "allAtOnce"
+        case BlueGreenStrategy():
+            return "blueGreen"
+    return type(strategy).__name__
 
 
 def error_kind_label(error: str) -> str:
@@ -306,9 +331,16 @@ class Metrics:
                 self._child(self.progress_deadline, spec).set(spec.progress_deadline)
             versions = [("stable", status.stable_version), ("canary", status.canary_version)]
             self._exclusive(self.version_info, spec, [(role, v) for role, v in versions if v is not None])
-            # Counters the dashboard sums start at 0 so a quiet rollout still shows a line.
-            for kind in ("rollout", "rollback"):
-                self._child(self.alias_writes, spec, kind)
+            # Counters start at 0 for every label value: Prometheus's increase() and rate() cannot see
+            # the first event of a series that appears already at 1, and a quiet rollout should
+            # still show a 0 rather than "no data".
+            for counter, values in (
+                (self.rollbacks, ROLLBACK_REASONS),
+                (self.promotions, PROMOTION_KINDS),
+                (self.alias_writes, ("rollout", "rollback")),
+            ):
+                for label in values:
+                    self._child(counter, spec, label)
             state = self._state(spec)
             if state.phase is None:
                 state.phase = status.phase
@@ -403,3 +435,36 @@ class Metrics:
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format, for ``/metrics``."""
         return generate_latest(self.registry)
+
+
+class MetricsSink:
+    """Feeds ``Metrics`` from the engine's status-sink calls (status changed, event, removed).
+
+    The engine reports statuses, not transitions: a transition is a status whose phase differs from
+    the previous one, timed by ``clock`` when it is reported. A supersede keeps the phase
+    (Progressing), so it is taken from its ``Event`` instead.
+    """
+
+    SUPERSEDED = "Superseded"
+
+    def __init__(self, metrics: Metrics, *, clock: Callable[[], float] = time.time) -> None:
+        self.metrics = metrics
+        self._clock = clock
+        self._phases: dict[str, Phase] = {}
+
+    async def status_changed(self, *, spec: RolloutSpec, status: Status, previous: Status | None) -> None:
+        self.metrics.rollout_status(spec, status, strategy=strategy_label(spec.strategy))
+        self._phases[spec.key] = status.phase
+        if previous is not None and previous.phase != status.phase:
+            self.metrics.rollout_event(
+                spec, from_phase=previous.phase, to_phase=status.phase, reason=status.reason, now=self._clock()
+            )
+
+    async def event(self, *, spec: RolloutSpec, event: Event) -> None:
+        phase = self._phases.get(spec.key)
+        if event.reason == self.SUPERSEDED and phase is not None:
+            self.metrics.rollout_event(spec, from_phase=phase, to_phase=phase, reason=event.reason, now=self._clock())
+
+    async def removed(self, *, spec: RolloutSpec) -> None:
+        self._phases.pop(spec.key, None)
+        self.metrics.rollout_removed(spec)

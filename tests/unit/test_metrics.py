@@ -6,19 +6,37 @@ would scrape, not the internals of the metric objects.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
+
+import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.core.types import Phase, Status
+from controller.core.types import Event, Phase, Status
+from controller.observability.http import Health, ObservabilityServer
 from controller.observability.metrics import (
     PROMOTION_KINDS,
     ROLLBACK_REASONS,
     Metrics,
+    MetricsSink,
     error_kind_label,
     promotion_kind_label,
     rollback_reason_label,
+    strategy_label,
 )
-from controller.spec.model import CanaryStrategy, Pause, RolloutSpec, SetWeight
+from controller.spec.model import (
+    AllAtOnceStrategy,
+    BlueGreenStrategy,
+    CanaryStrategy,
+    LinearStrategy,
+    Pause,
+    PresetStrategy,
+    RolloutSpec,
+    SetWeight,
+    Strategy,
+)
 
 SPEC = RolloutSpec(
     namespace="payments",
@@ -246,9 +264,13 @@ def test_aws_calls_budget_leader_ready() -> None:
     assert value(metrics, "lambda_rollouts_ready") == 0
 
 
-def test_alias_writes_start_at_zero_and_count() -> None:
+def test_counters_start_at_zero_and_count() -> None:
     metrics = Metrics()
     metrics.rollout_status(SPEC, status(Phase.PROGRESSING), strategy="canary")
+    for reason in ROLLBACK_REASONS:
+        assert value(metrics, "lambda_rollouts_rollbacks_total", **IDENTITY, reason=reason) == 0
+    for kind in PROMOTION_KINDS:
+        assert value(metrics, "lambda_rollouts_promotions_total", **IDENTITY, kind=kind) == 0
     assert value(metrics, "lambda_rollouts_alias_writes_total", **IDENTITY, kind="rollback") == 0
     metrics.alias_written(SPEC)
     metrics.alias_written(SPEC, rollback=True)
@@ -281,4 +303,101 @@ def test_removed_rollout_loses_every_series_and_others_stay() -> None:
     assert value(metrics, "lambda_rollouts_aws_api_calls_total", service="lambda", operation="GetAlias", outcome="ok")
     # A rollout seen again after removal starts from scratch.
     metrics.rollout_status(SPEC, status(Phase.HEALTHY), strategy="canary")
-    assert value(metrics, "lambda_rollouts_rollbacks_total", **IDENTITY, reason="manual") is None
+    assert value(metrics, "lambda_rollouts_rollbacks_total", **IDENTITY, reason="manual") == 0
+
+
+# ---- the HTTP face: /metrics, /healthz, /readyz ------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_health_and_readiness_endpoints() -> None:
+    clock = FakeClock()
+    metrics = Metrics()
+    health = Health(interval=5.0, metrics=metrics, clock=clock)
+
+    async def scenario() -> None:
+        async with (
+            ObservabilityServer(metrics=metrics, health=health, host="127.0.0.1", port=0) as server,
+            aiohttp.ClientSession() as http,
+        ):
+            assert server.port != 0
+
+            async def get(path: str) -> tuple[int, str]:
+                async with http.get(f"{server.url}{path}") as response:
+                    return response.status, await response.text()
+
+            status_code, body = await get("/metrics")
+            assert status_code == 200 and "lambda_rollouts_build_info" in body
+
+            assert (await get("/healthz"))[0] == 200
+            clock.now += 15.0  # exactly three intervals: one slow tick is no reason to restart
+            assert (await get("/healthz"))[0] == 200
+            clock.now += 0.1
+            status_code, body = await get("/healthz")
+            assert status_code == 503 and json.loads(body)["status"] == "stalled"
+            health.heartbeat()
+            assert (await get("/healthz"))[0] == 200
+
+            status_code, body = await get("/readyz")
+            assert status_code == 503
+            assert json.loads(body)["missing"] == ["sources_loaded", "aws_reachable", "leadership_known"]
+            health.set_sources_loaded()
+            health.set_aws_reachable()
+            assert json.loads((await get("/readyz"))[1])["missing"] == ["leadership_known"]
+            assert value(metrics, "lambda_rollouts_ready") == 0
+            health.set_leadership_known()
+            assert (await get("/readyz"))[0] == 200
+            assert value(metrics, "lambda_rollouts_ready") == 1
+
+    asyncio.run(scenario())
+
+
+def test_unknown_readiness_condition_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown readiness condition"):
+        Health(interval=1.0).set_condition("warp_drive", True)
+
+
+def test_metrics_sink_derives_transitions_from_statuses() -> None:
+    metrics = Metrics()
+    clock = FakeClock()
+    sink = MetricsSink(metrics, clock=clock)
+
+    async def scenario() -> None:
+        await sink.status_changed(spec=SPEC, status=status(Phase.HEALTHY), previous=None)
+        await sink.status_changed(spec=SPEC, status=status(Phase.PROGRESSING), previous=status(Phase.HEALTHY))
+        clock.now += 30
+        await sink.event(spec=SPEC, event=Event(reason="Superseded", message="3 replaces 2"))
+        clock.now += 20
+        progressing = status(Phase.PROGRESSING)
+        rolled_back = dataclasses.replace(status(Phase.ROLLED_BACK), reason="AlarmFired")
+        await sink.status_changed(spec=SPEC, status=rolled_back, previous=progressing)
+        await sink.event(spec=SPEC, event=Event(reason="AlarmFired", message="errors in ALARM", warning=True))
+
+    asyncio.run(scenario())
+    assert value(metrics, "lambda_rollouts_rollout_info", **IDENTITY, strategy="canary") == 1
+    assert value(metrics, "lambda_rollouts_rollbacks_total", **IDENTITY, reason="supersede") == 1
+    assert value(metrics, "lambda_rollouts_rollbacks_total", **IDENTITY, reason="alarm") == 1
+    assert value(metrics, "lambda_rollouts_rollout_duration_seconds_sum", **IDENTITY, outcome="RolledBack") == 20
+    asyncio.run(sink.removed(spec=SPEC))
+    assert names_with(metrics, name="checkout") == set()
+
+
+@pytest.mark.parametrize(
+    ("strategy", "label"),
+    [
+        (CanaryStrategy(steps=(SetWeight(10),)), "canary"),
+        (LinearStrategy(step_percent=10, interval=60.0), "linear"),
+        (AllAtOnceStrategy(), "allAtOnce"),
+        (BlueGreenStrategy(preview_alias="preview"), "blueGreen"),
+        (PresetStrategy("Canary10Percent5Minutes"), "Canary10Percent5Minutes"),
+    ],
+)
+def test_strategy_labels(strategy: Strategy, label: str) -> None:
+    assert strategy_label(strategy) == label
