@@ -1,13 +1,191 @@
-"""PLACEHOLDER: the 'get' verb; replaced by its real implementation."""
+"""``lambda-rollouts get [NAME] [-o table|json|yaml] [--source DIR]``: where each rollout stands.
+
+The truth is the durable record on each function, so ``get`` needs no controller running: one
+``GetResources`` scan of the managed marker returns every managed function with all its tags, and
+each rollout's record is decoded from them. With ``--source`` it also shows the rollouts that have
+no record yet (not started) or that the controller refuses (Invalid: bad document, missing function,
+version or alarm), computed read-only the same way ``plan`` does.
+"""
+
+from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
 
-def add_arguments(parser: argparse.ArgumentParser, **_: Any) -> None:
-    pass
+from controller.aws import AwsClients
+from controller.core.codec import MANAGED_KEY, CodecError, decode_managed, decode_record
+from controller.core.types import Phase, Record, Status
+from controller.observability.logs import configure_logging
+from controller.runtime.preview import Preview, preview_all
+from controller.runtime.records import function_name_of
+from controller.runtime.wiring import add_time_scale, clients_from_args
+from controller.sources import DesiredState
+from controller.sources.files import FileSource
+
+COLUMNS = ("NAME", "FUNCTION", "ALIAS", "PHASE", "STABLE", "CANARY", "WEIGHT", "STEP", "MESSAGE")
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    function: str
+    alias: str
+    phase: str
+    stable: str | None = None
+    canary: str | None = None
+    weight: int = 0
+    step: int = 0
+    steps: int | None = None  # unknown without the document
+    message: str = ""
+    reason: str = ""
+    errors: tuple[str, ...] = ()
+
+    def cells(self) -> tuple[str, ...]:
+        step = f"{self.step}/{self.steps}" if self.steps is not None else str(self.step)
+        message = "; ".join(self.errors) or self.message
+        weight = f"{self.weight}%" if self.canary else "-"
+        return (
+            self.name,
+            self.function,
+            self.alias,
+            self.phase,
+            self.stable or "-",
+            self.canary or "-",
+            weight,
+            step,
+            message,
+        )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", metavar="NAME", help="one rollout: NAME or NAMESPACE/NAME")
+    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    parser.add_argument("--source", type=Path, help="also show rollouts of this directory not started or Invalid")
+    add_time_scale(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("not available yet")
-    return 2
+    configure_logging(args.log_format, args.log_level)
+    rows = asyncio.run(collect(clients_from_args(args), source=args.source, time_scale=args.time_scale))
+    if args.name:
+        rows = [r for r in rows if args.name in (r.name, r.name.split("/")[-1])]
+        if not rows:
+            print(f"rollout {args.name} not found", file=sys.stderr)
+            return 1
+    print(render(rows, args.output))
+    return 0
+
+
+async def collect(aws: AwsClients, *, source: Path | None, time_scale: float = 1.0) -> list[Row]:
+    rows = {row.name: row for row in await rows_from_records(aws)}
+    if source is not None:
+        desired = await asyncio.to_thread(FileSource(source).scan)
+        for row in await rows_from_source(aws, desired, rows, time_scale=time_scale):
+            rows[row.name] = row
+    return sorted(rows.values(), key=lambda r: r.name)
+
+
+async def rows_from_records(aws: AwsClients) -> list[Row]:
+    """Every rollout that has a record, from ONE scan of the managed marker."""
+    rows = []
+    for arn, tags in (await aws.tagging.functions_with_tag(MANAGED_KEY)).items():
+        for alias, key in decode_managed(tags.get(MANAGED_KEY, "")).items():
+            base = Row(name=key, function=function_name_of(arn), alias=alias, phase="Unknown")
+            try:
+                record = decode_record(alias, tags)
+            except CodecError as exc:
+                rows.append(dataclasses.replace(base, errors=(f"unreadable record: {exc}",)))
+                continue
+            if record is not None:
+                rows.append(row_from_record(base, record))
+    return rows
+
+
+async def rows_from_source(
+    aws: AwsClients, desired: DesiredState, recorded: dict[str, Row], *, time_scale: float
+) -> list[Row]:
+    """Rows for the source's rollouts that are Invalid or have no record yet."""
+    rows = [_invalid_file_row(file, errors) for file, errors in desired.orphan_errors.items()]
+    for key, errors in desired.held.items():
+        spec = desired.rollouts[key]
+        base = recorded.get(key) or Row(name=key, function=spec.function_name, alias=spec.alias, phase="")
+        rows.append(dataclasses.replace(base, phase=str(Phase.INVALID), errors=errors))
+    live = [spec for key, spec in desired.rollouts.items() if key not in desired.held]
+    for preview in await preview_all(aws, live, time_scale=time_scale):
+        row = row_from_preview(preview)
+        if preview.spec.key not in recorded or row.phase == Phase.INVALID or row.errors:
+            rows.append(row)
+    return rows
+
+
+def row_from_record(base: Row, record: Record) -> Row:
+    return dataclasses.replace(
+        base,
+        phase=str(record.phase),
+        stable=record.stable,
+        canary=record.canary,
+        weight=record.weight if record.canary else 0,
+        step=record.step_index,
+        message=record.message,
+        reason=record.reason,
+    )
+
+
+def row_from_status(base: Row, status: Status) -> Row:
+    return dataclasses.replace(
+        base,
+        phase=str(status.phase),
+        stable=status.stable_version,
+        canary=status.canary_version,
+        weight=status.canary_weight,
+        step=status.current_step,
+        steps=status.steps,
+        message=status.message,
+        reason=status.reason,
+        errors=status.errors,
+    )
+
+
+def row_from_preview(preview: Preview) -> Row:
+    spec = preview.spec
+    base = Row(name=spec.key, function=spec.function_name, alias=spec.alias, phase="Unknown")
+    if preview.outcome is None:
+        return dataclasses.replace(base, errors=(preview.error or "unknown error",))
+    return row_from_status(base, preview.outcome.decision.status)
+
+
+def _invalid_file_row(file: str, errors: tuple[str, ...]) -> Row:
+    return Row(name=file, function="-", alias="-", phase=str(Phase.INVALID), errors=errors)
+
+
+def render(rows: Iterable[Row], output: str) -> str:
+    rows = list(rows)
+    if output == "json":
+        return json.dumps([_as_dict(r) for r in rows], indent=2)
+    if output == "yaml":
+        return yaml.safe_dump([_as_dict(r) for r in rows], sort_keys=False).rstrip()
+    return _table(rows)
+
+
+def _as_dict(row: Row) -> dict[str, Any]:
+    data = dataclasses.asdict(row)
+    data["errors"] = list(row.errors)
+    return data
+
+
+def _table(rows: list[Row]) -> str:
+    table = [COLUMNS, *(row.cells() for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1]
+        for line in table
+    ).rstrip()

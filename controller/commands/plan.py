@@ -1,13 +1,61 @@
-"""PLACEHOLDER: the 'plan' verb; replaced by its real implementation."""
+"""``lambda-rollouts plan PATH...``: what the next reconcile would do to each rollout, changing nothing.
+
+It loads the documents like ``validate``, reads AWS like a tick does (aliases, versions, alarms,
+records) and runs the same decide step as ``run``, then prints the actions instead of making them.
+Exit 1 when a document is invalid (its errors are printed, the valid rollouts are still planned).
+"""
+
+from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import sys
+from pathlib import Path
+
+from controller.core.types import Phase
+from controller.observability.logs import configure_logging
+from controller.runtime.preview import Preview, describe_action, preview_all
+from controller.runtime.wiring import add_time_scale, clients_from_args
+from controller.spec.loader import load_paths
 
 
-def add_arguments(parser: argparse.ArgumentParser, **_: Any) -> None:
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="rollout documents or directories")
+    add_time_scale(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("not available yet")
-    return 2
+    configure_logging(args.log_format, args.log_level)
+    result = load_paths(list(args.paths))
+    for error in result.errors:
+        print(error, file=sys.stderr)
+    specs = [loaded.spec for loaded in result.rollouts]
+    previews = asyncio.run(preview_all(clients_from_args(args), specs, time_scale=args.time_scale)) if specs else []
+    for preview in previews:
+        print(format_preview(preview))
+    return 1 if result.errors or any(is_bad(p) for p in previews) else 0
+
+
+def is_bad(preview: Preview) -> bool:
+    """An AWS error, or input the controller would refuse (missing function, version, alarm...)."""
+    return preview.outcome is None or preview.outcome.decision.status.phase is Phase.INVALID
+
+
+def format_preview(preview: Preview) -> str:
+    spec = preview.spec
+    lines = [f"{spec.key} (function {spec.function_name}, alias {spec.alias}):"]
+    if preview.outcome is None:
+        return "\n".join([*lines, f"  error: {preview.error}"])
+    decision = preview.outcome.decision
+    status = decision.status
+    lines.append(f"  phase: {status.phase}  reason: {status.reason or '-'}  step: {status.current_step}/{status.steps}")
+    if status.message:
+        lines.append(f"  message: {status.message}")
+    lines += [f"  error: {error}" for error in status.errors if error != status.message]
+    actions = [f"  - {describe_action(a, spec.function_name)}" for a in decision.actions]
+    lines += actions or ["  - no AWS change"]
+    if decision.record_changed and not decision.actions:
+        lines.append("  - update the durable record on the function")
+    if decision.requeue_after is not None:
+        lines.append(f"  next look in {decision.requeue_after:.0f}s")
+    return "\n".join(lines)

@@ -1,13 +1,107 @@
-"""PLACEHOLDER: the 'run' verb; replaced by its real implementation."""
+"""``lambda-rollouts run --source DIR``: the controller daemon in GitOps mode.
+
+Loads the directory, follows its changes, and reconciles every rollout until SIGTERM or SIGINT;
+then the writes in flight are finished (the write-ahead record makes even an interrupted one safe)
+and it exits 0 within the grace period. ``--once`` runs a single pass and exits: 0 when every
+rollout was reconciled, 1 when any is Invalid or failed. ``--metrics-port`` serves ``/metrics``,
+``/healthz`` and ``/readyz``.
+"""
+
+from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from controller.core.types import Phase
+from controller.observability.http import Health, ObservabilityServer
+from controller.observability.logs import configure_logging
+from controller.observability.metrics import Metrics
+from controller.runtime.engine import Engine, EngineSettings
+from controller.runtime.sink import LogSink
+from controller.runtime.wiring import add_time_scale, clients_from_args
+from controller.sources.files import FileSource
+
+logger = logging.getLogger("controller.run")
+
+# SIGTERM to exit must stay under Kubernetes' default 30 s and our promised 10 s.
+SHUTDOWN_GRACE = 8.0
 
 
-def add_arguments(parser: argparse.ArgumentParser, **_: Any) -> None:
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", type=Path, required=True, metavar="DIR", help="directory of rollout documents")
+    parser.add_argument("--once", action="store_true", help="one reconcile pass, then exit")
+    parser.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="tick interval (default 5)")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics, /healthz, /readyz")
+    parser.add_argument(
+        "--drift-interval", type=float, default=600.0, metavar="SECONDS", help="re-read each alias this often"
+    )
+    parser.add_argument("--rescan-interval", type=float, default=30.0, help=argparse.SUPPRESS)
+    add_time_scale(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("not available yet")
-    return 2
+    configure_logging(args.log_format, args.log_level)
+    if not args.source.is_dir():
+        print(f"--source {args.source}: not a directory", file=sys.stderr)
+        return 2
+    return asyncio.run(_main(args))
+
+
+async def _main(args: argparse.Namespace) -> int:
+    settings = EngineSettings(interval=args.interval, drift_interval=args.drift_interval, time_scale=args.time_scale)
+    metrics = Metrics() if args.metrics_port is not None else None
+    engine = Engine(clients_from_args(args, observer=metrics), settings=settings, sinks=(LogSink(),))
+    source = FileSource(args.source, rescan_interval=args.rescan_interval)
+    await engine.apply(await asyncio.to_thread(source.scan))
+    if args.once:
+        return await _once(engine)
+    if metrics is not None:
+        return await _serve(engine, source, metrics, port=args.metrics_port)
+    return await _daemon(engine, source)
+
+
+async def _once(engine: Engine) -> int:
+    await engine.tick()
+    statuses = [r.status for r in engine.rollouts().values()]
+    failed = [s for s in statuses if s is not None and (s.phase is Phase.INVALID or s.errors)]
+    return 1 if failed else 0
+
+
+async def _serve(engine: Engine, source: FileSource, metrics: Metrics, *, port: int) -> int:
+    health = Health(interval=engine.settings.interval, metrics=metrics)
+    health.set_sources_loaded()
+    health.set_leadership_known()  # GitOps mode runs one replica: it is its own leader
+    engine.tick_listeners.append(lambda: _healthy(health, engine))
+    async with ObservabilityServer(metrics=metrics, health=health, port=port):
+        return await _daemon(engine, source)
+
+
+def _healthy(health: Health, engine: Engine) -> None:
+    health.heartbeat()
+    health.set_aws_reachable(engine.ready)
+
+
+async def _daemon(engine: Engine, source: FileSource) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runner = asyncio.create_task(engine.run(stop=stop, updates=source.watch(stop)))
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({runner, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if runner.done():
+        stopped.cancel()
+        runner.result()  # the loop never ends by itself: surface why it did
+        return 1
+    logger.info("stopping: finishing the writes in flight")
+    try:
+        await asyncio.wait_for(runner, timeout=SHUTDOWN_GRACE)
+    except TimeoutError:
+        # Cancelled mid-write at worst: the write-ahead record lets the next start complete it.
+        logger.warning("writes still in flight after %.0fs; exiting anyway", SHUTDOWN_GRACE)
+    logger.info("stopped")
+    return 0

@@ -1,0 +1,148 @@
+"""Observe: build the core's ``Observed`` for one rollout from the fewest AWS reads.
+
+Cost per tick must not grow with idle rollouts, so almost everything here is either shared by all
+rollouts (``TickReads``: alarm states and control requests, read once per tick by the engine) or
+cached: published versions are immutable, so their configuration is read once; a ``publish``
+document's code hash maps to one version forever; alarm existence is checked again only when the
+rollout's alarm list changes (or while some are still missing). The alias itself is read only when
+the caller asks (before a write, with a pending write, at start-up, on the slow drift check).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from controller.aws import AwsClients
+from controller.aws.lambda_ import AliasState
+from controller.core.types import Observed, Record, Request, VersionInfo
+from controller.runtime.records import function_name_of
+from controller.spec.model import BlueGreenStrategy, RolloutSpec
+
+LATEST = "$LATEST"
+
+
+@dataclass(frozen=True)
+class TickReads:
+    """What one tick read once for every rollout."""
+
+    alarms_in_alarm: frozenset[str] = frozenset()
+    # (function short name, alias) -> the control request waiting on that function.
+    requests: Mapping[tuple[str, str], Request] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """``Observed`` plus the alias states behind it, whose RevisionIds the next writes must send."""
+
+    observed: Observed
+    aliases: Mapping[str, AliasState | None] = field(default_factory=dict)
+
+
+def strategy_aliases(spec: RolloutSpec) -> tuple[str, ...]:
+    """Every alias the rollout may write: the main one, then blue/green's preview and previous."""
+    names = [spec.alias]
+    if isinstance(spec.strategy, BlueGreenStrategy):
+        names.append(spec.strategy.preview_alias)
+        if spec.strategy.previous_alias:
+            names.append(spec.strategy.previous_alias)
+    return tuple(dict.fromkeys(names))
+
+
+class Observer:
+    """Reads AWS for ``decide`` and remembers what can never change."""
+
+    def __init__(self, aws: AwsClients) -> None:
+        self._aws = aws
+        self._versions: dict[tuple[str, str], VersionInfo] = {}
+        self._by_sha: dict[tuple[str, str], str] = {}
+        # rollout key -> (alarm names checked, those found missing)
+        self._alarm_checks: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {}
+
+    async def observe(
+        self,
+        spec: RolloutSpec,
+        record: Record | None,
+        reads: TickReads,
+        *,
+        function_exists: bool,
+        read_aliases: bool,
+    ) -> Observation:
+        """Observe one rollout; ``read_aliases`` re-reads its aliases (a Lambda call each)."""
+        if not function_exists:
+            return Observation(Observed(function_exists=False))
+        function = function_name_of(spec.function_name)
+        aliases = await self.read_aliases(spec) if read_aliases else {}
+        main = aliases.get(spec.alias)
+        desired = await self._desired_version(spec)
+        versions, missing = await self._versions_of(function, _versions_in_play(desired, record, aliases))
+        observed = Observed(
+            function_exists=True,
+            alias_read=read_aliases,
+            alias_exists=main is not None,
+            alias=main.routing if main is not None else None,
+            other_aliases={n: s.routing for n, s in aliases.items() if n != spec.alias and s is not None},
+            desired_version=desired,
+            versions=versions,
+            missing_versions=missing,
+            missing_alarms=await self._missing_alarms(spec),
+            alarms_in_alarm=reads.alarms_in_alarm,
+            request=reads.requests.get((function, spec.alias)),
+        )
+        return Observation(observed, aliases)
+
+    async def read_aliases(self, spec: RolloutSpec) -> dict[str, AliasState | None]:
+        return {name: await self._aws.lambda_.get_alias(spec.function_name, name) for name in strategy_aliases(spec)}
+
+    def remember_published(self, spec: RolloutSpec, version: str) -> None:
+        """Record the version a ``PublishVersion`` produced, so it is never looked up again."""
+        if spec.publish is not None:
+            self._by_sha[(function_name_of(spec.function_name), spec.publish.code_sha256)] = version
+
+    def forget_rollout(self, key: str) -> None:
+        self._alarm_checks.pop(key, None)
+
+    async def _desired_version(self, spec: RolloutSpec) -> str | None:
+        if spec.publish is None:
+            return spec.version
+        cache_key = (function_name_of(spec.function_name), spec.publish.code_sha256)
+        if cache_key not in self._by_sha:
+            found = await self._aws.lambda_.find_version_by_sha(spec.function_name, spec.publish.code_sha256)
+            if found is None:
+                return None
+            self._by_sha[cache_key] = found
+        return self._by_sha[cache_key]
+
+    async def _versions_of(self, function: str, wanted: set[str]) -> tuple[dict[str, VersionInfo], frozenset[str]]:
+        found: dict[str, VersionInfo] = {}
+        missing: set[str] = set()
+        for version in sorted(wanted):
+            info = self._versions.get((function, version))
+            if info is None:
+                info = await self._aws.lambda_.get_version(function, version)
+                if info is None:
+                    missing.add(version)
+                    continue
+                self._versions[(function, version)] = info
+            found[version] = info
+        return found, frozenset(missing)
+
+    async def _missing_alarms(self, spec: RolloutSpec) -> frozenset[str]:
+        names = tuple(spec.analysis.alarms)
+        checked = self._alarm_checks.get(spec.key)
+        if checked is not None and checked[0] == names and not checked[1]:
+            return frozenset()
+        missing = await self._aws.cloudwatch.missing_alarms(names) if names else frozenset()
+        self._alarm_checks[spec.key] = (names, frozenset(missing))
+        return frozenset(missing)
+
+
+def _versions_in_play(desired: str | None, record: Record | None, aliases: Mapping[str, AliasState | None]) -> set[str]:
+    """Published versions the checks may need: desired, the record's, and whatever the aliases route to."""
+    wanted: set[str | None] = {desired}
+    if record is not None:
+        wanted |= {record.stable, record.canary}
+    for state in aliases.values():
+        if state is not None:
+            wanted |= {state.routing.primary, state.routing.additional}
+    return {v for v in wanted if v is not None and v != LATEST}

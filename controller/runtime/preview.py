@@ -1,0 +1,69 @@
+"""Read-only reconciles for ``plan`` and ``get --source``: what the controller would do next.
+
+They share the engine's observe and decide steps (so a plan can never disagree with what ``run``
+does) but stop before acting: no alias write, no tag write, ever.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from controller.aws import AwsClients
+from controller.core.types import AliasRouting, PublishVersion, UpdateAlias
+from controller.runtime.observe import Observer, TickReads
+from controller.runtime.reconcile import Clock, Outcome, Reconciler
+from controller.runtime.records import RecordStore
+from controller.spec.model import RolloutSpec
+
+
+@dataclass(frozen=True)
+class Preview:
+    """One rollout's next step, or why it could not be computed (an AWS error)."""
+
+    spec: RolloutSpec
+    outcome: Outcome | None = None
+    error: str | None = None
+
+
+async def preview_all(
+    aws: AwsClients,
+    specs: Sequence[RolloutSpec],
+    *,
+    clock: Clock = time.time,
+    time_scale: float = 1.0,
+) -> list[Preview]:
+    """Observe and decide every rollout once, with the same shared reads a tick makes."""
+    store = RecordStore(aws)
+    reconciler = Reconciler(aws=aws, store=store, observer=Observer(aws), clock=clock, time_scale=time_scale)
+    reads = await shared_reads(aws, store, specs)
+    previews = []
+    for spec in specs:
+        try:
+            previews.append(Preview(spec, outcome=await reconciler.preview(spec, reads)))
+        except Exception as exc:  # one rollout's AWS error must not hide the others' plans
+            previews.append(Preview(spec, error=f"{type(exc).__name__}: {exc}"))
+    return previews
+
+
+async def shared_reads(aws: AwsClients, store: RecordStore, specs: Iterable[RolloutSpec]) -> TickReads:
+    specs = list(specs)
+    alarms = await aws.cloudwatch.alarms_in_alarm() if any(s.analysis.alarms for s in specs) else frozenset()
+    return TickReads(alarms_in_alarm=alarms, requests=await store.requests(s.alias for s in specs))
+
+
+def describe_routing(routing: AliasRouting) -> str:
+    if routing.additional is None or routing.weight <= 0:
+        return f"100% -> {routing.primary}"
+    percent = round(routing.weight * 100, 2)
+    return f"{100 - percent:g}% -> {routing.primary}, {percent:g}% -> {routing.additional}"
+
+
+def describe_action(action: UpdateAlias | PublishVersion, function: str) -> str:
+    """One human line per action, e.g. ``update alias prod of brand-api: 90% -> 42, 10% -> 43``."""
+    if isinstance(action, PublishVersion):
+        return f"publish $LATEST of {function} as a new version (CodeSha256 {action.code_sha256})"
+    verb = "create" if action.create else "update"
+    rollback = " (rollback)" if action.rollback else ""
+    return f"{verb} alias {action.write.alias} of {function}: {describe_routing(action.write.routing)}{rollback}"

@@ -1,0 +1,184 @@
+"""Reconcile one rollout: observe, decide, act, record.
+
+The steps, in order, each a small function:
+
+1. observe  - the function's record (cached tags) and an ``Observed`` from the fewest reads;
+2. decide   - the pure core; when it asks for an alias write but the alias was not read this tick,
+              read it and decide again (someone may have moved it by hand: drift is the core's call);
+3. act      - write-ahead: persist the record naming the pending alias write, write the alias with
+              the RevisionId just read, then persist ``confirm(record)``; a controller killed between
+              any two of these finds the pending write in the record and completes it;
+4. record   - persist the record if it changed (and nothing at all if it did not), then remove the
+              control request it handled.
+
+Bad input (the core says ``Invalid``: missing function, version or alarm, role mismatch) stops after
+step 2: no alias write, no tag write. ``preview`` runs steps 1-2 only, for ``plan`` and ``get``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from controller.aws import AwsClients
+from controller.aws.lambda_ import AliasState
+from controller.core.decide import confirm, decide
+from controller.core.types import Decision, Phase, PublishVersion, Record, UpdateAlias
+from controller.runtime.observe import Observation, Observer, TickReads
+from controller.runtime.records import FunctionTags, RecordStore
+from controller.spec.model import RolloutSpec
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile did: the core's decision and whether the aliases were read (drift check)."""
+
+    decision: Decision
+    observation: Observation
+    aliases_read: bool
+    wrote: bool = False
+
+
+def worth_persisting(before: Record | None, after: Record) -> bool:
+    """Whether a record change is durable state rather than a refreshed message.
+
+    The core rewrites ``message`` as a pause counts down ("4s of 5s left"); persisting that would
+    cost a tag write per paused rollout per tick, the very cost that must not grow with idle
+    rollouts. The message is still shown live in the status; the record gets it with the next
+    real change.
+    """
+    return before is None or dataclasses.replace(after, message=before.message) != before
+
+
+def needs_alias(decision: Decision) -> bool:
+    """The core asked for a fresh alias read, or for an alias write that must carry a fresh RevisionId."""
+    return decision.read_alias or any(isinstance(action, UpdateAlias) for action in decision.actions)
+
+
+class Reconciler:
+    """The four steps for one rollout; stateless apart from the shared caches it is given."""
+
+    def __init__(
+        self,
+        *,
+        aws: AwsClients,
+        store: RecordStore,
+        observer: Observer,
+        clock: Clock,
+        time_scale: float = 1.0,
+    ) -> None:
+        self._aws = aws
+        self._store = store
+        self._observer = observer
+        self._clock = clock
+        self._time_scale = time_scale
+
+    async def reconcile(self, spec: RolloutSpec, reads: TickReads, *, read_aliases: bool) -> Outcome:
+        """One level-triggered pass; repeating it with nothing changed in AWS writes nothing."""
+        fn, record = await self._load(spec)
+        outcome = await self._observe_and_decide(spec, fn, record, reads, read_aliases=read_aliases)
+        if fn is None or outcome.decision.status.phase is Phase.INVALID:
+            return outcome
+        wrote = await self._act(spec, fn, record, outcome)
+        return Outcome(outcome.decision, outcome.observation, outcome.aliases_read, wrote)
+
+    async def preview(self, spec: RolloutSpec, reads: TickReads) -> Outcome:
+        """Steps 1-2 with the aliases read: what the next reconcile would do. Writes nothing."""
+        fn, record = await self._load(spec)
+        return await self._observe_and_decide(spec, fn, record, reads, read_aliases=True)
+
+    # ---- 1. observe ----------------------------------------------------------------------------
+
+    async def _load(self, spec: RolloutSpec) -> tuple[FunctionTags | None, Record | None]:
+        fn = await self._store.function(spec.function_name)
+        record = self._store.record(fn, spec.alias) if fn is not None else None
+        return fn, record
+
+    async def _observe(
+        self, spec: RolloutSpec, fn: FunctionTags | None, record: Record | None, reads: TickReads, *, read_aliases: bool
+    ) -> Observation:
+        return await self._observer.observe(
+            spec, record, reads, function_exists=fn is not None, read_aliases=read_aliases and fn is not None
+        )
+
+    # ---- 2. decide -----------------------------------------------------------------------------
+
+    async def _observe_and_decide(
+        self, spec: RolloutSpec, fn: FunctionTags | None, record: Record | None, reads: TickReads, *, read_aliases: bool
+    ) -> Outcome:
+        # A write left half-done by a crash is completed against the alias as it is now.
+        read_aliases = read_aliases or (record is not None and record.pending is not None)
+        observation = await self._observe(spec, fn, record, reads, read_aliases=read_aliases)
+        decision = self._decide(spec, record, observation)
+        if needs_alias(decision) and not observation.observed.alias_read and fn is not None:
+            read_aliases = True
+            observation = await self._observe(spec, fn, record, reads, read_aliases=True)
+            decision = self._decide(spec, record, observation)
+        return Outcome(decision, observation, aliases_read=read_aliases and fn is not None)
+
+    def _decide(self, spec: RolloutSpec, record: Record | None, observation: Observation) -> Decision:
+        return decide(spec, record, observation.observed, self._clock(), time_scale=self._time_scale)
+
+    # ---- 3. act --------------------------------------------------------------------------------
+
+    async def _act(self, spec: RolloutSpec, fn: FunctionTags, before: Record | None, outcome: Outcome) -> bool:
+        """Apply the actions in order, write-ahead around alias writes; returns whether AWS changed."""
+        record = outcome.decision.record
+        aliases: dict[str, AliasState | None] = dict(outcome.observation.aliases)
+        alias_written = False
+        for action in outcome.decision.actions:
+            if isinstance(action, PublishVersion):
+                await self._publish(spec, action)
+                continue
+            if not alias_written and record.pending is not None and outcome.decision.record_changed:
+                await self._persist(spec, fn, record)
+            aliases[action.write.alias] = await self._write_alias(spec, action, aliases)
+            alias_written = True
+        if alias_written and record.pending is not None:
+            record = confirm(record, self._clock())
+        # ---- 4. record ----
+        persisted = alias_written or (outcome.decision.record_changed and worth_persisting(before, record))
+        if persisted:
+            await self._persist(spec, fn, record)
+        await self._clear_handled_request(spec, fn, record, outcome)
+        return persisted or alias_written or bool(outcome.decision.actions)
+
+    async def _publish(self, spec: RolloutSpec, action: PublishVersion) -> None:
+        version = await self._aws.lambda_.publish_version(
+            spec.function_name, code_sha256=action.code_sha256, description=action.description
+        )
+        self._observer.remember_published(spec, version)
+
+    async def _write_alias(
+        self, spec: RolloutSpec, action: UpdateAlias, aliases: Mapping[str, AliasState | None]
+    ) -> AliasState:
+        """Create or update one alias, always with the RevisionId read this tick (never a stale one)."""
+        name = action.write.alias
+        state = aliases[name] if name in aliases else await self._aws.lambda_.get_alias(spec.function_name, name)
+        if state is None:
+            return await self._aws.lambda_.create_alias(
+                spec.function_name, name, action.write.routing, priority=action.rollback
+            )
+        return await self._aws.lambda_.update_alias(
+            spec.function_name,
+            name,
+            action.write.routing,
+            revision_id=state.revision_id,
+            priority=action.rollback,
+        )
+
+    # ---- 4. record -----------------------------------------------------------------------------
+
+    async def _persist(self, spec: RolloutSpec, fn: FunctionTags, record: Record) -> None:
+        await self._store.persist(fn, alias=spec.alias, key=spec.key, record=record)
+
+    async def _clear_handled_request(
+        self, spec: RolloutSpec, fn: FunctionTags, record: Record, outcome: Outcome
+    ) -> None:
+        """A request tag goes only after the record saying it was handled is durable: never lost."""
+        request = outcome.observation.observed.request
+        if request is not None and record.last_request == request.id:
+            await self._store.clear_request(fn, alias=spec.alias)

@@ -1,0 +1,237 @@
+"""Shared helpers for the engine and CLI integration tests: documents, a driven engine, the call log.
+
+Tests drive the engine tick by tick with a fake clock (``EngineHarness``), so a 5-minute preset runs
+in milliseconds and no test sleeps; only the subprocess tests use real (short) intervals. What AWS
+saw is checked in the strict emulator's call log, never in mocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from controller.aws import AwsSettings, make_clients
+from controller.core.codec import encode_request, request_key
+from controller.core.types import Phase, Request, Status, Verb
+from controller.emulator import Emulator
+from controller.runtime.engine import Engine, EngineSettings
+from controller.runtime.sink import MemorySink
+from controller.sources.files import FileSource
+
+T = TypeVar("T")
+
+# Operations that change AWS state: none of them may appear when the input is bad.
+WRITE_OPERATIONS = frozenset(
+    {
+        "CreateAlias",
+        "UpdateAlias",
+        "DeleteAlias",
+        "PublishVersion",
+        "TagResource",
+        "UntagResource",
+        "PutProvisionedConcurrencyConfig",
+        "PutFunctionConcurrency",
+    }
+)
+
+
+def rollout_document(
+    name: str,
+    *,
+    function: str,
+    version: str,
+    strategy: dict[str, Any],
+    alias: str = "live",
+    alarms: Iterable[str] = (),
+    namespace: str = "default",
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"functionName": function, "alias": alias, "version": version, "strategy": strategy}
+    if alarms:
+        spec["analysis"] = {"alarms": list(alarms)}
+    return {
+        "apiVersion": "lambda.rollouts.dev/v1alpha1",
+        "kind": "LambdaRollout",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def write_document(directory: Path, document: dict[str, Any], filename: str | None = None) -> Path:
+    path = directory / (filename or f"{document['metadata']['name']}.yaml")
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def canary(*weights_and_pauses: int | float | None) -> dict[str, Any]:
+    """``canary(10, 5, 50, 5)``: setWeight 10, pause 5 s, ... (``None`` = a pause until promote)."""
+    steps: list[dict[str, Any]] = []
+    for index, value in enumerate(weights_and_pauses):
+        if index % 2 == 0:
+            steps.append({"setWeight": value})
+        else:
+            steps.append({"pause": {} if value is None else {"duration": f"{value}s"}})
+    return {"canary": {"steps": steps}}
+
+
+class FakeClock:
+    """Epoch seconds that only move when a test says so."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = start if start is not None else time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class EngineHarness:
+    """An Engine over a GitOps directory, driven one tick at a time on its own event loop."""
+
+    def __init__(
+        self,
+        emulator: Emulator,
+        source: Path,
+        *,
+        clock: FakeClock | None = None,
+        time_scale: float = 1.0,
+        watch: tuple[str, str] | None = None,
+    ) -> None:
+        self.emulator = emulator
+        # (function, alias) read after every tick, so every routing the alias went through is seen.
+        self.watch = watch
+        self.seen: list[tuple[str, dict[str, float]]] = []
+        self.clock = clock or FakeClock()
+        self.sink = MemorySink()
+        self.source = FileSource(source)
+        self.aws = make_clients(AwsSettings(endpoint_url=emulator.url, region="us-east-1"))
+        settings = EngineSettings(interval=5.0, time_scale=time_scale)
+        self.engine = Engine(self.aws, settings=settings, clock=self.clock, sinks=(self.sink,), rand=lambda: 0.5)
+        self._runner = asyncio.Runner()
+        self.reload()
+
+    def run(self, awaitable: Awaitable[T]) -> T:
+        async def wrapped() -> T:
+            return await awaitable
+
+        return self._runner.run(wrapped())
+
+    def reload(self) -> None:
+        """Re-read the directory, as the file watcher does on a change."""
+        self.run(self.engine.apply(self.source.scan()))
+
+    def tick(self, seconds: float = 0.0) -> None:
+        self.clock.advance(seconds)
+        self.run(self.engine.tick())
+        if self.watch is not None:
+            self._record_alias(*self.watch)
+
+    def _record_alias(self, function: str, alias: str) -> None:
+        try:
+            routing = alias_routing(self.emulator, function, alias)
+        except self.emulator.client("lambda").exceptions.ResourceNotFoundException:
+            return
+        if not self.seen or self.seen[-1] != routing:
+            self.seen.append(routing)
+
+    def status(self, name: str, namespace: str = "default") -> Status:
+        status = self.engine.status(f"{namespace}/{name}")
+        assert status is not None, f"no status for {namespace}/{name}"
+        return status
+
+    def drive(
+        self, until: Callable[[], bool], *, step: float = 1.0, max_ticks: int = 200
+    ) -> int:
+        """Tick (advancing the clock by ``step``) until ``until()``; returns the ticks it took."""
+        for count in range(max_ticks):
+            if until():
+                return count
+            self.tick(step)
+        raise AssertionError(f"condition not reached after {max_ticks} ticks")
+
+    def close(self) -> None:
+        self._runner.close()
+
+
+def phase_is(harness: EngineHarness, name: str, *phases: Phase) -> Callable[[], bool]:
+    def check() -> bool:
+        status = harness.engine.status(f"default/{name}")
+        return status is not None and status.phase in phases
+
+    return check
+
+
+def alias_routing(emulator: Emulator, function: str, alias: str) -> tuple[str, dict[str, float]]:
+    response = emulator.client("lambda").get_alias(FunctionName=function, Name=alias)
+    weights = response.get("RoutingConfig", {}).get("AdditionalVersionWeights", {}) or {}
+    return response["FunctionVersion"], {k: float(v) for k, v in weights.items()}
+
+
+def alias_writes(emulator: Emulator, function: str | None = None, alias: str | None = None) -> list[Any]:
+    """CreateAlias / UpdateAlias calls the emulator accepted, in order, optionally for one alias."""
+    writes = []
+    for call in emulator.calls():
+        if call.operation not in ("CreateAlias", "UpdateAlias") or call.status >= 300:
+            continue
+        params = call.params
+        if function is not None and function not in str(params.get("FunctionName", "")):
+            continue
+        if alias is not None and params.get("Name") != alias:
+            continue
+        writes.append(call)
+    return writes
+
+
+def written_weights(emulator: Emulator, function: str, alias: str) -> list[tuple[str | None, float]]:
+    """(additional version, weight) of each successful alias write; (None, 0.0) clears the weights."""
+    result: list[tuple[str | None, float]] = []
+    for call in alias_writes(emulator, function, alias):
+        weights = (call.params.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+        if weights:
+            (version, weight), *_ = weights.items()
+            result.append((version, float(weight)))
+        else:
+            result.append((None, 0.0))
+    return result
+
+
+def write_calls(emulator: Emulator) -> list[str]:
+    return [c.operation for c in emulator.calls() if c.operation in WRITE_OPERATIONS]
+
+
+def send_request(emulator: Emulator, function: str, alias: str, verb: Verb, request_id: str = "r1") -> None:
+    """What the control verbs do: put a request tag on the function."""
+    lam = emulator.client("lambda")
+    arn = lam.get_function_configuration(FunctionName=function)["FunctionArn"]
+    value = encode_request(Request(id=request_id, verb=verb, at=time.time(), by="arn:aws:iam::123456789012:user/t"))
+    lam.tag_resource(Resource=arn, Tags={request_key(alias): value})
+
+
+def function_tags(emulator: Emulator, function: str) -> dict[str, str]:
+    lam = emulator.client("lambda")
+    arn = lam.get_function_configuration(FunctionName=function)["FunctionArn"]
+    return dict(lam.list_tags(Resource=arn)["Tags"])
+
+
+def cli_env(emulator: Emulator) -> dict[str, str]:
+    """Environment for ``python -m controller.cli ...`` subprocesses against the emulator."""
+    env = dict(os.environ)
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=emulator.url,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+CLI = [sys.executable, "-m", "controller.cli"]
