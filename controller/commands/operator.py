@@ -22,7 +22,7 @@ from controller.observability.http import Health, ObservabilityServer
 from controller.observability.logs import configure_logging
 from controller.observability.metrics import Metrics
 from controller.runtime.engine import EngineSettings
-from controller.runtime.kubeapi import KubeApi
+from controller.runtime.kubeapi import Endpoint, KubeApi
 from controller.runtime.leader import LeaderElector, LeaseSettings
 from controller.runtime.wiring import add_time_scale, clients_from_args
 from controller.sources.kube import Login, Operator, OperatorSettings, default_login, endpoint_of, run_operator
@@ -84,10 +84,10 @@ async def serve(args: argparse.Namespace, *, login: Login = default_login, stop:
     aws = clients_from_args(args)
     endpoint = endpoint_of(await login())
 
-    async def relogin() -> object:
+    async def relogin() -> Endpoint:
         return endpoint_of(await login())
 
-    async with KubeApi(endpoint, relogin=relogin) as api:  # type: ignore[arg-type]
+    async with KubeApi(endpoint, relogin=relogin, user_agent=f"lambda-rollouts ({args.identity})") as api:
         elector = LeaderElector(api, identity=args.identity, settings=lease_settings(args))
         operator = Operator(
             api=api,

@@ -37,6 +37,7 @@ import kopf
 from controller.aws import AwsClients
 from controller.core.codec import decode_request, encode_request, request_key
 from controller.core.types import Event, HistoryEntry, Phase, Request, Status, Verb
+from controller.kubectl_plugin import REQUEST_ANNOTATION
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.kubeapi import ApiError, Endpoint, KubeApi, decode_ca
 from controller.runtime.leader import LeaderElector
@@ -46,7 +47,6 @@ from controller.spec.loader import parse_rollout
 from controller.spec.model import RolloutSpec
 
 GROUP, VERSION, PLURAL, KIND = "lambda.rollouts.dev", "v1alpha1", "lambdarollouts", "LambdaRollout"
-REQUEST_ANNOTATION = f"{GROUP}/request"
 FINALIZER = f"{GROUP}/revert-on-deletion"
 COMPONENT = "lambda-rollouts"
 # Phases in which the alias may carry the canary: deleting with revertOnDeletion waits for these to end.

@@ -300,3 +300,47 @@ def env_vars(**values: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextlib.asynccontextmanager
+async def operator_running(
+    cluster: KubeCluster, aws_url: str, *, identity: str = "op-1", interval: float = 0.2, lease_duration: float = 2.0
+) -> AsyncIterator[asyncio.Task[None]]:
+    """``lambda-rollouts operator`` in-process (the real command wiring), until the block ends."""
+    import kopf
+
+    from controller.cli import build_parser
+    from controller.commands import operator as command
+
+    args = build_parser().parse_args(
+        [
+            "operator",
+            f"--interval={interval}",
+            f"--identity={identity}",
+            f"--lease-duration={lease_duration}",
+            "--lease-namespace=default",
+            f"--aws-endpoint-url={aws_url}",
+            "--region=us-east-1",
+        ]
+    )
+
+    async def login() -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=cluster.url, insecure=True)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(command.serve(args, login=login, stop=stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)
+
+
+def status_history(cluster: KubeCluster, name: str, namespace: str = "default") -> list[dict[str, Any]]:
+    """Every distinct ``.status`` the object went through, in order (kmock keeps each version)."""
+    seen: list[dict[str, Any]] = []
+    for version in cluster.emulator.objects[ROLLOUTS, namespace, name].history:
+        status = dict(version.get("status") or {}) if version is not None else {}
+        if status and (not seen or seen[-1] != status):
+            seen.append(status)
+    return seen
