@@ -11,9 +11,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from controller.emulator import Emulator
-from helpers import alias_routing, canary, rollout_document, write_calls, written_weights
+from helpers import alias_routing, canary, rollout_document, written_weights
 from kube_harness import KubeCluster, eventually, kube_cluster, operator_running, status_history
+
+from controller.emulator import Emulator
 
 FUNCTION, ALIAS = "orders", "live"
 
