@@ -279,7 +279,9 @@ def publish(ctx: Ctx) -> Ctx | Decision:
         return ctx
     action = PublishVersion(spec.publish.code_sha256, spec.publish.description)
     message = f"publishing $LATEST (code {spec.publish.code_sha256[:12]}) as a new version"
-    return finish(ctx, ctx.original, actions=(action,), show=(Phase.PENDING, Reason.PUBLISHING_VERSION, message))
+    # requeue at once: the shell resolves the new version number on its next observation.
+    show = (Phase.PENDING, Reason.PUBLISHING_VERSION, message)
+    return finish(ctx, ctx.original, actions=(action,), show=show, requeue_after=0)
 
 
 def spec_reverted(ctx: Ctx) -> Ctx | Decision:
@@ -361,6 +363,11 @@ def first_sight(ctx: Ctx) -> Ctx | Decision:
     assert desired is not None  # publish and preflight ran before
     seen = ctx.seen
     base = dataclasses.replace(ctx.record, spec_hash=ctx.spec_hash)
+    request = ctx.observed.request
+    if request is not None:
+        # A request that predates the record cannot be about this rollout: consume it, unapplied.
+        base = dataclasses.replace(base, last_request=request.id)
+        ctx = ctx.note(f"{request.verb} ignored: it predates tracking of this rollout")
     if seen is None:
         # No trigger can reach an alias that does not exist yet: nothing to protect, create it on target.
         write = make_write(ctx, AliasRouting(desired))
@@ -530,6 +537,8 @@ RULES: tuple[Rule, ...] = (
     failed_hold,
     first_sight,
     start,
+    # Once more after a start: a version never gets its first traffic while a watched alarm fires.
+    alarm_rollback,
     finished,
     paused,
     advance,

@@ -104,10 +104,18 @@ def test_inapplicable_requests_are_recorded_and_explained() -> None:
     assert d.status.message.count(why) == 1
 
 
+def test_a_request_older_than_the_record_is_consumed_unapplied() -> None:
+    w = world()
+    w.ask(Verb.ABORT)
+    d = w.tick()
+    assert d.record.last_request == "r1" and "predates" in d.status.message
+    assert w.alias == AliasRouting("1", "2", 0.1)
+
+
 def test_undo_goes_back_in_one_write_and_does_not_restart() -> None:
     w = world()
+    w.tick()
     w.ask(Verb.PROMOTE_FULL)
-    w.tick()  # the request is seen only once a record exists
     w.settle()
     w.tick()
     assert w.alias == AliasRouting("2") and w.record is not None and w.record.phase is Phase.HEALTHY

@@ -1,0 +1,272 @@
+"""The six invariants of decide(), proven over random histories with hypothesis.
+
+Each example is a random sequence of operations applied to the pure simulator: clock jumps of any
+size, reconciles (with or without an alias read, crashing between the write-ahead record and the
+alias write or between the write and its confirmation), alarm flips, operator requests, manual alias
+changes (drift) and spec edits. Every alias write the simulated shell makes is checked as it happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from simulator import World, versions
+
+from controller.core.plan import build_plan
+from controller.core.spec_hash import spec_hash
+from controller.core.types import AliasRouting, Phase, UpdateAlias, Verb
+from controller.spec.model import (
+    AllAtOnceStrategy,
+    Analysis,
+    BlueGreenStrategy,
+    CanaryStrategy,
+    LinearStrategy,
+    Pause,
+    PresetStrategy,
+    RolloutSpec,
+    SetWeight,
+    Strategy,
+)
+
+STRATEGIES: tuple[Strategy, ...] = (
+    PresetStrategy("Canary10Percent5Minutes"),
+    PresetStrategy("Linear10PercentEvery1Minute"),
+    LinearStrategy(step_percent=30, interval=90),
+    CanaryStrategy((SetWeight(5), Pause(60), SetWeight(40), Pause(), SetWeight(60), Pause(120))),
+    CanaryStrategy((SetWeight(20), SetWeight(50), Pause(30))),
+    AllAtOnceStrategy(),
+    BlueGreenStrategy(preview_alias="green", previous_alias="previous", auto_promote=True, auto_promote_after=120),
+    BlueGreenStrategy(preview_alias="green"),
+)
+VERSIONS = ("1", "2", "3")
+ROUTINGS = st.one_of(
+    st.none(),
+    st.builds(AliasRouting, st.sampled_from(VERSIONS)),
+    st.builds(
+        AliasRouting,
+        st.just("1"),
+        st.sampled_from(("2", "3")),
+        st.sampled_from((0.05, 0.1, 0.5, 0.9)),
+    ),
+)
+TICKS = st.tuples(
+    st.just("tick"),
+    st.sampled_from((0.0, 1.0, 29.0, 30.0, 55.0, 59.0, 60.0, 61.0, 119.0, 120.0, 295.0, 299.0, 300.0, 3600.0, 1e6)),
+    st.booleans(),  # alias read
+    st.sampled_from((None, None, None, "before-write", "before-confirm")),
+)
+DISTURBANCES = st.one_of(
+    st.tuples(st.just("alarm"), st.booleans()),
+    st.tuples(st.just("request"), st.sampled_from(list(Verb))),
+    st.tuples(st.just("drift"), ROUTINGS),
+    st.tuples(st.just("version"), st.sampled_from(VERSIONS)),
+    st.tuples(st.just("paused"), st.booleans()),
+)
+# Mostly reconciles and clock jumps, so that rollouts get far enough for the disturbances to matter.
+OPS = st.lists(st.one_of(TICKS, TICKS, TICKS, DISTURBANCES), max_size=60)
+
+
+def traffic(version: str | None, routing: AliasRouting | None) -> float:
+    if version is None or routing is None:
+        return 0.0
+    extra = routing.weight if routing.additional is not None else 0.0
+    share = 0.0
+    if routing.primary == version:
+        share += 1.0 - extra
+    if routing.additional == version:
+        share += extra
+    return share
+
+
+def valid_for_aws(routing: AliasRouting) -> bool:
+    if not routing.primary.isdigit():
+        return False
+    if routing.additional is None:
+        return True
+    return routing.additional.isdigit() and routing.additional != routing.primary and 0 < routing.weight < 1
+
+
+@dataclass
+class Checker:
+    """Independent bookkeeping of what the invariants need, fed by the simulated shell."""
+
+    world: World
+    last_main: AliasRouting | None = None  # the controller's own last main-alias write
+    last_applied_at: float | None = None
+    last_weight: float = 0.0
+    exempt: bool = True  # a promote/resume/spec edit/drift since the last applied weight
+    failed: set[tuple[str, str]] = field(default_factory=set)
+    writes_seen: int = 0
+
+    def new_writes(self) -> None:
+        w = self.world
+        for write in w.writes[self.writes_seen :]:
+            self.check_write(write.at, write.action, write.record.canary)
+        self.writes_seen = len(w.writes)
+
+    def check_write(self, at: float, action: UpdateAlias, canary: str | None) -> None:
+        routing = action.write.routing
+        # 4. every alias write is valid for AWS.
+        assert valid_for_aws(routing), routing
+        # 2. a failed version gets no traffic without retry or a spec change.
+        current = spec_hash(self.world.spec)
+        for version in {routing.primary, routing.additional} - {None}:
+            assert (version, current) not in self.failed, (version, self.failed)
+        if action.write.alias != self.world.spec.alias:
+            return
+        if action.rollback or canary is None:
+            self.last_main, self.last_applied_at, self.last_weight = routing, at, 0.0
+            self.exempt = True
+            return
+        # 1. traffic to the canary never goes down except by rollback, abort or supersede.
+        before, after = traffic(canary, self.last_main), traffic(canary, routing)
+        assert after >= before - 1e-9, (self.last_main, routing)
+        # 3. no pause is shortened, measured from when the previous weight was applied.
+        if after > before + 1e-9 and not self.exempt and self.last_applied_at is not None:
+            needed = pause_between(self.world, before, after)
+            assert at - self.last_applied_at >= needed - 1e-9, (at, self.last_applied_at, needed)
+        if after > before + 1e-9 or self.last_applied_at is None:
+            self.last_applied_at, self.last_weight = at, after
+            self.exempt = False
+        self.last_main = routing
+
+    def note_failures(self) -> None:
+        record = self.world.record
+        if record is None:
+            return
+        for f in record.failed:
+            self.failed.add((f.version, f.spec_hash))
+
+
+def pause_between(world: World, before: float, after: float) -> float:
+    """Sum of the timed pauses a plan puts between reaching ``before`` and moving to ``after``."""
+    if isinstance(world.spec.strategy, BlueGreenStrategy):
+        return 0.0
+    plan = build_plan(world.spec.strategy)
+    total, counting = 0.0, before <= 1e-9
+    for step in plan:
+        if isinstance(step, SetWeight):
+            if counting and step.weight / 100 >= after - 1e-9:
+                return total
+            if abs(step.weight / 100 - before) <= 1e-9:
+                counting, total = True, 0.0
+            elif counting:
+                total = 0.0
+        elif counting and step.duration is not None:
+            total += step.duration
+    return total if counting else 0.0
+
+
+def make_world(strategy: Strategy, deadline: float | None) -> World:
+    spec = RolloutSpec(
+        namespace="ns",
+        name="api",
+        function_name="api",
+        alias="prod",
+        strategy=strategy,
+        version="2",
+        analysis=Analysis(alarms=("errors",)),
+        progress_deadline=deadline,
+    )
+    return World(spec=spec, alias=AliasRouting("1"), versions=versions("1", "2", "3"))
+
+
+def finished(world: World) -> bool:
+    r = world.record
+    return (
+        r is not None
+        and r.phase is Phase.HEALTHY
+        and r.canary is None
+        and r.pending is None
+        and r.stable == world.spec.version
+        and world.alias == AliasRouting(r.stable)
+        and (world.request is None or world.request.id == r.last_request)
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    strategy=st.sampled_from(STRATEGIES),
+    deadline=st.sampled_from((None, 600.0)),
+    ops=OPS,
+)
+def test_invariants_hold_over_random_histories(
+    strategy: Strategy, deadline: float | None, ops: list[tuple[object, ...]]
+) -> None:
+    world = make_world(strategy, deadline)
+    checker = Checker(world)
+    for op in ops:
+        kind = op[0]
+        if kind == "tick":
+            _, dt, read, crash = op
+            world.now += float(dt)  # type: ignore[arg-type]
+            decision = world.tick(read=bool(read), crash=crash)  # type: ignore[arg-type]
+            checker.new_writes()
+            checker.note_failures()
+            # 5. idempotence: applied in full, deciding again at the same instant does nothing more
+            # (except for the documented multi-write sequences, which ask for requeue_after=0).
+            if crash is None and decision.requeue_after != 0 and read:
+                again = world.decide()
+                assert not again.actions, (decision, again)
+            # 6. a finished rollout yields no actions, however often and whenever it is decided.
+            if finished(world):
+                saved = world.now
+                for jump in (0.0, 1.0, 1e7):
+                    world.now = saved + jump
+                    assert not world.decide().actions
+                    assert not world.decide(read=False).actions
+                world.now = saved
+        elif kind == "alarm":
+            world.alarms = frozenset({"errors"}) if op[1] else frozenset()
+        elif kind == "request":
+            verb = op[1]
+            assert isinstance(verb, Verb)
+            world.ask(verb)
+            if verb is Verb.RETRY:
+                checker.failed = {f for f in checker.failed if f[0] != world.spec.version}
+            if verb in (Verb.PROMOTE, Verb.PROMOTE_FULL, Verb.RESUME):
+                checker.exempt = True
+        elif kind == "drift":
+            world.alias = op[1]  # type: ignore[assignment]
+            checker.exempt = True
+        elif kind == "version":
+            world.with_spec(version=op[1])
+            checker.exempt = True
+        elif kind == "paused":
+            world.with_spec(paused=op[1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    strategy=st.sampled_from(STRATEGIES),
+    steps=st.lists(st.sampled_from((1.0, 30.0, 55.0, 59.0, 60.0, 295.0, 600.0)), max_size=40),
+)
+def test_an_undisturbed_rollout_finishes_and_then_stays_quiet(strategy: Strategy, steps: list[float]) -> None:
+    world = make_world(strategy, None)
+    for dt in steps:
+        world.now += dt
+        world.tick()
+    if not isinstance(strategy, BlueGreenStrategy) and all(
+        not (isinstance(s, Pause) and s.duration is None) for s in build_plan(strategy)
+    ):
+        world.now += 1e6
+        for _ in range(40):
+            world.now += 600
+            world.tick()
+        assert world.alias == AliasRouting("2")
+        assert world.record is not None and world.record.phase is Phase.HEALTHY
+    for _ in range(3):
+        world.now += 1e5
+        if finished(world):
+            assert not world.tick().actions
+
+
+def test_a_backwards_clock_never_moves_a_weight() -> None:
+    world = make_world(PresetStrategy("Canary10Percent5Minutes"), 600)
+    world.tick()
+    world.now -= 10_000
+    for _ in range(5):
+        assert not world.tick().actions
+    assert world.alias == AliasRouting("1", "2", 0.1)
