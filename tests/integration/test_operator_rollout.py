@@ -11,8 +11,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from helpers import alias_routing, canary, rollout_document, written_weights
-from kube_harness import KubeCluster, eventually, kube_cluster, operator_running, status_history
+from helpers import alias_routing, canary, rollout_document, write_calls, written_weights
+from kube_harness import KubeCluster, env_vars, eventually, kube_cluster, operator_running, status_history
 
 from controller.emulator import Emulator
 
@@ -55,5 +55,146 @@ def test_applying_a_rollout_drives_the_alias_and_status_follows_every_step(aws: 
 
     asyncio.run(scenario())
     assert alias_routing(aws, FUNCTION, ALIAS) == ("2", {})
-    # The first write is the test's own CreateAlias (version 1, no weights).
-    assert written_weights(aws, FUNCTION, ALIAS) == [(None, 0.0), ("2", 0.2), ("2", 0.6), (None, 0.0)]
+    # The test's own CreateAlias, then 20%, 60% and the final switch: one write per step, no more.
+    assert len(written_weights(aws, FUNCTION, ALIAS)) == 4
+
+
+def plugin(cluster: KubeCluster, *argv: str) -> int:
+    """``kubectl lambda-rollouts ...`` with the test cluster's kubeconfig (kubectl runs in a subprocess)."""
+    from controller import kubectl_plugin
+
+    with env_vars(KUBECONFIG=str(cluster.kubeconfig)):
+        return kubectl_plugin.main(list(argv))
+
+
+def test_an_alarm_rolls_back_with_its_name_in_status_and_event(aws: Emulator, tmp_path: Path) -> None:
+    seed(aws)
+    cloudwatch = aws.client("cloudwatch")
+    dimensions = [{"Name": "FunctionName", "Value": FUNCTION}]
+    cloudwatch.put_metric_alarm(
+        AlarmName="orders-errors",
+        Namespace="AWS/Lambda",
+        MetricName="Errors",
+        Dimensions=dimensions,
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="notBreaching",
+    )
+
+    async def scenario() -> None:
+        async with kube_cluster(tmp_path) as cluster, operator_running(cluster, aws.url):
+            doc = document("orders", "2", canary(50, None))
+            doc["spec"]["analysis"] = {"alarms": ["orders-errors"]}
+            await cluster.apply(doc)
+            await eventually(lambda: phase_of(cluster, "orders") == "Paused", timeout=20, what="Paused")
+            cloudwatch.put_metric_data(
+                Namespace="AWS/Lambda", MetricData=[{"MetricName": "Errors", "Value": 5, "Dimensions": dimensions}]
+            )
+            await eventually(lambda: phase_of(cluster, "orders") == "RolledBack", timeout=20, what="RolledBack")
+            status = cluster.emulator.rollout("orders")["status"]
+            assert "orders-errors" in f"{status['reason']} {status['message']}"
+            events = await eventually(
+                lambda: [e for e in cluster.emulator.events() if e["reason"] == status["reason"]], what="the Event"
+            )
+            assert events[-1]["type"] == "Warning" and "orders-errors" in events[-1]["message"] + events[-1]["reason"]
+
+            # Deleted and applied again (GitOps prune/replace): the failed version is not retried.
+            writes = len(written_weights(aws, FUNCTION, ALIAS))
+            await cluster.delete("orders")
+            await eventually(lambda: cluster.emulator.rollout("orders") is None, what="deletion")
+            await cluster.apply(doc)
+            await eventually(lambda: phase_of(cluster, "orders") == "RolledBack", timeout=20, what="RolledBack again")
+            await asyncio.sleep(1.0)
+            assert len(written_weights(aws, FUNCTION, ALIAS)) == writes
+
+    asyncio.run(scenario())
+    assert alias_routing(aws, FUNCTION, ALIAS) == ("1", {})
+
+
+def test_plugin_promote_full_and_abort_act_through_the_resource(aws: Emulator, tmp_path: Path) -> None:
+    seed(aws)
+
+    async def scenario() -> None:
+        async with kube_cluster(tmp_path) as cluster, operator_running(cluster, aws.url):
+            await cluster.apply(document("orders", "2", canary(10, None, 50, None)))
+            await eventually(lambda: phase_of(cluster, "orders") == "Paused", timeout=20, what="Paused")
+            assert await asyncio.to_thread(plugin, cluster, "promote", "orders", "--full") == 0
+            await eventually(lambda: phase_of(cluster, "orders") == "Healthy", timeout=20, what="Healthy")
+            assert alias_routing(aws, FUNCTION, ALIAS) == ("2", {})
+            annotations = cluster.emulator.rollout("orders")["metadata"].get("annotations") or {}
+            assert "lambda.rollouts.dev/request" not in annotations  # handled requests are cleared
+
+            await cluster.patch_spec("orders", {"version": "3"})
+            await eventually(
+                lambda: cluster.emulator.rollout("orders")["status"].get("canaryVersion") == "3", timeout=20
+            )
+            await eventually(lambda: phase_of(cluster, "orders") == "Paused", timeout=20, what="Paused on 3")
+            assert await asyncio.to_thread(plugin, cluster, "abort", "orders") == 0
+            await eventually(lambda: phase_of(cluster, "orders") == "RolledBack", timeout=20, what="aborted")
+            assert alias_routing(aws, FUNCTION, ALIAS) == ("2", {})
+            status = cluster.emulator.rollout("orders")["status"]
+            assert status["observedGeneration"] == 2
+            assert [h["version"] for h in status["history"]][-2:] == ["2", "3"]
+            assert await asyncio.to_thread(plugin, cluster, "get", "orders") == 0
+            assert await asyncio.to_thread(plugin, cluster, "abort", "no-such-rollout") == 1
+
+    asyncio.run(scenario())
+
+
+def test_an_invalid_resource_gets_path_errors_and_no_aws_write(aws: Emulator, tmp_path: Path) -> None:
+    seed(aws)
+    before = write_calls(aws)
+
+    async def scenario() -> None:
+        async with kube_cluster(tmp_path) as cluster, operator_running(cluster, aws.url):
+            await cluster.apply(document("orders", "2", canary(150, 5)))
+            await eventually(lambda: phase_of(cluster, "orders") == "Invalid", timeout=20, what="Invalid")
+            errors = cluster.emulator.rollout("orders")["status"]["errors"]
+            assert any(e.startswith("spec.strategy.canary.steps[0].setWeight") for e in errors), errors
+            await asyncio.sleep(1.0)
+
+    asyncio.run(scenario())
+    assert write_calls(aws) == before
+    assert alias_routing(aws, FUNCTION, ALIAS) == ("1", {})
+
+
+def test_delete_and_reapply_mid_rollout_resumes_and_revert_on_deletion_restores_stable(
+    aws: Emulator, tmp_path: Path
+) -> None:
+    seed(aws)
+
+    async def scenario() -> None:
+        async with kube_cluster(tmp_path) as cluster, operator_running(cluster, aws.url):
+            doc = document("orders", "2", canary(30, None, 60, None))
+            await cluster.apply(doc)
+            await eventually(lambda: phase_of(cluster, "orders") == "Paused", timeout=20, what="Paused")
+            assert "finalizers" not in cluster.emulator.rollout("orders")["metadata"]
+            await cluster.delete("orders")
+            await eventually(lambda: cluster.emulator.rollout("orders") is None, what="deletion")
+            await asyncio.sleep(0.5)
+            assert alias_routing(aws, FUNCTION, ALIAS) == ("1", {"2": 0.3})  # left as it is
+
+            writes = len(written_weights(aws, FUNCTION, ALIAS))
+            await cluster.apply(doc)
+            await eventually(lambda: phase_of(cluster, "orders") == "Paused", timeout=20, what="resumed")
+            status = cluster.emulator.rollout("orders")["status"]
+            assert (status["canaryWeight"], status["currentStep"]) == (30, 1)
+            assert len(written_weights(aws, FUNCTION, ALIAS)) == writes  # resumed, not restarted
+
+            # With revertOnDeletion the operator holds the object (finalizer) until the alias is back.
+            await cluster.patch_spec("orders", {"revertOnDeletion": True})
+            await eventually(
+                lambda: (
+                    "lambda.rollouts.dev/revert-on-deletion"
+                    in (cluster.emulator.rollout("orders")["metadata"].get("finalizers") or [])
+                ),
+                what="the finalizer",
+            )
+            await cluster.delete("orders")
+            await eventually(lambda: cluster.emulator.rollout("orders") is None, timeout=20, what="release")
+            assert alias_routing(aws, FUNCTION, ALIAS) == ("1", {})
+
+    asyncio.run(scenario())
