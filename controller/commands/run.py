@@ -19,9 +19,9 @@ from pathlib import Path
 from controller.core.types import Phase
 from controller.observability.http import Health, ObservabilityServer
 from controller.observability.logs import configure_logging
-from controller.observability.metrics import Metrics
+from controller.observability.metrics import Metrics, MetricsSink
 from controller.runtime.engine import Engine, EngineSettings
-from controller.runtime.sink import LogSink
+from controller.runtime.sink import LogSink, StatusSink
 from controller.runtime.wiring import add_time_scale, clients_from_args
 from controller.sources.files import FileSource
 
@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
 async def _main(args: argparse.Namespace) -> int:
     settings = EngineSettings(interval=args.interval, drift_interval=args.drift_interval, time_scale=args.time_scale)
     metrics = Metrics() if args.metrics_port is not None else None
-    engine = Engine(clients_from_args(args, observer=metrics), settings=settings, sinks=(LogSink(),))
+    sinks: tuple[StatusSink, ...] = (LogSink(),) if metrics is None else (LogSink(), MetricsSink(metrics))
+    engine = Engine(clients_from_args(args, observer=metrics), settings=settings, sinks=sinks)
     source = FileSource(args.source, rescan_interval=args.rescan_interval)
     await engine.apply(await asyncio.to_thread(source.scan))
     if args.once:

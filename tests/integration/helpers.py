@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from controller.aws import AwsSettings, make_clients
+from controller.aws import AwsSettings, Budget, make_clients
+from controller.aws.budget import DEFAULT_RATES
 from controller.core.codec import encode_request, request_key
 from controller.core.types import Phase, Request, Status, Verb
 from controller.emulator import Emulator
@@ -112,7 +113,9 @@ class EngineHarness:
         self.clock = clock or FakeClock()
         self.sink = MemorySink()
         self.source = FileSource(source)
-        self.aws = make_clients(AwsSettings(endpoint_url=emulator.url, region="us-east-1"))
+        # The budget's pacing is not under test here and would only make tests slow.
+        budget = Budget(dict.fromkeys(DEFAULT_RATES, 10_000.0))
+        self.aws = make_clients(AwsSettings(endpoint_url=emulator.url, region="us-east-1"), budget=budget)
         settings = EngineSettings(interval=5.0, time_scale=time_scale)
         self.engine = Engine(self.aws, settings=settings, clock=self.clock, sinks=(self.sink,), rand=lambda: 0.5)
         self._runner = asyncio.Runner()
@@ -147,9 +150,7 @@ class EngineHarness:
         assert status is not None, f"no status for {namespace}/{name}"
         return status
 
-    def drive(
-        self, until: Callable[[], bool], *, step: float = 1.0, max_ticks: int = 200
-    ) -> int:
+    def drive(self, until: Callable[[], bool], *, step: float = 1.0, max_ticks: int = 200) -> int:
         """Tick (advancing the clock by ``step``) until ``until()``; returns the ticks it took."""
         for count in range(max_ticks):
             if until():

@@ -10,9 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from controller.core.types import Phase, Verb
-from controller.emulator import Emulator
 from helpers import (
     EngineHarness,
     alias_routing,
@@ -22,8 +19,10 @@ from helpers import (
     rollout_document,
     send_request,
     write_document,
-    written_weights,
 )
+
+from controller.core.types import Phase, Verb
+from controller.emulator import Emulator
 
 
 @pytest.fixture
@@ -47,7 +46,9 @@ def make_alias(emulator: Emulator, function: str, alias: str, version: str) -> N
 def test_canary_with_three_steps_reaches_100_percent(aws: Emulator, docs: Path, harness: EngineHarness) -> None:
     aws.seed_function("orders", versions=2)
     make_alias(aws, "orders", "live", "1")
-    write_document(docs, rollout_document("orders", function="orders", version="2", strategy=canary(10, 5, 30, 5, 60, 5)))
+    write_document(
+        docs, rollout_document("orders", function="orders", version="2", strategy=canary(10, 5, 30, 5, 60, 5))
+    )
     aws.clear_calls()
     harness.reload()
     harness.watch = ("orders", "live")
@@ -59,3 +60,92 @@ def test_canary_with_three_steps_reaches_100_percent(aws: Emulator, docs: Path, 
     assert len(alias_writes(aws, "orders", "live")) == 4
     status = harness.status("orders")
     assert (status.stable_version, status.canary_version) == ("2", None)
+
+
+def test_linear_moves_in_equal_steps(aws: Emulator, docs: Path, harness: EngineHarness) -> None:
+    aws.seed_function("billing", versions=2)
+    make_alias(aws, "billing", "live", "1")
+    strategy = {"linear": {"stepPercent": 25, "interval": "3s"}}
+    write_document(docs, rollout_document("billing", function="billing", version="2", strategy=strategy))
+    harness.reload()
+    harness.watch = ("billing", "live")
+
+    harness.drive(phase_is(harness, "billing", Phase.HEALTHY))
+
+    assert harness.seen == [("1", {"2": 0.25}), ("1", {"2": 0.5}), ("1", {"2": 0.75}), ("2", {})]
+
+
+def test_all_at_once_is_one_write(aws: Emulator, docs: Path, harness: EngineHarness) -> None:
+    aws.seed_function("search", versions=2)
+    make_alias(aws, "search", "live", "1")
+    aws.clear_calls()
+    write_document(docs, rollout_document("search", function="search", version="2", strategy={"allAtOnce": {}}))
+    harness.reload()
+
+    harness.drive(phase_is(harness, "search", Phase.HEALTHY))
+
+    assert alias_routing(aws, "search", "live") == ("2", {})
+    assert len(alias_writes(aws, "search", "live")) == 1
+
+
+def test_preset_minutes_scaled_down(aws: Emulator, docs: Path) -> None:
+    aws.seed_function("brand", versions=2)
+    make_alias(aws, "brand", "live", "1")
+    preset = {"preset": "Canary10Percent5Minutes"}
+    write_document(docs, rollout_document("brand", function="brand", version="2", strategy=preset))
+    # 5 minutes become 5 seconds.
+    harness = EngineHarness(aws, docs, time_scale=1 / 60, watch=("brand", "live"))
+    try:
+        harness.drive(phase_is(harness, "brand", Phase.PROGRESSING, Phase.PAUSED))
+        shifted_at = harness.clock()
+        harness.drive(phase_is(harness, "brand", Phase.HEALTHY), step=0.5)
+        assert harness.clock() - shifted_at >= 5.0
+        assert harness.seen == [("1", {"2": 0.1}), ("2", {})]
+    finally:
+        harness.close()
+
+
+def test_blue_green_keeps_previous_and_undo_is_one_write(aws: Emulator, docs: Path, harness: EngineHarness) -> None:
+    aws.seed_function("checkout", versions=2)
+    make_alias(aws, "checkout", "live", "1")
+    strategy = {
+        "blueGreen": {
+            "previewAlias": "green",
+            "previousAlias": "previous",
+            "autoPromote": True,
+            "autoPromoteAfter": "2s",
+        }
+    }
+    write_document(docs, rollout_document("checkout", function="checkout", version="2", strategy=strategy))
+    harness.reload()
+
+    harness.drive(phase_is(harness, "checkout", Phase.HEALTHY))
+
+    assert alias_routing(aws, "checkout", "live") == ("2", {})
+    assert alias_routing(aws, "checkout", "green")[0] == "2"
+    assert alias_routing(aws, "checkout", "previous") == ("1", {})
+
+    aws.clear_calls()
+    send_request(aws, "checkout", "live", Verb.UNDO)
+    harness.tick(1.0)
+
+    assert alias_routing(aws, "checkout", "live") == ("1", {})
+    assert [c.params.get("Name") for c in alias_writes(aws, "checkout")] == ["live"]
+    harness.tick(1.0)
+    assert len(alias_writes(aws, "checkout")) == 1
+
+
+def test_alias_created_when_missing_and_latest_never_routed(aws: Emulator, docs: Path, harness: EngineHarness) -> None:
+    aws.seed_function("fresh", versions=1)
+    aws.clear_calls()
+    write_document(docs, rollout_document("fresh", function="fresh", version="1", strategy=canary(50, 5)))
+    harness.reload()
+
+    harness.drive(phase_is(harness, "fresh", Phase.HEALTHY))
+
+    # Nothing can reach a missing alias yet: it is created straight on the desired version.
+    assert [c.operation for c in alias_writes(aws, "fresh")] == ["CreateAlias"]
+    assert alias_routing(aws, "fresh", "live") == ("1", {})
+    for call in alias_writes(aws):
+        assert "$LATEST" not in str(call.params)
+    assert "$LATEST" not in str(harness.seen)

@@ -1,0 +1,72 @@
+"""``plan``, ``get`` and ``run --once`` as users run them: subprocesses against the emulator's URL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from helpers import CLI, alias_routing, canary, cli_env, rollout_document, write_calls, write_document
+
+from controller.emulator import Emulator
+
+
+def cli(emulator: Emulator, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args, "--log-format", "text"], env=cli_env(emulator), capture_output=True, text=True, timeout=60
+    )
+
+
+def test_plan_prints_next_actions_and_changes_nothing(aws: Emulator, tmp_path: Path) -> None:
+    aws.seed_function("orders", versions=2)
+    aws.client("lambda").create_alias(FunctionName="orders", Name="live", FunctionVersion="1")
+    write_document(tmp_path, rollout_document("orders", function="orders", version="2", strategy=canary(10, 60)))
+    write_document(
+        tmp_path, rollout_document("broken", function="orders", alias="beta", version="7", strategy=canary(10, 60))
+    )
+    aws.clear_calls()
+
+    result = cli(aws, "plan", str(tmp_path))
+
+    assert result.returncode == 1, result.stderr  # version 7 does not exist
+    assert "update alias live of orders: 90% -> 1, 10% -> 2" in result.stdout
+    assert "default/broken" in result.stdout and "7" in result.stdout
+    assert write_calls(aws) == []
+    assert alias_routing(aws, "orders", "live") == ("1", {})
+
+
+def test_plan_refuses_an_invalid_document(aws: Emulator, tmp_path: Path) -> None:
+    document = rollout_document("bad", function="orders", version="2", strategy=canary(150, 60))
+    path = write_document(tmp_path, document)
+    result = cli(aws, "plan", str(path))
+    assert result.returncode == 1
+    assert f"{path}:" in result.stderr and "setWeight" in result.stderr
+
+
+def test_run_once_then_get_shows_records_and_invalid_rollouts(aws: Emulator, tmp_path: Path) -> None:
+    aws.seed_function("orders", versions=2)
+    aws.client("lambda").create_alias(FunctionName="orders", Name="live", FunctionVersion="1")
+    write_document(tmp_path, rollout_document("orders", function="orders", version="2", strategy=canary(10, 600)))
+    write_document(tmp_path, rollout_document("ghost", function="ghost", version="2", strategy=canary(10, 60)))
+    (tmp_path / "junk.yaml").write_text("apiVersion: lambda.rollouts.dev/v1alpha1\nkind: LambdaRollout\nspec: [\n")
+
+    once = cli(aws, "run", "--source", str(tmp_path), "--once")
+    assert once.returncode == 1, once.stderr  # ghost is Invalid
+    assert alias_routing(aws, "orders", "live") == ("1", {"2": 0.1})
+
+    recorded = cli(aws, "get", "-o", "json")
+    assert recorded.returncode == 0, recorded.stderr
+    [orders] = json.loads(recorded.stdout)
+    assert (orders["name"], orders["stable"], orders["canary"], orders["weight"]) == ("default/orders", "1", "2", 10)
+
+    aws.clear_calls()
+    everything = cli(aws, "get", "-o", "json", "--source", str(tmp_path))
+    rows = {row["name"]: row for row in json.loads(everything.stdout)}
+    assert rows["default/ghost"]["phase"] == "Invalid" and "ghost" in " ".join(rows["default/ghost"]["errors"])
+    assert any(name.endswith("junk.yaml") and row["phase"] == "Invalid" for name, row in rows.items())
+    assert rows["default/orders"]["weight"] == 10
+    assert write_calls(aws) == []
+
+    table = cli(aws, "get", "orders")
+    assert table.returncode == 0 and "default/orders" in table.stdout and "10%" in table.stdout
+    assert cli(aws, "get", "nobody").returncode == 1
