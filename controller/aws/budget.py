@@ -31,6 +31,10 @@ DEFAULT_RATES: Mapping[str, float] = {
 }
 #: A family nobody configured gets this conservative rate rather than none at all.
 FALLBACK_RATE = 5.0
+# Refill arithmetic on large clock values leaves tokens at 0.999999...; without a tolerance (and a
+# floor on the sleep) the head would sleep for less than the clock's resolution, forever.
+_EPSILON = 1e-9
+_MIN_SLEEP = 1e-3
 
 
 @dataclass(eq=False)
@@ -115,8 +119,8 @@ class Budget:
         bucket = self._bucket(family)
         start = self._clock()
         bucket.refill(start)
-        if bucket.head() is None and bucket.tokens >= 1:
-            bucket.tokens -= 1
+        if bucket.head() is None and bucket.tokens >= 1 - _EPSILON:
+            bucket.tokens = max(0.0, bucket.tokens - 1)
             return 0.0
         waiter = _Waiter()
         (bucket.high if priority else bucket.low).append(waiter)
@@ -125,12 +129,12 @@ class Budget:
                 if bucket.head() is waiter:
                     now = self._clock()
                     bucket.refill(now)
-                    if bucket.tokens >= 1:
-                        bucket.tokens -= 1
+                    if bucket.tokens >= 1 - _EPSILON:
+                        bucket.tokens = max(0.0, bucket.tokens - 1)
                         break
                     # Only the head sleeps; a priority caller arriving meanwhile becomes the head and
                     # this one goes back to waiting for its turn when it wakes.
-                    await self._sleep((1 - bucket.tokens) / bucket.rate)
+                    await self._sleep(max(_MIN_SLEEP, (1 - bucket.tokens) / bucket.rate))
                 else:
                     waiter.wake = asyncio.get_running_loop().create_future()
                     await waiter.wake
