@@ -189,6 +189,7 @@ class Engine:
     async def _tick_reads(self, due: list[Rollout]) -> TickReads:
         watched = any(r.spec.analysis.alarms for r in due)
         alarms = await self._aws.cloudwatch.alarms_in_alarm() if watched else frozenset()
+        await self._observer.check_alarms(r.spec for r in due)
         requests = await self._store.requests(r.spec.alias for r in due)
         return TickReads(alarms_in_alarm=alarms, requests=requests)
 

@@ -4,13 +4,14 @@ Cost per tick must not grow with idle rollouts, so almost everything here is eit
 rollouts (``TickReads``: alarm states and control requests, read once per tick by the engine) or
 cached: published versions are immutable, so their configuration is read once; a ``publish``
 document's code hash maps to one version forever; alarm existence is checked again only when the
-rollout's alarm list changes (or while some are still missing). The alias itself is read only when
-the caller asks (before a write, with a pending write, at start-up, on the slow drift check).
+rollout's alarm list changes (or while some are still missing), batched for all rollouts of a
+tick. The alias itself is read only when the caller asks (before a write, with a pending write, at
+start-up, on the slow drift check).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from controller.aws import AwsClients
@@ -56,8 +57,9 @@ class Observer:
         self._aws = aws
         self._versions: dict[tuple[str, str], VersionInfo] = {}
         self._by_sha: dict[tuple[str, str], str] = {}
-        # rollout key -> (alarm names checked, those found missing)
-        self._alarm_checks: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {}
+        # rollout key -> the alarm names last checked for it; and every name found missing.
+        self._alarms_checked: dict[str, tuple[str, ...]] = {}
+        self._missing_alarm_names: set[str] = set()
 
     async def observe(
         self,
@@ -100,7 +102,7 @@ class Observer:
             self._by_sha[(function_name_of(spec.function_name), spec.publish.code_sha256)] = version
 
     def forget_rollout(self, key: str) -> None:
-        self._alarm_checks.pop(key, None)
+        self._alarms_checked.pop(key, None)
 
     async def _desired_version(self, spec: RolloutSpec) -> str | None:
         if spec.publish is None:
@@ -127,14 +129,31 @@ class Observer:
             found[version] = info
         return found, frozenset(missing)
 
+    async def check_alarms(self, specs: Iterable[RolloutSpec]) -> None:
+        """Check alarm existence for every rollout that needs it, in ONE batched ``DescribeAlarms``.
+
+        A rollout needs it when its alarm list changed since the last check, or while some of its
+        alarms are missing (they may have been created since).
+        """
+        todo = [spec for spec in specs if self._needs_alarm_check(spec)]
+        names = {name for spec in todo for name in spec.analysis.alarms}
+        if not names:
+            return
+        missing = await self._aws.cloudwatch.missing_alarms(sorted(names))
+        self._missing_alarm_names = (self._missing_alarm_names - names) | set(missing)
+        for spec in todo:
+            self._alarms_checked[spec.key] = tuple(spec.analysis.alarms)
+
+    def _needs_alarm_check(self, spec: RolloutSpec) -> bool:
+        alarms = tuple(spec.analysis.alarms)
+        if not alarms:
+            return False
+        return self._alarms_checked.get(spec.key) != alarms or any(n in self._missing_alarm_names for n in alarms)
+
     async def _missing_alarms(self, spec: RolloutSpec) -> frozenset[str]:
-        names = tuple(spec.analysis.alarms)
-        checked = self._alarm_checks.get(spec.key)
-        if checked is not None and checked[0] == names and not checked[1]:
-            return frozenset()
-        missing = await self._aws.cloudwatch.missing_alarms(names) if names else frozenset()
-        self._alarm_checks[spec.key] = (names, frozenset(missing))
-        return frozenset(missing)
+        if self._needs_alarm_check(spec):
+            await self.check_alarms([spec])
+        return frozenset(n for n in spec.analysis.alarms if n in self._missing_alarm_names)
 
 
 def _versions_in_play(desired: str | None, record: Record | None, aliases: Mapping[str, AliasState | None]) -> set[str]:
