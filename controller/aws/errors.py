@@ -50,7 +50,13 @@ class InvalidRequest(AwsError):
 
 
 _NOT_FOUND = {"ResourceNotFoundException", "ResourceNotFound", "NotFound", "NoSuchEntity", "404"}
-_CONFLICT = {"PreconditionFailedException", "ResourceConflictException", "ConcurrentModificationException", "412"}
+_CONFLICT = {
+    "PreconditionFailedException",
+    "ResourceConflictException",
+    "ConflictException",
+    "ConcurrentModificationException",
+    "412",
+}
 _THROTTLED = {
     "TooManyRequestsException",
     "Throttling",

@@ -80,7 +80,7 @@ def make_clients(
     if endpoint_url and session.get_credentials() is None:
         credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     config = Config(
-        retries={"mode": "adaptive", "max_attempts": max(1, settings.max_attempts)},
+        retries={"mode": "adaptive", "total_max_attempts": max(1, settings.max_attempts)},
         # Calls run in worker threads; let as many of them hold a connection as the default executor runs.
         max_pool_connections=32,
         connect_timeout=5,
