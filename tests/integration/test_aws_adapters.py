@@ -10,9 +10,12 @@ observer is told, and throttling (provoked by the emulator's fault proxy) surfac
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import re
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -445,3 +448,38 @@ def test_throttling_maps_to_throttled(aws: Emulator, observer: Recorder) -> None
         assert observer.ops("GetFunctionConfiguration") == ["ok"]
     finally:
         proxy.stop()
+
+
+# ---- the IAM policy covers what the adapters call -------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+_IAM_PREFIX = {"lambda_.py": "lambda", "cloudwatch.py": "cloudwatch", "tagging.py": "tag"}
+
+
+def _allowed_actions(policy: dict[str, Any]) -> set[str]:
+    actions: set[str] = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        listed = statement["Action"]
+        actions.update([listed] if isinstance(listed, str) else listed)
+    return actions
+
+
+def test_iam_policy_covers_every_adapter_call_and_matches_the_docs() -> None:
+    policy = json.loads((REPO / "manifests" / "iam-policy.json").read_text())
+    doc = (REPO / "docs" / "iam.md").read_text()
+    first_block = re.search(r"```json\n(.*?)\n```", doc, re.DOTALL)
+    assert first_block is not None
+    assert json.loads(first_block.group(1)) == policy, "docs/iam.md and manifests/iam-policy.json differ"
+    allowed = _allowed_actions(policy)
+    used: set[str] = set()
+    for module, prefix in _IAM_PREFIX.items():
+        source = (REPO / "controller" / "aws" / module).read_text()
+        operations = re.findall(r'call\(\s*"([A-Za-z]+)"', source)
+        assert operations, module
+        used.update(f"{prefix}:{op}" for op in operations)
+    # The Lambda API names its tag listing "ListTags" and IAM calls it the same; no renames needed.
+    assert used <= allowed, f"not allowed by the policy: {sorted(used - allowed)}"
+    # Least privilege: nothing allowed that no adapter calls, except GetMetricData (metric analysis).
+    assert allowed - used <= {"cloudwatch:GetMetricData"}
+    assert all("*" not in action for action in allowed)
