@@ -131,7 +131,7 @@ SHORT_NAMES: dict[type, dict[str, str]] = {
         "reason": "r",
         "message": "m",
     },
-    AliasWrite: {"alias": "a", "routing": "r"},
+    AliasWrite: {"alias": "a", "routing": "r", "previous": "pv"},
     AliasRouting: {"primary": "p", "additional": "a", "weight": "w"},
     FailedVersion: {"version": "v", "spec_hash": "h", "reason": "r"},
     HistoryEntry: {"version": "v", "outcome": "o", "reason": "r", "at": "t", "by": "b"},

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from controller.aws import (
     AliasState,
     AwsClients,
+    AwsError,
     AwsSettings,
     Budget,
     Conflict,
@@ -31,6 +33,7 @@ from controller.aws import (
     Throttled,
     make_clients,
 )
+from controller.aws.errors import from_boto
 from controller.core.codec import MANAGED_KEY, decode_record, encode_managed, encode_record, stale_record_keys
 from controller.core.types import AliasRouting, AliasWrite, HistoryEntry, Phase, Record
 from controller.emulator import Emulator
@@ -483,3 +486,64 @@ def test_iam_policy_covers_every_adapter_call_and_matches_the_docs() -> None:
     # Least privilege: nothing allowed that no adapter calls, except GetMetricData (metric analysis).
     assert allowed - used <= {"cloudwatch:GetMetricData"}
     assert all("*" not in action for action in allowed)
+
+
+# ---- session and error mapping -----------------------------------------------------------------------------------
+
+
+def test_endpoint_from_environment_and_local_region_default(
+    aws: Emulator, monkeypatch: pytest.MonkeyPatch, observer: Recorder
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.url)
+    local = make_clients(AwsSettings(), budget=Budget(FAST), observer=observer)
+    assert local.region == "us-east-1"
+    assert local.endpoint_url == aws.url
+    aws.seed_function("fn-env", versions=1)
+    assert run(local.lambda_.get_function("fn-env")) is not None  # dummy credentials were used
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    with pytest.raises(AwsError) as no_region:
+        make_clients(AwsSettings())
+    assert no_region.value.code == "NoRegion"
+    assert make_clients(AwsSettings(region="eu-west-1")).region == "eu-west-1"
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": "why"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op"
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "kind", "outcome"),
+    [
+        ("ResourceNotFoundException", 404, NotFound, "not_found"),
+        ("PreconditionFailedException", 412, Conflict, "conflict"),
+        ("ResourceConflictException", 409, Conflict, "conflict"),
+        ("TooManyRequestsException", 429, Throttled, "throttled"),
+        ("Throttling", 400, Throttled, "throttled"),
+        ("ThrottlingException", 400, Throttled, "throttled"),
+        ("InvalidParameterValueException", 400, InvalidRequest, "error"),
+        ("ValidationError", 400, InvalidRequest, "error"),
+        ("ServiceException", 500, AwsError, "error"),
+        ("", 404, NotFound, "not_found"),
+    ],
+)
+def test_error_mapping(code: str, status: int, kind: type[AwsError], outcome: str) -> None:
+    error = from_boto(_client_error(code, status), operation="UpdateAlias")
+    assert type(error) is kind
+    assert error.outcome == outcome
+    assert error.operation == "UpdateAlias"
+    assert error.message == "why"
+    assert "UpdateAlias" in str(error)
+
+
+def test_non_client_errors_keep_their_name() -> None:
+    error = from_boto(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), operation="GetAlias")
+    assert type(error) is AwsError
+    assert error.code == "EndpointConnectionError"

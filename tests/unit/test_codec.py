@@ -58,7 +58,7 @@ times = st.floats(min_value=0, max_value=4e9, allow_nan=False, allow_infinity=Fa
 weights = st.floats(min_value=0, max_value=1, allow_nan=False)
 
 routings = st.builds(AliasRouting, primary=versions, additional=st.none() | versions, weight=weights)
-writes = st.builds(AliasWrite, alias=aliases, routing=routings)
+writes = st.builds(AliasWrite, alias=aliases, routing=routings, previous=st.none() | routings)
 failed_versions = st.builds(FailedVersion, version=versions, spec_hash=st.text(max_size=64), reason=texts)
 history_entries = st.builds(
     HistoryEntry,
@@ -188,7 +188,7 @@ def test_small_record_round_trips_exactly() -> None:
         step_started_at=1_700_000_000.123,
         started_at=1_700_000_000.0,
         weight=25,
-        pending=AliasWrite("prod", AliasRouting("42", "43", 0.25)),
+        pending=AliasWrite("prod", AliasRouting("42", "43", 0.25), previous=AliasRouting("42", "43", 0.1)),
         paused_by_request=True,
         last_request="req-7",
         failed=(FailedVersion("40", "ab", "alarm brand-api-errors in ALARM"),),
