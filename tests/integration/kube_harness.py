@@ -152,6 +152,10 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
 
     # ---- conveniences for assertions --------------------------------------------------------------
 
+    def received(self) -> list[rendering.Request]:
+        """Every request served so far, in order."""
+        return list(self._requests)
+
     def rollout(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
         key = (ROLLOUTS, namespace, name)
         if key not in self.objects or self.objects[key].deleted:
@@ -305,8 +309,15 @@ def env_vars(**values: str) -> Iterator[None]:
 @contextlib.asynccontextmanager
 async def operator_running(
     cluster: KubeCluster, aws_url: str, *, identity: str = "op-1", interval: float = 0.2, lease_duration: float = 2.0
-) -> AsyncIterator[asyncio.Task[None]]:
-    """``lambda-rollouts operator`` in-process (the real command wiring), until the block ends."""
+) -> AsyncIterator[None]:
+    """``lambda-rollouts operator`` in-process (the real command wiring), until the block ends.
+
+    Each operator gets its own thread and event loop, as it would have its own process: kopf's
+    shutdown cancels the tasks of its loop, which must not take a second replica (or the emulated
+    apiserver) down with it.
+    """
+    import threading
+
     import kopf
 
     from controller.cli import build_parser
@@ -327,13 +338,28 @@ async def operator_running(
     async def login() -> kopf.ConnectionInfo:
         return kopf.ConnectionInfo(server=cluster.url, insecure=True)
 
+    loop = asyncio.new_event_loop()
     stop = asyncio.Event()
-    task = asyncio.create_task(command.serve(args, login=login, stop=stop))
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(command.serve(args, login=login, stop=stop))
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=main, name=f"operator-{identity}", daemon=True)
+    thread.start()
     try:
-        yield task
+        yield
     finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=20)
+        loop.call_soon_threadsafe(stop.set)
+        await asyncio.to_thread(thread.join, 20)
+        assert not thread.is_alive(), f"operator {identity} did not stop"
+        assert not failure, f"operator {identity} failed: {failure[0]!r}"
 
 
 def status_history(cluster: KubeCluster, name: str, namespace: str = "default") -> list[dict[str, Any]]:
