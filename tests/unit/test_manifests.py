@@ -167,8 +167,12 @@ def test_metrics_service_and_monitor_select_the_operator(objects: list[dict[str,
         assert endpoint["port"] in service_ports and endpoint["path"] == "/metrics"
 
 
-def test_prometheus_rules_are_structurally_sound(objects: list[dict[str, Any]]) -> None:
-    for rule in by_kind(objects, "PrometheusRule"):
+def test_prometheus_rules_and_dashboard_are_shipped(objects: list[dict[str, Any]]) -> None:
+    dashboards = [c for c in by_kind(objects, "ConfigMap") if c["metadata"].get("labels", {}).get("grafana_dashboard")]
+    assert dashboards and all(name.endswith(".json") for c in dashboards for name in c["data"])
+    rules = by_kind(objects, "PrometheusRule")
+    assert rules
+    for rule in rules:
         assert rule["apiVersion"] == "monitoring.coreos.com/v1"
         for group in rule["spec"]["groups"]:
             assert group["name"] and group["rules"]
