@@ -167,6 +167,23 @@ def test_metrics_service_and_monitor_select_the_operator(objects: list[dict[str,
         assert endpoint["port"] in service_ports and endpoint["path"] == "/metrics"
 
 
+def test_scraped_series_keep_our_labels_and_the_alerts_job(objects: list[dict[str, Any]]) -> None:
+    """honorLabels keeps the rollout's ``namespace``; the job the alerts select is the one scraped.
+
+    The Prometheus Operator names the job after the Service, or after the Service's ``jobLabel``
+    label when the ServiceMonitor sets one.
+    """
+    monitor = the(objects, "ServiceMonitor")
+    assert all(endpoint.get("honorLabels") is True for endpoint in monitor["spec"]["endpoints"])
+    service = the(objects, "Service")
+    job_label = monitor["spec"].get("jobLabel")
+    job = service["metadata"]["labels"][job_label] if job_label else service["metadata"]["name"]
+    for rule in the(objects, "PrometheusRule")["spec"]["groups"]:
+        for item in rule["rules"]:
+            for selected in re.findall(r'job="([^"]*)"', item["expr"]):
+                assert selected == job, f"{item.get('alert')}: selects job {selected!r}, scraped as {job!r}"
+
+
 def test_prometheus_rules_and_dashboard_are_shipped(objects: list[dict[str, Any]]) -> None:
     dashboards = [c for c in by_kind(objects, "ConfigMap") if c["metadata"].get("labels", {}).get("grafana_dashboard")]
     assert dashboards and all(name.endswith(".json") for c in dashboards for name in c["data"])
