@@ -142,7 +142,12 @@ def with_failed(record: Record, version: str, spec_hash: str, reason: str) -> tu
 
 
 def with_history(record: Record, entry: HistoryEntry) -> tuple[HistoryEntry, ...]:
-    return (*record.history, entry)[-HISTORY_LIMIT:]
+    """Newest last, at most ``HISTORY_LIMIT``; logged requests make room before finished attempts do."""
+    entries = [*record.history, entry]
+    while len(entries) > HISTORY_LIMIT:
+        requested = [i for i, e in enumerate(entries[:-1]) if e.outcome == Outcome.REQUESTED]
+        del entries[requested[0] if requested else 0]
+    return tuple(entries)
 
 
 def current_pause(ctx: Ctx) -> float | None:

@@ -61,3 +61,5 @@ class Outcome(enum.StrEnum):
     SUPERSEDED = "Superseded"
     UNDONE = "Undone"
     DEGRADED = "Degraded"
+    # Not an end: a control request that applied (promote, retry, pause, resume); reason = the verb.
+    REQUESTED = "Requested"

@@ -2,9 +2,12 @@
 
 A request is handled once: its id goes into ``record.last_request`` whether or not the verb applies
 now, and when it does not the reason is added to the message, so an operator never wonders whether
-the controller saw it. Handlers return a ``Decision`` when the request itself writes the alias
-(abort, undo, resume from drift) and an updated ``Ctx`` when the ordinary rules should carry on
-(promote moves the step pointer, pause sets a flag, ...).
+the controller saw it. Every request that applies leaves a history entry with who asked and when:
+abort, undo and promote-full end an attempt (their own outcome); promote, retry, pause and resume
+are logged with outcome ``Requested`` and the verb as reason, so the durable record answers "who
+paused this?" long after the message has moved on. Handlers return a ``Decision`` when the request
+itself writes the alias (abort, undo, resume from drift) and an updated ``Ctx`` when the ordinary
+rules should carry on (promote moves the step pointer, pause sets a flag, ...).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from controller.core.context import (
     withdraw,
 )
 from controller.core.reasons import Outcome, Reason
-from controller.core.types import AliasRouting, Decision, Event, HistoryEntry, Phase, Request, Verb
+from controller.core.types import AliasRouting, Decision, Event, HistoryEntry, Phase, Record, Request, Verb
 from controller.spec.model import Pause
 
 
@@ -46,6 +49,13 @@ def drifted(ctx: Ctx) -> bool:
     return True
 
 
+def _requested(record: Record, ctx: Ctx, request: Request) -> Record:
+    """``record`` with a history entry saying who asked for ``request`` and when."""
+    version = record.canary or ctx.desired or record.stable or "-"
+    entry = HistoryEntry(version, Outcome.REQUESTED, request.verb.value, ctx.now, request.by)
+    return dataclasses.replace(record, history=with_history(record, entry))
+
+
 def _promote(ctx: Ctx, request: Request) -> Ctx | Decision:
     record = ctx.record
     if record.canary is None:
@@ -57,12 +67,13 @@ def _promote(ctx: Ctx, request: Request) -> Ctx | Decision:
         record = dataclasses.replace(record, paused_by_request=False)
     if ctx.blue_green is not None:
         if record.step_index <= 1:
-            record = dataclasses.replace(record, step_index=2, step_started_at=ctx.now)
+            record = _requested(dataclasses.replace(record, step_index=2, step_started_at=ctx.now), ctx, request)
             return ctx.with_record(record).note(f"promote by {request.by or 'operator'}: cutting over")
         return ctx.with_record(record).note("promote ignored: cut-over already under way")
     index = record.step_index
     if index < len(ctx.plan) and isinstance(ctx.plan[index], Pause):
         record = dataclasses.replace(record, step_index=index + 1, step_started_at=ctx.now)
+        record = _requested(record, ctx, request)
         return ctx.with_record(record).note(f"promote by {request.by or 'operator'}: pause skipped")
     return ctx.with_record(record).note("promote ignored: no pause to skip")
 
@@ -113,12 +124,12 @@ def _retry(ctx: Ctx, request: Request) -> Ctx | Decision:
     failed = tuple(f for f in record.failed if f.version != ctx.desired)
     if failed == record.failed:
         return ctx.note(f"retry ignored: version {ctx.desired} has not failed")
-    record = dataclasses.replace(record, failed=failed)
+    record = _requested(dataclasses.replace(record, failed=failed), ctx, request)
     return ctx.with_record(record).note(f"retry of version {ctx.desired} by {request.by or 'operator'}")
 
 
 def _pause(ctx: Ctx, request: Request) -> Ctx | Decision:
-    record = dataclasses.replace(ctx.record, paused_by_request=True)
+    record = _requested(dataclasses.replace(ctx.record, paused_by_request=True), ctx, request)
     return ctx.with_record(record).note(f"paused by {request.by or 'operator'}")
 
 
@@ -134,12 +145,18 @@ def _resume(ctx: Ctx, request: Request) -> Ctx | Decision:
         phase = Phase.HEALTHY if record.canary is None else Phase.PROGRESSING
         message = f"resumed by {request.by or 'operator'}: alias {ctx.spec.alias} restored to {describe(target)}"
         new = dataclasses.replace(
-            record, pending=write.write, phase=phase, reason=Reason.RESUMED, message=message, step_started_at=ctx.now
+            _requested(record, ctx, request),
+            pending=write.write,
+            phase=phase,
+            reason=Reason.RESUMED,
+            message=message,
+            step_started_at=ctx.now,
         )
         ctx = ctx.with_record(new, Event(Reason.RESUMED, message))
         return finish(ctx, new, actions=(write,), requeue_after=0)
     if not ctx.record.paused_by_request and not ctx.spec.paused:
         return ctx.with_record(record).note("resume ignored: not paused")
+    record = _requested(record, ctx, request)
     if ctx.spec.paused:
         return ctx.with_record(record).note("resume noted, but spec.paused is still true")
     return ctx.with_record(record).note(f"resumed by {request.by or 'operator'}")

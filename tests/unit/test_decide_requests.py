@@ -239,3 +239,32 @@ def test_indefinite_pause_mid_plan() -> None:
     w.run_for(120, step=10)
     assert w.alias == AliasRouting("1", "2", 0.5)
     assert w.tick().status.reason == "WaitingForPromote"
+
+
+def test_every_applied_request_is_in_history_with_who_and_when() -> None:
+    w = world()
+    w.tick()
+    expected = []
+    for verb, by in [(Verb.PAUSE, "arn:a"), (Verb.RESUME, "arn:b"), (Verb.PROMOTE, "arn:c")]:
+        w.now += 1
+        w.ask(verb, by=by)
+        w.tick()
+        expected.append(("2", "Requested", verb.value, w.now, by))
+    w.tick()
+    w.ask(Verb.UNDO, by="arn:d")
+    d = w.tick()
+    w.ask(Verb.RETRY, by="arn:e")
+    d = w.tick()
+    expected += [("2", "Undone", "Undone", w.now, "arn:d"), ("2", "Requested", "retry", w.now, "arn:e")]
+    entries = [(h.version, h.outcome, h.reason, h.at, h.by) for h in d.record.history]
+    # Promoted (by the plan) is an attempt; five entries at most, logged requests leave first.
+    assert entries == [expected[1], expected[2], ("2", "Promoted", "Promoted", w.now, ""), *expected[3:]]
+
+
+def test_an_ignored_request_leaves_no_history_entry() -> None:
+    w = world()
+    w.alias = AliasRouting("2")
+    w.tick()
+    w.ask(Verb.PROMOTE)
+    d = w.tick()
+    assert d.record.history == () and "promote ignored" in d.status.message
