@@ -21,11 +21,12 @@ BATCH = 100
 _ALARM_TYPES = ["MetricAlarm", "CompositeAlarm"]
 
 
-def _names(response: dict[str, Any]) -> set[str]:
-    found: set[str] = set()
+def _states(response: dict[str, Any]) -> dict[str, str]:
+    """``{alarm name: StateValue}`` of one DescribeAlarms page, metric and composite alarms alike."""
+    found: dict[str, str] = {}
     for key in ("MetricAlarms", "CompositeAlarms"):
         for alarm in response.get(key) or []:
-            found.add(str(alarm["AlarmName"]))
+            found[str(alarm["AlarmName"])] = str(alarm.get("StateValue", ""))
     return found
 
 
@@ -35,8 +36,8 @@ class CloudWatchAdapter:
     def __init__(self, caller: ApiCaller) -> None:
         self._caller = caller
 
-    async def _describe(self, **params: Any) -> set[str]:
-        found: set[str] = set()
+    async def _describe(self, **params: Any) -> dict[str, str]:
+        found: dict[str, str] = {}
         token: str | None = None
         while True:
             page = dict(params)
@@ -45,7 +46,7 @@ class CloudWatchAdapter:
             response = await self._caller.call(
                 "DescribeAlarms", family=DESCRIBE_ALARMS, AlarmTypes=_ALARM_TYPES, MaxRecords=BATCH, **page
             )
-            found |= _names(response)
+            found.update(_states(response))
             token = response.get("NextToken")
             if not token:
                 return found
@@ -54,12 +55,18 @@ class CloudWatchAdapter:
         """Names of every metric and composite alarm in the account/region currently in ALARM."""
         return frozenset(await self._describe(StateValue="ALARM"))
 
+    async def alarm_states(self, names: Iterable[str]) -> dict[str, str]:
+        """``{name: OK | ALARM | INSUFFICIENT_DATA}`` of those of ``names`` that exist, 100 names per call.
+
+        For the live view of one rollout: its few watched alarms in one call per refresh.
+        """
+        wanted = sorted(set(names))
+        states: dict[str, str] = {}
+        for start in range(0, len(wanted), BATCH):
+            states.update(await self._describe(AlarmNames=wanted[start : start + BATCH]))
+        return states
+
     async def missing_alarms(self, names: Iterable[str]) -> frozenset[str]:
         """Those of ``names`` that do not exist, asked 100 names per call (no call for no names)."""
-        wanted = sorted(set(names))
-        missing: set[str] = set()
-        for start in range(0, len(wanted), BATCH):
-            batch = wanted[start : start + BATCH]
-            found = await self._describe(AlarmNames=batch)
-            missing.update(name for name in batch if name not in found)
-        return frozenset(missing)
+        wanted = set(names)
+        return frozenset(wanted - set(await self.alarm_states(wanted)))
