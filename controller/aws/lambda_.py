@@ -7,8 +7,11 @@ adapter translates ``AliasRouting`` to and from ``RoutingConfig.AdditionalVersio
 sending an explicit (possibly empty) map so that a final step really clears the weights.
 
 Reads that find nothing return None (a missing alias is a normal state: it gets created); writes
-raise ``NotFound``. All calls count against the "lambda" budget family, the account's shared
-control-plane quota, including the tag calls that store the durable record.
+raise ``NotFound``, except releasing provisioned concurrency that is already gone (level-triggered
+clean-up repeats it: "already released" is success). Concurrency and async settings are translated
+to the core's ``ProvisionedConfig`` / ``EventInvokeConfig`` here, so the core never sees AWS's
+shapes. All calls count against the "lambda" budget family, the account's shared control-plane
+quota, including the tag calls that store the durable record.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from typing import Any
 
 from controller.aws.calls import ApiCaller
 from controller.aws.errors import NotFound
-from controller.core.types import WEIGHT_TOLERANCE, AliasRouting, VersionInfo
+from controller.core.types import (
+    WEIGHT_TOLERANCE,
+    AliasRouting,
+    EventInvokeConfig,
+    ProvisionedConfig,
+    ProvisionedStatus,
+    VersionInfo,
+)
 
 __all__ = ["FAMILY", "AliasState", "FunctionInfo", "LambdaAdapter"]
 
@@ -62,6 +72,56 @@ def _alias_state(response: Mapping[str, Any]) -> AliasState:
         routing=AliasRouting(primary=str(response["FunctionVersion"]), additional=additional, weight=weight),
         revision_id=str(response.get("RevisionId") or ""),
     )
+
+
+def _qualifier_of(arn: str) -> str:
+    # arn:aws:lambda:REGION:ACCOUNT:function:NAME:QUALIFIER -> QUALIFIER
+    parts = arn.split(":")
+    return parts[7] if len(parts) > 7 else ""
+
+
+def _provisioned(qualifier: str, response: Mapping[str, Any]) -> ProvisionedConfig:
+    raw = str(response.get("Status") or ProvisionedStatus.IN_PROGRESS)
+    status = ProvisionedStatus(raw) if raw in ProvisionedStatus.__members__ else ProvisionedStatus.IN_PROGRESS
+    return ProvisionedConfig(
+        qualifier=qualifier,
+        requested=int(response.get("RequestedProvisionedConcurrentExecutions") or 0),
+        allocated=int(response.get("AllocatedProvisionedConcurrentExecutions") or 0),
+        status=status,
+        reason=str(response.get("StatusReason") or ""),
+    )
+
+
+def _event_invoke(response: Mapping[str, Any]) -> EventInvokeConfig:
+    destinations = response.get("DestinationConfig") or {}
+
+    def destination(kind: str) -> str | None:
+        value = (destinations.get(kind) or {}).get("Destination")
+        return str(value) if value else None
+
+    retries, age = response.get("MaximumRetryAttempts"), response.get("MaximumEventAgeInSeconds")
+    return EventInvokeConfig(
+        maximum_retry_attempts=int(retries) if retries is not None else None,
+        maximum_event_age_seconds=int(age) if age is not None else None,
+        on_success=destination("OnSuccess"),
+        on_failure=destination("OnFailure"),
+    )
+
+
+def _event_invoke_params(config: EventInvokeConfig) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if config.maximum_retry_attempts is not None:
+        params["MaximumRetryAttempts"] = config.maximum_retry_attempts
+    if config.maximum_event_age_seconds is not None:
+        params["MaximumEventAgeInSeconds"] = config.maximum_event_age_seconds
+    destinations: dict[str, Any] = {}
+    if config.on_success:
+        destinations["OnSuccess"] = {"Destination": config.on_success}
+    if config.on_failure:
+        destinations["OnFailure"] = {"Destination": config.on_failure}
+    # Always sent, possibly empty: Put replaces the whole config, so a removed destination goes away.
+    params["DestinationConfig"] = destinations
+    return params
 
 
 def _routing_config(routing: AliasRouting) -> dict[str, Any]:
@@ -193,3 +253,76 @@ class LambdaAdapter:
         key_list = sorted(set(keys))
         if key_list:
             await self._call("UntagResource", priority=priority, Resource=function_arn, TagKeys=key_list)
+
+    # ---- concurrency and async invocation ---------------------------------------------------------------
+
+    async def get_reserved_concurrency(self, function: str) -> int | None:
+        """The function's reserved concurrency; None when none is reserved."""
+        response = await self._call("GetFunctionConcurrency", FunctionName=function)
+        value = response.get("ReservedConcurrentExecutions")
+        return int(value) if value is not None else None
+
+    async def put_reserved_concurrency(self, function: str, value: int) -> None:
+        await self._call("PutFunctionConcurrency", FunctionName=function, ReservedConcurrentExecutions=value)
+
+    async def delete_reserved_concurrency(self, function: str) -> None:
+        await self._call("DeleteFunctionConcurrency", FunctionName=function)
+
+    async def get_provisioned(self, function: str, qualifier: str) -> ProvisionedConfig | None:
+        """``qualifier``'s provisioned-concurrency config; None when it has none."""
+        try:
+            response = await self._call("GetProvisionedConcurrencyConfig", FunctionName=function, Qualifier=qualifier)
+        except NotFound:
+            return None
+        return _provisioned(qualifier, response)
+
+    async def list_provisioned(self, function: str) -> dict[str, ProvisionedConfig]:
+        """Every provisioned-concurrency config of the function, by qualifier (all pages)."""
+        configs: dict[str, ProvisionedConfig] = {}
+        marker: str | None = None
+        while True:
+            params: dict[str, Any] = {"FunctionName": function, "MaxItems": 50}
+            if marker:
+                params["Marker"] = marker
+            response = await self._call("ListProvisionedConcurrencyConfigs", **params)
+            for item in response.get("ProvisionedConcurrencyConfigs") or []:
+                qualifier = _qualifier_of(str(item.get("FunctionArn") or ""))
+                configs[qualifier] = _provisioned(qualifier, item)
+            marker = response.get("NextMarker")
+            if not marker:
+                return configs
+
+    async def put_provisioned(self, function: str, qualifier: str, value: int) -> ProvisionedConfig:
+        """Ask for ``value`` warm instances on ``qualifier``; allocation starts (``IN_PROGRESS``)."""
+        response = await self._call(
+            "PutProvisionedConcurrencyConfig",
+            FunctionName=function,
+            Qualifier=qualifier,
+            ProvisionedConcurrentExecutions=value,
+        )
+        return _provisioned(qualifier, response)
+
+    async def delete_provisioned(self, function: str, qualifier: str) -> bool:
+        """Release ``qualifier``'s config; False when there was none (already released)."""
+        try:
+            await self._call("DeleteProvisionedConcurrencyConfig", FunctionName=function, Qualifier=qualifier)
+        except NotFound:
+            return False
+        return True
+
+    async def get_event_invoke_config(self, function: str, qualifier: str) -> EventInvokeConfig | None:
+        """``qualifier``'s async settings; None when it has no event invoke config."""
+        try:
+            response = await self._call("GetFunctionEventInvokeConfig", FunctionName=function, Qualifier=qualifier)
+        except NotFound:
+            return None
+        return _event_invoke(response)
+
+    async def put_event_invoke_config(
+        self, function: str, qualifier: str, config: EventInvokeConfig
+    ) -> EventInvokeConfig:
+        """Replace ``qualifier``'s async settings (Put, not Update: what is not declared is not kept)."""
+        response = await self._call(
+            "PutFunctionEventInvokeConfig", FunctionName=function, Qualifier=qualifier, **_event_invoke_params(config)
+        )
+        return _event_invoke(response)

@@ -135,6 +135,33 @@ class VersionInfo:
     dead_letter_target: str | None = None
 
 
+class ProvisionedStatus(enum.StrEnum):
+    IN_PROGRESS = "IN_PROGRESS"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class ProvisionedConfig:
+    """One provisioned-concurrency config as read: on a version (``qualifier`` is a number) or an alias."""
+
+    qualifier: str
+    requested: int
+    allocated: int = 0
+    status: ProvisionedStatus = ProvisionedStatus.IN_PROGRESS
+    reason: str = ""  # AWS's StatusReason, set when FAILED
+
+
+@dataclass(frozen=True)
+class EventInvokeConfig:
+    """An alias's asynchronous-invocation settings; None fields are AWS's defaults (not set)."""
+
+    maximum_retry_attempts: int | None = None
+    maximum_event_age_seconds: int | None = None
+    on_success: str | None = None
+    on_failure: str | None = None
+
+
 @dataclass(frozen=True)
 class Observed:
     """What the shell saw this tick. ``alias`` is None when it was not read this tick.
@@ -155,6 +182,14 @@ class Observed:
     missing_alarms: frozenset[str] = frozenset()
     alarms_in_alarm: frozenset[str] = frozenset()
     request: Request | None = None
+    # Declared settings, read only on a spec change and on the slow drift check (``settings_read``):
+    # function-level reserved concurrency (None: not reserved) and the alias's event invoke config.
+    settings_read: bool = False
+    reserved_concurrency: int | None = None
+    event_invoke: EventInvokeConfig | None = None
+    # Provisioned-concurrency configs by qualifier; read while warming and when the core asks.
+    provisioned_read: bool = False
+    provisioned: Mapping[str, ProvisionedConfig] = field(default_factory=dict)
 
 
 # ---- actions: what the shell must do, in order ---------------------------------------------------
@@ -175,7 +210,36 @@ class PublishVersion:
     description: str | None = None
 
 
-Action = UpdateAlias | PublishVersion
+@dataclass(frozen=True)
+class PutReservedConcurrency:
+    value: int
+
+
+@dataclass(frozen=True)
+class PutProvisionedConcurrency:
+    """Provision ``value`` on ``qualifier``: always a version, never the weighted alias (AWS refuses that)."""
+
+    qualifier: str
+    value: int
+
+
+@dataclass(frozen=True)
+class DeleteProvisionedConcurrency:
+    """Release ``qualifier``'s config; the shell treats "there is none" as done."""
+
+    qualifier: str
+
+
+@dataclass(frozen=True)
+class PutEventInvokeConfig:
+    """Replace the alias qualifier's async settings with ``config`` (fields not declared go back to defaults)."""
+
+    qualifier: str
+    config: EventInvokeConfig
+
+
+SettingAction = PutReservedConcurrency | PutProvisionedConcurrency | DeleteProvisionedConcurrency | PutEventInvokeConfig
+Action = UpdateAlias | PublishVersion | SettingAction
 
 
 @dataclass(frozen=True)
@@ -202,6 +266,17 @@ class Status:
     reason: str
     history: tuple[HistoryEntry, ...] = ()
     errors: tuple[str, ...] = ()
+    warmup: Warmup | None = None
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """Progress of the new version's provisioned concurrency before its first traffic (``Warming``)."""
+
+    version: str
+    requested: int
+    allocated: int
+    status: str
 
 
 @dataclass(frozen=True)
@@ -214,5 +289,7 @@ class Decision:
     requeue_after: float | None = None
     # The core needs a fresh alias read to decide (first sight): read it and decide again at once.
     read_alias: bool = False
+    # The core needs the provisioned-concurrency configs to decide: read them and decide again at once.
+    read_provisioned: bool = False
     # False when ``record`` is what was passed in (or nothing is worth creating): persist nothing.
     record_changed: bool = True
