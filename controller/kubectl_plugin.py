@@ -19,12 +19,11 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from controller.commands.rollouts import new_request
 from controller.core.codec import encode_request
-from controller.core.types import Request, Verb
 
 RESOURCE = "lambdarollouts.lambda.rollouts.dev"
 REQUEST_ANNOTATION = "lambda.rollouts.dev/request"
@@ -83,14 +82,9 @@ def whoami(args: argparse.Namespace) -> str:
         return "unknown"
 
 
-def request_for(verb: str, *, full: bool, by: str, now: float) -> Request:
-    chosen = Verb.PROMOTE_FULL if verb == "promote" and full else Verb(verb)
-    return Request(id=uuid.uuid4().hex[:12], verb=chosen, at=now, by=by)
-
-
 def send(args: argparse.Namespace) -> int:
     kubectl(args, "get", RESOURCE, args.name, "-o", "name")  # a clear error for an unknown name
-    request = request_for(args.verb, full=getattr(args, "full", False), by=whoami(args), now=time.time())
+    request = new_request(args.verb, full=getattr(args, "full", False), by=whoami(args), now=time.time())
     patch = {"metadata": {"annotations": {REQUEST_ANNOTATION: encode_request(request)}}}
     kubectl(args, "patch", RESOURCE, args.name, "--type", "merge", "-p", json.dumps(patch))
     print(

@@ -5,6 +5,9 @@ The truth is the durable record on each function, so ``get`` needs no controller
 each rollout's record is decoded from them. With ``--source`` it also shows the rollouts that have
 no record yet (not started) or that the controller refuses (Invalid: bad document, missing function,
 version or alarm), computed read-only the same way ``plan`` does.
+
+``get NAME --watch`` follows one rollout live (``controller.commands.watch``); the table is drawn
+with rich on a terminal and as plain aligned columns otherwise, so scripts can still cut it.
 """
 
 from __future__ import annotations
@@ -20,13 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from controller.aws import AwsClients
-from controller.core.codec import MANAGED_KEY, CodecError, decode_managed, decode_record
+from controller.commands.rollouts import RolloutNotFound, managed_rollouts, matches
+from controller.commands.watch import Watcher, watch
+from controller.core.codec import CodecError
 from controller.core.types import Phase, Record, Status
 from controller.observability.logs import configure_logging
+from controller.observability.view import PHASE_STYLES
 from controller.runtime.preview import Preview, preview_all
-from controller.runtime.records import function_name_of
 from controller.runtime.wiring import add_time_scale, clients_from_args
 from controller.sources import DesiredState
 from controller.sources.files import FileSource
@@ -69,20 +78,60 @@ class Row:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?", metavar="NAME", help="one rollout: NAME or NAMESPACE/NAME")
     parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
-    parser.add_argument("--source", type=Path, help="also show rollouts of this directory not started or Invalid")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        help="the rollout documents: also show rollouts not started or Invalid; with --watch, the plan and alarms",
+    )
+    parser.add_argument("-w", "--watch", action="store_true", help="follow NAME live until Ctrl-C")
+    parser.add_argument(
+        "--until-done",
+        action="store_true",
+        help="with --watch: exit 0 once Healthy on the desired version, 1 once RolledBack or Degraded",
+    )
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    parser.add_argument("--timeout", type=float, default=None, help="with --until-done: give up (exit 1) after S s")
     add_time_scale(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_format, args.log_level)
+    if args.watch or args.until_done:
+        return run_watch(args)
     rows = asyncio.run(collect(clients_from_args(args), source=args.source, time_scale=args.time_scale))
     if args.name:
-        rows = [r for r in rows if args.name in (r.name, r.name.split("/")[-1])]
+        rows = [r for r in rows if matches(r.name, args.name)]
         if not rows:
             print(f"rollout {args.name} not found", file=sys.stderr)
             return 1
-    print(render(rows, args.output))
+    if args.output == "table" and sys.stdout.isatty():
+        Console().print(rich_table(rows))
+    else:
+        print(render(rows, args.output))
     return 0
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    if not args.name:
+        print("--watch needs a rollout NAME", file=sys.stderr)
+        return 2
+    specs = FileSource(args.source).scan().rollouts if args.source is not None else None
+    watcher = Watcher(clients_from_args(args), name=args.name, specs=specs, time_scale=args.time_scale)
+    console = Console()
+    try:
+        return asyncio.run(
+            watch(
+                watcher,
+                console=console,
+                live=console.is_terminal,
+                interval=args.interval,
+                until_done=args.until_done,
+                timeout=args.timeout,
+            )
+        )
+    except RolloutNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 async def collect(aws: AwsClients, *, source: Path | None, time_scale: float = 1.0) -> list[Row]:
@@ -97,16 +146,15 @@ async def collect(aws: AwsClients, *, source: Path | None, time_scale: float = 1
 async def rows_from_records(aws: AwsClients) -> list[Row]:
     """Every rollout that has a record, from ONE scan of the managed marker."""
     rows = []
-    for arn, tags in (await aws.tagging.functions_with_tag(MANAGED_KEY)).items():
-        for alias, key in decode_managed(tags.get(MANAGED_KEY, "")).items():
-            base = Row(name=key, function=function_name_of(arn), alias=alias, phase="Unknown")
-            try:
-                record = decode_record(alias, tags)
-            except CodecError as exc:
-                rows.append(dataclasses.replace(base, errors=(f"unreadable record: {exc}",)))
-                continue
-            if record is not None:
-                rows.append(row_from_record(base, record))
+    for rollout in await managed_rollouts(aws):
+        base = Row(name=rollout.key, function=rollout.function, alias=rollout.alias, phase="Unknown")
+        try:
+            record = rollout.record()
+        except CodecError as exc:
+            rows.append(dataclasses.replace(base, errors=(f"unreadable record: {exc}",)))
+            continue
+        if record is not None:
+            rows.append(row_from_record(base, record))
     return rows
 
 
@@ -180,6 +228,20 @@ def _as_dict(row: Row) -> dict[str, Any]:
     data = dataclasses.asdict(row)
     data["errors"] = list(row.errors)
     return data
+
+
+def rich_table(rows: Iterable[Row]) -> Table:
+    """The same columns for a terminal: phase in colour, errors in red."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in COLUMNS:
+        table.add_column(column, overflow="fold" if column == "MESSAGE" else "ellipsis", no_wrap=column != "MESSAGE")
+    for row in rows:
+        cells = [Text(cell) for cell in row.cells()]
+        cells[COLUMNS.index("PHASE")].stylize(PHASE_STYLES.get(row.phase, ""))
+        if row.errors:
+            cells[-1].stylize("red")
+        table.add_row(*cells)
+    return table
 
 
 def _table(rows: list[Row]) -> str:
