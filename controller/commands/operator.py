@@ -18,13 +18,13 @@ import socket
 import time
 import uuid
 
-from controller.observability.http import Health, ObservabilityServer
+from controller.observability.http import Health
 from controller.observability.logs import configure_logging
 from controller.observability.metrics import Metrics
 from controller.runtime.engine import EngineSettings
 from controller.runtime.kubeapi import Endpoint, KubeApi
 from controller.runtime.leader import LeaderElector, LeaseSettings
-from controller.runtime.wiring import add_time_scale, clients_from_args
+from controller.runtime.wiring import Daemon, add_time_scale
 from controller.sources.kube import Login, Operator, OperatorSettings, default_login, endpoint_of, run_operator
 
 logger = logging.getLogger("controller.operator")
@@ -79,9 +79,8 @@ async def serve(args: argparse.Namespace, *, login: Login = default_login, stop:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    metrics = Metrics()
-    health = Health(interval=args.interval, metrics=metrics)
-    aws = clients_from_args(args)
+    settings = EngineSettings(interval=args.interval, time_scale=args.time_scale)
+    daemon = Daemon.from_args(args, settings=settings)
     endpoint = endpoint_of(await login())
 
     async def relogin() -> Endpoint:
@@ -91,22 +90,15 @@ async def serve(args: argparse.Namespace, *, login: Login = default_login, stop:
         elector = LeaderElector(api, identity=args.identity, settings=lease_settings(args))
         operator = Operator(
             api=api,
-            aws=aws,
             elector=elector,
-            settings=OperatorSettings(
-                identity=args.identity,
-                engine=EngineSettings(interval=args.interval, time_scale=args.time_scale),
-                namespaces=tuple(args.namespace),
-            ),
+            settings=OperatorSettings(identity=args.identity, engine=settings, namespaces=tuple(args.namespace)),
+            new_engine=daemon.engine,
             clock=time.time,
-            on_tick=health.heartbeat,
+            on_tick=daemon.health.heartbeat,
         )
         elector.on_lost = operator.lost_leadership
-        server = ObservabilityServer(metrics=metrics, health=health, port=args.metrics_port or 0)
-        async with contextlib.AsyncExitStack() as stack:
-            if args.metrics_port is not None:
-                await stack.enter_async_context(server)
-            monitor = asyncio.create_task(_report_health(operator, health, metrics, args.interval, stop))
+        async with daemon.serving(args.metrics_port):
+            monitor = asyncio.create_task(_report_health(operator, daemon.health, daemon.metrics, args.interval, stop))
             try:
                 await run_operator(operator=operator, login=login, stop=stop)
             finally:

@@ -17,12 +17,9 @@ import sys
 from pathlib import Path
 
 from controller.core.types import Phase
-from controller.observability.http import Health, ObservabilityServer
 from controller.observability.logs import configure_logging
-from controller.observability.metrics import Metrics, MetricsSink
 from controller.runtime.engine import Engine, EngineSettings
-from controller.runtime.sink import LogSink, StatusSink
-from controller.runtime.wiring import add_time_scale, clients_from_args
+from controller.runtime.wiring import Daemon, add_time_scale
 from controller.sources.files import FileSource
 
 logger = logging.getLogger("controller.run")
@@ -53,16 +50,18 @@ def run(args: argparse.Namespace) -> int:
 
 async def _main(args: argparse.Namespace) -> int:
     settings = EngineSettings(interval=args.interval, drift_interval=args.drift_interval, time_scale=args.time_scale)
-    metrics = Metrics() if args.metrics_port is not None else None
-    sinks: tuple[StatusSink, ...] = (LogSink(),) if metrics is None else (LogSink(), MetricsSink(metrics))
-    engine = Engine(clients_from_args(args, observer=metrics), settings=settings, sinks=sinks)
+    daemon = Daemon.from_args(args, settings=settings)
+    engine = daemon.engine()
     source = FileSource(args.source, rescan_interval=args.rescan_interval)
     await engine.apply(await asyncio.to_thread(source.scan))
     if args.once:
         return await _once(engine)
-    if metrics is not None:
-        return await _serve(engine, source, metrics, port=args.metrics_port)
-    return await _daemon(engine, source)
+    daemon.health.set_sources_loaded()
+    # GitOps mode runs one replica: it is its own leader.
+    daemon.health.set_leadership_known()
+    daemon.metrics.set_leader(True)
+    async with daemon.serving(args.metrics_port):
+        return await _daemon(engine, source)
 
 
 async def _once(engine: Engine) -> int:
@@ -70,20 +69,6 @@ async def _once(engine: Engine) -> int:
     statuses = [r.status for r in engine.rollouts().values()]
     failed = [s for s in statuses if s is not None and (s.phase is Phase.INVALID or s.errors)]
     return 1 if failed else 0
-
-
-async def _serve(engine: Engine, source: FileSource, metrics: Metrics, *, port: int) -> int:
-    health = Health(interval=engine.settings.interval, metrics=metrics)
-    health.set_sources_loaded()
-    health.set_leadership_known()  # GitOps mode runs one replica: it is its own leader
-    engine.tick_listeners.append(lambda: _healthy(health, engine))
-    async with ObservabilityServer(metrics=metrics, health=health, port=port):
-        return await _daemon(engine, source)
-
-
-def _healthy(health: Health, engine: Engine) -> None:
-    health.heartbeat()
-    health.set_aws_reachable(engine.ready)
 
 
 async def _daemon(engine: Engine, source: FileSource) -> int:

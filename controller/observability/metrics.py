@@ -39,6 +39,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from controller import __version__
 from controller.core.types import Event, Phase, Status
+from controller.runtime.sink import AliasWritten, Reconciled
 from controller.spec.model import (
     AllAtOnceStrategy,
     BlueGreenStrategy,
@@ -438,7 +439,7 @@ class Metrics:
 
 
 class MetricsSink:
-    """Feeds ``Metrics`` from the engine's status-sink calls (status changed, event, removed).
+    """Feeds ``Metrics`` from the engine's status-sink calls (status, event, reconcile, alias write, removed).
 
     The engine reports statuses, not transitions: a transition is a status whose phase differs from
     the previous one, timed by ``clock`` when it is reported. A supersede keeps the phase
@@ -464,6 +465,16 @@ class MetricsSink:
         phase = self._phases.get(spec.key)
         if event.reason == self.SUPERSEDED and phase is not None:
             self.metrics.rollout_event(spec, from_phase=phase, to_phase=phase, reason=event.reason, now=self._clock())
+
+    async def reconciled(self, *, spec: RolloutSpec, report: Reconciled) -> None:
+        self.metrics.reconcile_finished(spec, seconds=report.seconds, error=report.error)
+        if report.alarm_states:
+            self.metrics.alarm_states(spec, report.alarm_states)
+
+    async def alias_written(self, *, spec: RolloutSpec, write: AliasWritten) -> None:
+        self.metrics.alias_written(spec, rollback=write.rollback)
+        if write.reaction_seconds is not None:
+            self.metrics.rollback_reaction(spec, seconds=write.reaction_seconds)
 
     async def removed(self, *, spec: RolloutSpec) -> None:
         self._phases.pop(spec.key, None)

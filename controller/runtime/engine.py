@@ -14,6 +14,13 @@ to its document. ``run`` stops on ``stop``: the tick in flight finishes its writ
 
 The clock is injected: ``now`` given to the core comes from it, so tests drive ticks with a fake
 clock and never sleep.
+
+Seams for the daemons around it: ``request`` hands a control request to the engine directly (the
+Kubernetes operator reads them from the resource, so no request tag is involved), ``handled`` tells
+when it is durably recorded, ``wake`` starts a tick now, and ``can_write`` gates every AWS write
+(leadership). Everything the engine sees goes to ``StatusSink`` outputs; an ``Event`` identical to the
+last one passed on for the rollout (an Invalid rollout repeats its event on every decide) is dropped
+unless the decision changed the durable record, so Events, logs and metrics are not spammed.
 """
 
 from __future__ import annotations
@@ -31,13 +38,13 @@ from dataclasses import dataclass, field
 
 from controller.aws import AwsClients
 from controller.aws.errors import NotFound
-from controller.core.types import Decision, Event, Phase, Status
+from controller.core.types import Decision, Event, Phase, Request, Status, UpdateAlias
 from controller.observability.logs import RolloutLogger, rollout_logger
 from controller.runtime.backoff import backoff_delay
 from controller.runtime.observe import Observer, TickReads
-from controller.runtime.reconcile import Clock, Outcome, Reconciler
-from controller.runtime.records import RecordStore
-from controller.runtime.sink import FanoutSink, StatusSink
+from controller.runtime.reconcile import Clock, Outcome, Reconciler, WritesStopped
+from controller.runtime.records import RecordStore, function_name_of
+from controller.runtime.sink import ALARM, MISSING, OK, AliasWritten, FanoutSink, Reconciled, StatusSink
 from controller.sources import DesiredState
 from controller.spec.model import RolloutSpec
 
@@ -72,6 +79,12 @@ class Rollout:
     # None until the aliases were read once (start-up); then when the next drift check is due.
     drift_at: float | None = None
     last_decision: Decision | None = field(default=None, repr=False)
+    # When a tick's read first saw one of the watched alarms in ALARM (None while none is), and
+    # whether the write restoring stable after it was already reported (once per firing).
+    alarm_seen_at: float | None = None
+    reaction_reported: bool = False
+    # The last event passed on to the sinks (repeats of it are dropped).
+    last_event: Event | None = None
 
 
 def blank_status(message: str = "") -> Status:
@@ -99,6 +112,7 @@ class Engine:
         clock: Clock = time.time,
         sinks: tuple[StatusSink, ...] = (),
         rand: Callable[[], float] = random.random,
+        can_write: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings or EngineSettings()
         self._aws = aws
@@ -107,10 +121,20 @@ class Engine:
         self._store = RecordStore(aws)
         self._observer = Observer(aws)
         self._reconciler = Reconciler(
-            aws=aws, store=self._store, observer=self._observer, clock=clock, time_scale=self.settings.time_scale
+            aws=aws,
+            store=self._store,
+            observer=self._observer,
+            clock=clock,
+            time_scale=self.settings.time_scale,
+            can_write=can_write,
+            on_alias_written=self._alias_written,
         )
         self.sink = FanoutSink(sinks)
         self._rollouts: dict[str, Rollout] = {}
+        # Control requests handed over with ``request`` (rollout key -> request), and the id of the
+        # last one each rollout's durable record says was handled.
+        self._requested: dict[str, Request] = {}
+        self._handled: dict[str, str] = {}
         self._started = False
         self._stopping = False
         self._wake = asyncio.Event()
@@ -132,6 +156,30 @@ class Engine:
         rollout = self._rollouts.get(key)
         return rollout.status if rollout else None
 
+    # ---- seams for the daemons -----------------------------------------------------------------
+
+    def request(self, key: str, request: Request) -> None:
+        """Hand a control request for rollout ``key`` to the next tick, as if read from its request tag.
+
+        Idempotent per id (the core handles an id once); a newer request replaces one not yet
+        handled. It stays pending until a reconcile durably records it (see ``handled``) or the
+        rollout stops being managed.
+        """
+        if self._handled.get(key) == request.id:
+            return
+        pending = self._requested.get(key)
+        if pending is None or pending.id != request.id:
+            self._requested[key] = request
+            self.wake()
+
+    def handled(self, key: str, request_id: str) -> bool:
+        """Whether rollout ``key``'s durable record says request ``request_id`` was handled."""
+        return self._handled.get(key) == request_id
+
+    def wake(self) -> None:
+        """Start the next tick now rather than at the end of the interval."""
+        self._wake.set()
+
     async def apply(self, desired: DesiredState) -> None:
         """Adopt a source's view: new and changed rollouts run at the next tick, removed ones stop."""
         for key, spec in desired.rollouts.items():
@@ -146,7 +194,10 @@ class Engine:
             # Management stops; the alias and the record stay as they are.
             gone = self._rollouts.pop(key)
             self._observer.forget_rollout(key)
+            self._handled.pop(key, None)
             await self.sink.removed(spec=gone.spec)
+        for key in [k for k in self._requested if k not in desired.rollouts]:
+            del self._requested[key]  # nothing to act on; the caller hands it over again if it returns
         for file, errors in desired.orphan_errors.items():
             logger.warning("%s: not loaded: %s", file, "; ".join(errors))
         self._wake.set()
@@ -181,6 +232,8 @@ class Engine:
         if due and not self._stopping:
             reads = await self._tick_reads(due)
             forced = self._alias_reads_due(due, now)
+            for rollout in due:
+                _track_alarm(rollout, reads, seen_at=now)
             await asyncio.gather(*(self._reconcile_one(r, reads, force=r.spec.key in forced) for r in due))
         self.ticks += 1
         for listener in self.tick_listeners:
@@ -190,8 +243,22 @@ class Engine:
         watched = any(r.spec.analysis.alarms for r in due)
         alarms = await self._aws.cloudwatch.alarms_in_alarm() if watched else frozenset()
         await self._observer.check_alarms(r.spec for r in due)
-        requests = await self._store.requests(r.spec.alias for r in due)
-        return TickReads(alarms_in_alarm=alarms, requests=requests)
+        requests = dict(await self._store.requests(r.spec.alias for r in due))
+        direct = self._direct_requests(due, requests)
+        requests.update(direct)
+        return TickReads(alarms_in_alarm=alarms, requests=requests, direct=frozenset(r.id for r in direct.values()))
+
+    def _direct_requests(
+        self, due: list[Rollout], tagged: dict[tuple[str, str], Request]
+    ) -> dict[tuple[str, str], Request]:
+        """Requests handed over with ``request``, unless a newer one waits in the rollout's tag."""
+        found = {}
+        for rollout in due:
+            request = self._requested.get(rollout.spec.key)
+            where = (function_name_of(rollout.spec.function_name), rollout.spec.alias)
+            if request is not None and (where not in tagged or tagged[where].at <= request.at):
+                found[where] = request
+        return found
 
     def _alias_reads_due(self, due: list[Rollout], now: float) -> set[str]:
         """Rollouts whose aliases are read this tick: all at start-up, drift checks up to the cap."""
@@ -202,19 +269,42 @@ class Engine:
         return forced
 
     async def _reconcile_one(self, rollout: Rollout, reads: TickReads, *, force: bool) -> None:
+        started = time.perf_counter()
         try:
             outcome = await self._reconciler.reconcile(rollout.spec, reads, read_aliases=force)
         except asyncio.CancelledError:
             raise
+        except WritesStopped:
+            # Not a failure: leadership went. Whatever was half-done is in the write-ahead record.
+            rollout.drift_at = self._clock()
+            rollout.log.info("write gate closed: reconcile stopped before its next AWS write")
+            return
         except Exception as exc:
+            seconds = time.perf_counter() - started
+            await self.sink.reconciled(spec=rollout.spec, report=Reconciled(seconds, error=type(exc).__name__))
             await self._failed(rollout, exc)
             return
+        states = _alarm_states(rollout.spec, reads, missing=outcome.observation.observed.missing_alarms)
+        report = Reconciled(time.perf_counter() - started, alarm_states=states)
+        await self.sink.reconciled(spec=rollout.spec, report=report)
         await self._succeeded(rollout, outcome)
+
+    async def _alias_written(self, spec: RolloutSpec, action: UpdateAlias) -> None:
+        """Report an alias write; the one restoring stable after an alarm carries the reaction time."""
+        rollout = self._rollouts.get(spec.key)
+        reaction = None
+        restores = action.rollback and action.write.alias == spec.alias
+        if restores and rollout is not None and rollout.alarm_seen_at is not None and not rollout.reaction_reported:
+            reaction = max(0.0, self._clock() - rollout.alarm_seen_at)
+            rollout.reaction_reported = True
+        write = AliasWritten(alias=action.write.alias, rollback=action.rollback, reaction_seconds=reaction)
+        await self.sink.alias_written(spec=spec, write=write)
 
     async def _succeeded(self, rollout: Rollout, outcome: Outcome) -> None:
         now = self._clock()
         decision = outcome.decision
         rollout.last_decision = decision
+        self._note_handled(rollout, decision)
         if outcome.aliases_read:
             rollout.drift_at = now + self._drift_delay(rollout)
         if decision.status.phase is Phase.INVALID:
@@ -226,7 +316,17 @@ class Engine:
         else:
             rollout.failures, rollout.retry_at = 0, 0.0
         rollout.wake_at = now + decision.requeue_after if decision.requeue_after is not None else None
-        await self._report(rollout, decision.status, decision.events)
+        await self._report(rollout, decision.status, decision.events, record_changed=decision.record_changed)
+
+    def _note_handled(self, rollout: Rollout, decision: Decision) -> None:
+        """A direct request is done once the record saying so is durable (an Invalid one wrote nothing)."""
+        key, handled = rollout.spec.key, decision.record.last_request
+        if handled is None or decision.status.phase is Phase.INVALID:
+            return
+        self._handled[key] = handled
+        pending = self._requested.get(key)
+        if pending is not None and pending.id == handled:
+            del self._requested[key]
 
     async def _failed(self, rollout: Rollout, exc: Exception) -> None:
         now = self._clock()
@@ -251,11 +351,16 @@ class Engine:
             return interval * (0.5 + 0.5 * _drift_order(rollout) / 0xFFFFFFFF)
         return interval
 
-    async def _report(self, rollout: Rollout, status: Status, events: tuple[Event, ...]) -> None:
+    async def _report(
+        self, rollout: Rollout, status: Status, events: tuple[Event, ...], *, record_changed: bool = False
+    ) -> None:
         if status != rollout.status:
             previous, rollout.status = rollout.status, status
             await self.sink.status_changed(spec=rollout.spec, status=status, previous=previous)
         for event in events:
+            if not record_changed and _same_event(event, rollout.last_event):
+                continue  # the core repeats itself on an unchanged record (Invalid): said once is enough
+            rollout.last_event = event
             await self.sink.event(spec=rollout.spec, event=event)
 
     # ---- the daemon loop -----------------------------------------------------------------------
@@ -304,6 +409,24 @@ class Engine:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+
+def _same_event(event: Event, last: Event | None) -> bool:
+    return last is not None and (event.reason, event.message) == (last.reason, last.message)
+
+
+def _alarm_states(spec: RolloutSpec, reads: TickReads, *, missing: frozenset[str]) -> dict[str, str]:
+    """Watched alarm -> ALARM / OK / MISSING: only alarms in ALARM are read, so OK means "not in ALARM"."""
+    return {a: ALARM if a in reads.alarms_in_alarm else MISSING if a in missing else OK for a in spec.analysis.alarms}
+
+
+def _track_alarm(rollout: Rollout, reads: TickReads, *, seen_at: float) -> None:
+    """Remember when this tick's read first saw a watched alarm in ALARM; forget when none is."""
+    if any(name in reads.alarms_in_alarm for name in rollout.spec.analysis.alarms):
+        if rollout.alarm_seen_at is None:
+            rollout.alarm_seen_at, rollout.reaction_reported = seen_at, False
+    else:
+        rollout.alarm_seen_at = None
 
 
 def _drift_due(rollout: Rollout) -> float:

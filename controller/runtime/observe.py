@@ -30,6 +30,8 @@ class TickReads:
     alarms_in_alarm: frozenset[str] = frozenset()
     # (function short name, alias) -> the control request waiting on that function.
     requests: Mapping[tuple[str, str], Request] = field(default_factory=dict)
+    # Ids of those requests handed to the engine directly (``Engine.request``), not read from a tag.
+    direct: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,17 @@ The steps, in order, each a small function:
 
 Bad input (the core says ``Invalid``: missing function, version or alarm, role mismatch) stops after
 step 2: no alias write, no tag write. ``preview`` runs steps 1-2 only, for ``plan`` and ``get``.
+
+Every AWS write (publish, record tags, alias, request tag) first asks the write gate ``can_write``;
+a closed gate raises ``WritesStopped`` at once, so a replica that just lost leadership stops writing
+in the middle of a reconcile instead of finishing it beside the new leader. The write-ahead record
+makes that stop safe: whoever leads next completes a half-done write.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from controller.aws import AwsClients
@@ -30,6 +35,16 @@ from controller.runtime.records import FunctionTags, RecordStore
 from controller.spec.model import RolloutSpec
 
 Clock = Callable[[], float]
+# Told about each alias write AWS accepted, as soon as it returns (the engine reports it).
+AliasWriteListener = Callable[[RolloutSpec, UpdateAlias], Awaitable[None]]
+
+
+class WritesStopped(Exception):
+    """The write gate closed (leadership lost): no further AWS write is made by this reconcile."""
+
+
+def _always() -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -69,12 +84,21 @@ class Reconciler:
         observer: Observer,
         clock: Clock,
         time_scale: float = 1.0,
+        can_write: Callable[[], bool] = _always,
+        on_alias_written: AliasWriteListener | None = None,
     ) -> None:
         self._aws = aws
         self._store = store
         self._observer = observer
         self._clock = clock
         self._time_scale = time_scale
+        self._can_write = can_write
+        self._on_alias_written = on_alias_written
+
+    def _gate(self) -> None:
+        """Called right before every AWS write: a closed gate stops this reconcile there."""
+        if not self._can_write():
+            raise WritesStopped("write gate closed: this replica no longer writes")
 
     async def reconcile(self, spec: RolloutSpec, reads: TickReads, *, read_aliases: bool) -> Outcome:
         """One level-triggered pass; repeating it with nothing changed in AWS writes nothing."""
@@ -82,7 +106,7 @@ class Reconciler:
         outcome = await self._observe_and_decide(spec, fn, record, reads, read_aliases=read_aliases)
         if fn is None or outcome.decision.status.phase is Phase.INVALID:
             return outcome
-        wrote = await self._act(spec, fn, record, outcome)
+        wrote = await self._act(spec, fn, record, outcome, reads)
         return Outcome(outcome.decision, outcome.observation, outcome.aliases_read, wrote)
 
     async def preview(self, spec: RolloutSpec, reads: TickReads) -> Outcome:
@@ -124,7 +148,9 @@ class Reconciler:
 
     # ---- 3. act --------------------------------------------------------------------------------
 
-    async def _act(self, spec: RolloutSpec, fn: FunctionTags, before: Record | None, outcome: Outcome) -> bool:
+    async def _act(
+        self, spec: RolloutSpec, fn: FunctionTags, before: Record | None, outcome: Outcome, reads: TickReads
+    ) -> bool:
         """Apply the actions in order, write-ahead around alias writes; returns whether AWS changed."""
         record = outcome.decision.record
         aliases: dict[str, AliasState | None] = dict(outcome.observation.aliases)
@@ -137,16 +163,19 @@ class Reconciler:
                 await self._persist(spec, fn, record)
             aliases[action.write.alias] = await self._write_alias(spec, action, aliases)
             alias_written = True
+            if self._on_alias_written is not None:
+                await self._on_alias_written(spec, action)
         if alias_written and record.pending is not None:
             record = confirm(record, self._clock())
         # ---- 4. record ----
         persisted = alias_written or (outcome.decision.record_changed and worth_persisting(before, record))
         if persisted:
             await self._persist(spec, fn, record)
-        await self._clear_handled_request(spec, fn, record, outcome)
+        await self._clear_handled_request(spec, fn, record, outcome, reads)
         return persisted or alias_written or bool(outcome.decision.actions)
 
     async def _publish(self, spec: RolloutSpec, action: PublishVersion) -> None:
+        self._gate()
         version = await self._aws.lambda_.publish_version(
             spec.function_name, code_sha256=action.code_sha256, description=action.description
         )
@@ -158,6 +187,7 @@ class Reconciler:
         """Create or update one alias, always with the RevisionId read this tick (never a stale one)."""
         name = action.write.alias
         state = aliases[name] if name in aliases else await self._aws.lambda_.get_alias(spec.function_name, name)
+        self._gate()
         if state is None:
             return await self._aws.lambda_.create_alias(
                 spec.function_name, name, action.write.routing, priority=action.rollback
@@ -173,12 +203,17 @@ class Reconciler:
     # ---- 4. record -----------------------------------------------------------------------------
 
     async def _persist(self, spec: RolloutSpec, fn: FunctionTags, record: Record) -> None:
+        self._gate()
         await self._store.persist(fn, alias=spec.alias, key=spec.key, record=record)
 
     async def _clear_handled_request(
-        self, spec: RolloutSpec, fn: FunctionTags, record: Record, outcome: Outcome
+        self, spec: RolloutSpec, fn: FunctionTags, record: Record, outcome: Outcome, reads: TickReads
     ) -> None:
-        """A request tag goes only after the record saying it was handled is durable: never lost."""
+        """A request tag goes only after the record saying it was handled is durable: never lost.
+
+        A request handed to the engine directly (``reads.direct``) has no tag to remove.
+        """
         request = outcome.observation.observed.request
-        if request is not None and record.last_request == request.id:
+        if request is not None and record.last_request == request.id and request.id not in reads.direct:
+            self._gate()
             await self._store.clear_request(fn, alias=spec.alias)

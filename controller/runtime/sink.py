@@ -1,21 +1,51 @@
 """Where the engine reports what it sees: the ``StatusSink`` seam.
 
 The engine knows nothing about Prometheus, Kubernetes ``.status`` or terminals; it calls every
-registered sink when a rollout's status changes, on every transition ``Event``, and when a rollout
-stops being managed. Metrics exporters and Kubernetes status writers implement this protocol, so
-adding an output never touches the reconcile loop.
+registered sink when a rollout's status changes, on every transition ``Event``, after every
+reconcile (``Reconciled``: its duration, error kind and the watched alarms' states), on every alias
+write (``AliasWritten``, with the rollback reaction time when it restored stable after an alarm), and
+when a rollout stops being managed. Metrics exporters and Kubernetes status writers implement this
+protocol, so adding an output never touches the reconcile loop.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.core.types import Event, Status
 from controller.observability.logs import rollout_logger
 from controller.spec.model import RolloutSpec
+
+# States reported for a watched alarm. The engine reads only the alarms in ALARM (one call per tick
+# for every rollout), so any other state of an existing alarm (OK or INSUFFICIENT_DATA) is reported
+# as OK, meaning "not in ALARM"; an alarm that does not exist is MISSING.
+ALARM, OK, MISSING = "ALARM", "OK", "MISSING"
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """One reconcile of one rollout, as the engine saw it."""
+
+    seconds: float
+    # A short error kind (the exception's class name), None when the reconcile succeeded.
+    error: str | None = None
+    # Watched alarm -> ALARM, OK or MISSING (see above); empty when the rollout watches none.
+    alarm_states: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AliasWritten:
+    """One alias write AWS accepted."""
+
+    alias: str
+    # The write restores the stable version (a rollback), not a rollout step.
+    rollback: bool = False
+    # Seconds from the tick whose read first saw a watched alarm in ALARM to this write, when this
+    # is the write that restored stable after it; None otherwise.
+    reaction_seconds: float | None = None
 
 
 class StatusSink(Protocol):
@@ -25,21 +55,33 @@ class StatusSink(Protocol):
 
     async def event(self, *, spec: RolloutSpec, event: Event) -> None: ...
 
+    async def reconciled(self, *, spec: RolloutSpec, report: Reconciled) -> None: ...
+
+    async def alias_written(self, *, spec: RolloutSpec, write: AliasWritten) -> None: ...
+
     async def removed(self, *, spec: RolloutSpec) -> None: ...
 
 
 @dataclass
 class MemorySink:
-    """Keeps the latest status and every event per rollout: ``run --once`` and tests read them back."""
+    """Keeps the latest status, every event, report and alias write per rollout: tests read them back."""
 
     statuses: dict[str, Status] = field(default_factory=dict)
     events: dict[str, list[Event]] = field(default_factory=dict)
+    reports: dict[str, list[Reconciled]] = field(default_factory=dict)
+    writes: dict[str, list[AliasWritten]] = field(default_factory=dict)
 
     async def status_changed(self, *, spec: RolloutSpec, status: Status, previous: Status | None) -> None:
         self.statuses[spec.key] = status
 
     async def event(self, *, spec: RolloutSpec, event: Event) -> None:
         self.events.setdefault(spec.key, []).append(event)
+
+    async def reconciled(self, *, spec: RolloutSpec, report: Reconciled) -> None:
+        self.reports.setdefault(spec.key, []).append(report)
+
+    async def alias_written(self, *, spec: RolloutSpec, write: AliasWritten) -> None:
+        self.writes.setdefault(spec.key, []).append(write)
 
     async def removed(self, *, spec: RolloutSpec) -> None:
         self.statuses.pop(spec.key, None)
@@ -69,6 +111,16 @@ class LogSink:
         level = logging.WARNING if event.warning else logging.INFO
         rollout_logger(self._logger, spec).log(level, "%s: %s", event.reason, event.message)
 
+    async def reconciled(self, *, spec: RolloutSpec, report: Reconciled) -> None:
+        # Failures are logged by the engine with their retry delay; a success is not news.
+        return
+
+    async def alias_written(self, *, spec: RolloutSpec, write: AliasWritten) -> None:
+        if write.reaction_seconds is not None:
+            rollout_logger(self._logger, spec).info(
+                "alias %s restored to stable %.3fs after the alarm was first seen", write.alias, write.reaction_seconds
+            )
+
     async def removed(self, *, spec: RolloutSpec) -> None:
         rollout_logger(self._logger, spec).info("no longer managed (document gone); the alias is left as it is")
 
@@ -94,6 +146,20 @@ class FanoutSink:
         for sink in self._sinks:
             try:
                 await sink.event(spec=spec, event=event)
+            except Exception:
+                rollout_logger(self._logger, spec).exception("status sink %r failed", sink)
+
+    async def reconciled(self, *, spec: RolloutSpec, report: Reconciled) -> None:
+        for sink in self._sinks:
+            try:
+                await sink.reconciled(spec=spec, report=report)
+            except Exception:
+                rollout_logger(self._logger, spec).exception("status sink %r failed", sink)
+
+    async def alias_written(self, *, spec: RolloutSpec, write: AliasWritten) -> None:
+        for sink in self._sinks:
+            try:
+                await sink.alias_written(spec=spec, write=write)
             except Exception:
                 rollout_logger(self._logger, spec).exception("status sink %r failed", sink)
 

@@ -14,10 +14,14 @@ replica writes" holds for Kubernetes exactly as it does for AWS:
   finalizer exactly on resources with ``spec.revertOnDeletion: true``.
 
 Control requests: ``kubectl lambda-rollouts abort NAME`` patches the annotation ``REQUEST_ANNOTATION``
-(RBAC decides who may). The leader forwards it to the function's request tag, the very place
-GitOps-mode requests use, so the engine handles both identically and records the request's id in
-the durable record; the annotation is cleared only after the tag is written. The durable record on
-the function stays authoritative: a resource deleted and applied again resumes where it was.
+(RBAC decides who may). The leader hands it to its engine (``Engine.request``), which gives it to the
+core exactly as a GitOps-mode request read from the function's request tag, and records the
+request's id in the durable record; the annotation is cleared only once ``Engine.handled`` says that
+record is written, so a request survives a leadership change. The durable record on the function
+stays authoritative: a resource deleted and applied again resumes where it was.
+
+Leadership gates the engine's AWS writes (``can_write``): a replica that loses its Lease stops
+writing before its next AWS call, even in the middle of a tick.
 """
 
 from __future__ import annotations
@@ -30,18 +34,17 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 
-from controller.aws import AwsClients
-from controller.core.codec import decode_request, encode_request, request_key
+from controller.core.codec import decode_request
 from controller.core.types import Event, HistoryEntry, Phase, Request, Status, Verb
 from controller.kubectl_plugin import REQUEST_ANNOTATION
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.kubeapi import ApiError, Endpoint, KubeApi, decode_ca
 from controller.runtime.leader import LeaderElector
-from controller.runtime.sink import LogSink, StatusSink
+from controller.runtime.sink import AliasWritten, Reconciled, StatusSink
 from controller.sources import DesiredState
 from controller.spec.loader import parse_rollout
 from controller.spec.model import RolloutSpec
@@ -304,6 +307,12 @@ class KubeStatusWriter:
         }
         await self._api.post(f"/api/v1/namespaces/{resource.namespace}/events", body)
 
+    async def reconciled(self, *, spec: RolloutSpec, report: Reconciled) -> None:
+        return  # not part of .status: metrics report it
+
+    async def alias_written(self, *, spec: RolloutSpec, write: AliasWritten) -> None:
+        return  # the status change that follows says it
+
     async def removed(self, *, spec: RolloutSpec) -> None:
         # The resource is gone; its alias is left as it is. Nothing to write.
         self._written.pop(spec.key, None)
@@ -331,6 +340,12 @@ class OperatorSettings:
     shutdown_grace: float = 10.0
 
 
+class EngineFactory(Protocol):
+    """Builds the engine of one leadership term (the daemon wiring adds its log and metrics sinks)."""
+
+    def __call__(self, *, sinks: Sequence[StatusSink], can_write: Callable[[], bool]) -> Engine: ...
+
+
 class Operator:
     """One replica: follows the resources always, runs the engine and writes only while leading."""
 
@@ -338,10 +353,9 @@ class Operator:
         self,
         *,
         api: KubeApi,
-        aws: AwsClients,
         elector: LeaderElector,
         settings: OperatorSettings,
-        sinks: Sequence[StatusSink] = (),
+        new_engine: EngineFactory,
         clock: Callable[[], float],
         on_tick: Callable[[], None] | None = None,
     ) -> None:
@@ -350,16 +364,14 @@ class Operator:
         self.elector = elector
         self.engine: Engine | None = None
         self._api = api
-        self._aws = aws
+        self._new_engine = new_engine
         self._clock = clock
         self._on_tick = on_tick
-        self._extra_sinks = tuple(sinks)
         self.writer = KubeStatusWriter(
             api, self.source, is_leader=lambda: elector.is_leader, identity=settings.identity, clock=clock
         )
         self._poke = asyncio.Event()
         self._writers: set[asyncio.Task[Any]] = set()
-        self._forwarded: dict[str, str] = {}  # rollout key -> request id already written to the tag
 
     # ---- kopf's side ----
 
@@ -388,12 +400,8 @@ class Operator:
 
     async def _lead(self, stop: asyncio.Event) -> None:
         # A fresh engine per term: the previous leader may have moved records since our last term.
-        engine = self.engine = Engine(
-            self._aws,
-            settings=self.settings.engine,
-            clock=self._clock,
-            sinks=(self.writer, LogSink(), *self._extra_sinks),
-        )
+        # Its AWS writes stop the moment the Lease is lost, before this task is even cancelled.
+        engine = self.engine = self._new_engine(sinks=(self.writer,), can_write=lambda: self.elector.is_leader)
         engine_stop = asyncio.Event()
         engine_task = asyncio.create_task(engine.run(stop=engine_stop, updates=self.source.updates()))
         housekeeping = asyncio.create_task(self._housekeeping_loop())
@@ -457,16 +465,16 @@ class Operator:
             await self._revert_then_release(resource)
 
     async def _forward_request(self, resource: Resource) -> None:
-        """Copy the resource's request to the function's request tag, then clear the annotation."""
+        """Hand the resource's request to the engine; clear the annotation once it is durably handled."""
         assert resource.request is not None
         request = decode_request(resource.request)
-        if request is not None and resource.spec is not None and self._forwarded.get(resource.key) != request.id:
-            await self._write_request_tag(resource.spec, request)
-            self._forwarded[resource.key] = request.id
         if request is None:
             logger.warning("%s: ignoring a malformed request annotation %r", resource.key, resource.request)
-        elif resource.spec is None:
+        elif resource.spec is None or self.engine is None:
             return  # nothing to act on until the document is valid; keep the request
+        elif not self.engine.handled(resource.key, request.id):
+            self.engine.request(resource.key, request)
+            return  # cleared on a later pass: the engine's status change pokes us again
         # Only this exact request: a newer one patched in meanwhile must not be lost.
         await self._api.json_patch(
             rollout_path(resource.namespace, resource.name),
@@ -475,12 +483,6 @@ class Operator:
                 {"op": "remove", "path": _annotation_path()},
             ],
         )
-
-    async def _write_request_tag(self, spec: RolloutSpec, request: Request) -> None:
-        function = await self._aws.lambda_.get_function(spec.function_name)
-        if function is None:
-            raise ApiError(404, f"function {spec.function_name} not found; request {request.id} not forwarded")
-        await self._aws.lambda_.tag(function.arn, {request_key(spec.alias): encode_request(request)})
 
     async def _add_finalizer(self, resource: Resource) -> None:
         ops: list[dict[str, Any]] = (
@@ -500,12 +502,11 @@ class Operator:
 
     async def _revert_then_release(self, resource: Resource) -> None:
         """revertOnDeletion: abort a rollout in flight (alias back to stable), then let the object go."""
-        status = self.engine.status(resource.key) if self.engine is not None else None
-        if resource.spec is not None and status is not None and status.phase in IN_FLIGHT:
+        engine = self.engine
+        status = engine.status(resource.key) if engine is not None else None
+        if engine is not None and resource.spec is not None and status is not None and status.phase in IN_FLIGHT:
             request = Request(id=f"delete-{resource.uid[:8]}", verb=Verb.ABORT, at=self._clock(), by="revertOnDeletion")
-            if self._forwarded.get(resource.key) != request.id:
-                await self._write_request_tag(resource.spec, request)
-                self._forwarded[resource.key] = request.id
+            engine.request(resource.key, request)
             return  # the engine's status change pokes us again
         if resource.spec is not None and status is None:
             return  # the engine has not looked at it yet this term

@@ -105,6 +105,7 @@ class EngineHarness:
         clock: FakeClock | None = None,
         time_scale: float = 1.0,
         watch: tuple[str, str] | None = None,
+        can_write: Callable[[], bool] = lambda: True,
     ) -> None:
         self.emulator = emulator
         # (function, alias) read after every tick, so every routing the alias went through is seen.
@@ -117,7 +118,9 @@ class EngineHarness:
         budget = Budget(dict.fromkeys(DEFAULT_RATES, 10_000.0))
         self.aws = make_clients(AwsSettings(endpoint_url=emulator.url, region="us-east-1"), budget=budget)
         settings = EngineSettings(interval=5.0, time_scale=time_scale)
-        self.engine = Engine(self.aws, settings=settings, clock=self.clock, sinks=(self.sink,), rand=lambda: 0.5)
+        self.engine = Engine(
+            self.aws, settings=settings, clock=self.clock, sinks=(self.sink,), rand=lambda: 0.5, can_write=can_write
+        )
         self._runner = asyncio.Runner()
         self.reload()
 
