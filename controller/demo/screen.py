@@ -1,6 +1,7 @@
 """What the demo shows: one ``DemoView`` of the story so far, drawn live with rich or as plain lines.
 
-The story, the engine and the traffic write into the view; this module only reads it. ``render`` is
+The story, the engine and the traffic write into the view; this module only reads it. The rollout
+itself is drawn by ``controller.observability.view`` (the ``get --watch`` screen). ``render`` is
 a pure function of the view and the clock, so the live screen redraws it a few times a second and a
 test can draw it on a recording console. Without a terminal, ``PlainReporter`` prints one line per
 thing that happened instead (an act begins, a transition, an alarm changes state), which is also
@@ -19,20 +20,12 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from controller.core.types import Event, Phase, Status
+from controller.core.types import Event, Status
+from controller.demo import world
+from controller.observability import view as rollout_view
+from controller.observability.view import Snapshot
 
-PHASE_STYLES = {
-    Phase.HEALTHY: "bold green",
-    Phase.PROGRESSING: "bold cyan",
-    Phase.PROMOTING: "bold cyan",
-    Phase.PAUSED: "bold yellow",
-    Phase.ROLLED_BACK: "bold red",
-    Phase.DEGRADED: "bold red",
-    Phase.INVALID: "bold magenta",
-}
-ALARM_STYLES = {"OK": "green", "ALARM": "bold red", "INSUFFICIENT_DATA": "dim"}
 EVENTS_SHOWN = 8
-BAR_WIDTH = 40
 
 
 @dataclass(frozen=True)
@@ -83,51 +76,29 @@ class DemoView:
 def render(view: DemoView, *, now: float) -> RenderableType:
     """The live screen: the act, the rollout, the traffic split, the alarms and the latest events."""
     return Panel(
-        Group(_rollout(view, now), Text(), _traffic(view), Text(), _alarms(view), Text(), _events(view)),
+        Group(_rollout(view, now), _traffic(view), _events(view)),
         title=f"[bold]lambda-rollouts demo[/]  {view.act}",
         subtitle=f"{now - view.started:.0f}s  ·  Ctrl-C stops and cleans up",
     )
 
 
 def _rollout(view: DemoView, now: float) -> RenderableType:
+    """The rollout itself, drawn by the same view as ``get --watch``, so the demo teaches that screen."""
     status = view.status
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
     if status is None:
-        table.add_row("rollout", "waiting for the controller's first look")
-        return table
-    table.add_row("phase", Text(f"{status.phase} ({status.reason})", style=PHASE_STYLES.get(status.phase, "")))
-    table.add_row("stable", _version(status.stable_version))
-    table.add_row("canary", _version(status.canary_version))
-    table.add_row("weight", weight_bar(status.canary_weight if status.canary_version else 0))
-    table.add_row("step", _step(view, status, now))
-    table.add_row("message", Text("; ".join(status.errors) or status.message, overflow="fold"))
-    return table
-
-
-def _version(version: str | None) -> str:
-    return f"version {version}" if version else "-"
-
-
-def weight_bar(canary_percent: int, *, width: int = BAR_WIDTH) -> Text:
-    """``[#####.....] 90% stable / 10% canary``: the alias's split at a glance."""
-    canary_cells = round(width * canary_percent / 100)
-    bar = Text("[")
-    bar.append("█" * (width - canary_cells), style="green")
-    bar.append("█" * canary_cells, style="cyan")
-    bar.append(f"] {100 - canary_percent}% stable / {canary_percent}% canary")
-    return bar
-
-
-def _step(view: DemoView, status: Status, now: float) -> str:
-    if status.steps == 0 or status.canary_version is None:
-        return "-"
-    shown = f"{min(status.current_step + 1, status.steps)}/{status.steps}"
-    if status.current_step < len(view.plan) and view.plan[status.current_step] > 0 and status.step_started_at:
-        left = max(0.0, view.plan[status.current_step] - (now - status.step_started_at))
-        return f"{shown}  pause, {left:.0f}s left"
-    return shown
+        return Text("waiting for the controller's first look")
+    step = status.current_step
+    pause = view.plan[step] if step < len(view.plan) and view.plan[step] > 0 else None
+    snapshot = Snapshot(
+        name=f"{world.NAMESPACE}/{world.ROLLOUT}",
+        function=world.FUNCTION,
+        alias=world.ALIAS,
+        status=status,
+        now=now,
+        pause=pause,
+        alarms=view.alarms,
+    )
+    return rollout_view.render(snapshot)
 
 
 def _traffic(view: DemoView) -> RenderableType:
@@ -137,15 +108,6 @@ def _traffic(view: DemoView) -> RenderableType:
     for version in sorted(view.traffic):
         failed = view.errors.get(version, 0)
         table.add_row(version, str(view.traffic[version]), Text(str(failed), style="red" if failed else ""))
-    return table
-
-
-def _alarms(view: DemoView) -> RenderableType:
-    table = Table(title="watched alarms", title_justify="left", box=None, padding=(0, 2))
-    table.add_column("alarm")
-    table.add_column("state")
-    for name, state in sorted(view.alarms.items()):
-        table.add_row(name, Text(state, style=ALARM_STYLES.get(state, "")))
     return table
 
 

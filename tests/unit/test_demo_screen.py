@@ -44,9 +44,10 @@ def test_the_screen_shows_the_split_the_pause_left_and_the_alarms() -> None:
     text = draw(view, now=STARTED + 9)
 
     assert "act 1: version 2" in text
-    assert "Progressing (Baking)" in text
-    assert "90% stable / 10% canary" in text
-    assert "2/4  pause, 11s left" in text  # 15 s pause begun at +5, now +9
+    assert re.search(r"Progressing\s+Baking", text)
+    assert "stable 1: 90% | canary 2: 10%" in text
+    assert "11s left of 15s" in text  # 15 s pause begun at +5, now +9
+    assert re.search(r"2\s+20\s+3", text)  # version 2 served 20 calls, 3 failed
     assert re.search(r"brand-api-error-rate-canary\s+ALARM", text)
     assert re.search(r"brand-api-p99-latency-canary\s+OK", text)
     assert "alarm brand-api-error-rate-canary is ALARM" in text  # the change is told in the log
@@ -56,12 +57,12 @@ def test_a_weight_step_has_no_countdown_and_a_finished_rollout_no_split() -> Non
     view = DemoView(started=STARTED, plan=(0.0, 15.0, 0.0, 15.0))
     view.status = status(current_step=2, canary_weight=50)
     text = draw(view, now=STARTED + 9)
-    assert re.search(r"step\s+3/4\s", text)
-    assert "left" not in text
+    assert re.search(r"step 2/4", text)
+    assert "left of" not in text
     view.status = status(phase=Phase.HEALTHY, stable_version="2", canary_version=None, canary_weight=0)
     text = draw(view, now=STARTED + 40)
-    assert "100% stable / 0% canary" in text
-    assert "pause" not in text
+    assert "stable 2: 100%" in text
+    assert "canary" not in text.split("traffic, last second")[0].split("steps")[1]
 
 
 def test_plain_lines_carry_the_time_and_mark_bad_news() -> None:
