@@ -109,7 +109,13 @@ def traffic_text(split: Traffic) -> str:
 
 
 def step_text(status: Status) -> str:
-    return f"{status.current_step}/{status.steps}" if status.steps else str(status.current_step)
+    """The step under way, counted from 1 as the controller's messages count it (``current_step`` is done)."""
+    if not status.steps:
+        return str(status.current_step)
+    if status.canary_version is None:
+        # No rollout under way: all steps done when Healthy, none after a rollback.
+        return f"{status.steps if status.phase is Phase.HEALTHY else '-'}/{status.steps}"
+    return f"{min(status.current_step + 1, status.steps)}/{status.steps}"
 
 
 def pause_text(snapshot: Snapshot) -> str:
