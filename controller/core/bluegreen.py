@@ -56,15 +56,16 @@ def advance_blue_green(ctx: Ctx, strategy: BlueGreenStrategy) -> Decision:
             started = record.step_started_at if record.step_started_at is not None else now
             left = (strategy.auto_promote_after or 0.0) - (now - started)
             if left > 0:
+                where = f"version {record.canary} on preview alias {strategy.preview_alias}"
+                after = strategy.auto_promote_after or 0.0
                 record = dataclasses.replace(
                     record,
                     phase=Phase.PROGRESSING,
                     reason=Reason.BAKING,
-                    message=(
-                        f"version {record.canary} on preview alias {strategy.preview_alias}; cut-over in {left:.0f}s"
-                    ),
+                    message=f"{where}; cut-over after {after:.0f}s",
                 )
-                return finish(ctx, record, requeue_after=left)
+                # The countdown is status-only: the record does not change while the rollout waits.
+                return finish(ctx, record, live=f"{where}; cut-over in {left:.0f}s", requeue_after=left)
             record = dataclasses.replace(record, step_index=2, step_started_at=now)
             continue
         if index == 2:

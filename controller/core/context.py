@@ -26,6 +26,7 @@ from controller.core.types import (
     Record,
     Status,
     UpdateAlias,
+    Warmup,
 )
 from controller.spec.model import BlueGreenStrategy, Pause, RolloutSpec, Step
 
@@ -150,12 +151,30 @@ def with_history(record: Record, entry: HistoryEntry) -> tuple[HistoryEntry, ...
     return tuple(entries)
 
 
+def warming(spec: RolloutSpec, record: Record) -> bool:
+    """The new version is waiting for its provisioned concurrency before its first traffic.
+
+    Pure and cheap, so the shell uses it too: it polls the provisioned-concurrency status only then.
+    """
+    return (
+        spec.concurrency is not None
+        and spec.concurrency.provisioned is not None
+        and record.canary is not None
+        and record.weight == 0
+        and record.step_index == 0
+        and record.pending is None
+    )
+
+
 def current_pause(ctx: Ctx) -> float | None:
     """Seconds the current step may legitimately last (a timed pause), 0 for a write step, None if unbounded."""
     record = ctx.record
     if record.pending is not None:
         # The step after a write starts only once the write is confirmed: until then, no allowance.
         return 0.0
+    if warming(ctx.spec, record) and ctx.spec.concurrency is not None:
+        # The warm-up has its own bound (warmupTimeout): the progress deadline counts after it.
+        return ctx.spec.concurrency.warmup_timeout
     bg = ctx.blue_green
     if bg is not None:
         if record.step_index == 1:
@@ -204,6 +223,21 @@ def withdraw(
     return dataclasses.replace(new, pending=write.write), write
 
 
+def withdraw_decision(
+    ctx: Ctx, *, phase: Phase, reason: Reason, message: str, outcome: Outcome, fail: bool
+) -> Decision:
+    """``withdraw`` as the final answer of a rule, with its warning Event.
+
+    When the spec already wants yet another version, the next decide starts it: ask for it at once
+    (``requeue_after=0``) rather than leaving the withdrawal looking like the last word.
+    """
+    canary = ctx.record.canary
+    new, write = withdraw(ctx, phase=phase, reason=reason, message=message, outcome=outcome, fail=fail)
+    ctx = ctx.with_record(new, Event(reason, message, warning=fail))
+    again = 0.0 if ctx.desired not in (canary, new.stable) else None
+    return finish(ctx, new, actions=(write,) if write else (), requeue_after=again)
+
+
 def finish(
     ctx: Ctx,
     record: Record,
@@ -211,16 +245,23 @@ def finish(
     actions: tuple[Action, ...] = (),
     requeue_after: float | None = None,
     show: tuple[Phase, str, str] | None = None,
+    live: str | None = None,
+    warmup: Warmup | None = None,
     read_alias: bool = False,
+    read_provisioned: bool = False,
 ) -> Decision:
     """Turn the final record into a Decision: status, transition events, notes, change tracking.
 
     ``show`` overrides phase/reason/message in the status only (Invalid and Pending answers leave the
-    record untouched so that nothing is written anywhere).
+    record untouched so that nothing is written anywhere). ``live`` replaces the status message only:
+    text that changes from tick to tick (a countdown, warm-up progress) never goes into the record,
+    so a rollout that is only waiting writes nothing.
     """
     if ctx.notes and show is None:
         record = dataclasses.replace(record, message="; ".join((record.message, *ctx.notes)).strip("; "))
     phase, reason, message = show if show is not None else (record.phase, record.reason, record.message)
+    if live is not None and show is None:
+        message = "; ".join((live, *ctx.notes))
     if show is not None and ctx.notes:
         message = "; ".join((message, *ctx.notes))
     events = ctx.events
@@ -239,6 +280,7 @@ def finish(
         reason=reason,
         history=record.history,
         errors=(message,) if phase is Phase.INVALID else (),
+        warmup=warmup,
     )
     return Decision(
         actions=actions,
@@ -247,5 +289,6 @@ def finish(
         events=events,
         requeue_after=requeue_after,
         read_alias=read_alias,
+        read_provisioned=read_provisioned,
         record_changed=record != ctx.original,
     )

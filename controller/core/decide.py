@@ -13,7 +13,12 @@ working record: confirming a write that happened, starting a rollout, moving the
 6. an unconfirmed write-ahead is re-issued before anything new is written;
 7. bad input (missing version/alarm, incompatible versions) is Invalid and writes nothing;
 8. spec edits: publish first, revert, supersede, re-plan;
-9. failed versions stay out; first sight; start; finished; paused; advance one step.
+9. failed versions stay out; first sight; start; finished; paused; warm the new version's
+   provisioned concurrency before its first traffic; advance one step.
+
+Declared settings (reserved concurrency, async config, provisioned concurrency per version) are
+not a step of the rollout: ``with_settings`` appends the writes that make them hold to whatever the
+rules decided (see ``controller.core.concurrency``).
 
 Write-ahead: every alias write is also put in ``record.pending`` (with what the alias held before).
 The shell persists that record, makes the write, then persists ``confirm(record, now)``. Whatever
@@ -28,6 +33,7 @@ import dataclasses
 from collections.abc import Callable
 
 from controller.core.bluegreen import advance_blue_green
+from controller.core.concurrency import warm_up, with_settings
 from controller.core.context import (
     Ctx,
     alias_state,
@@ -40,6 +46,7 @@ from controller.core.context import (
     make_write,
     with_history,
     withdraw,
+    withdraw_decision,
 )
 from controller.core.plan import build_plan
 from controller.core.reasons import Outcome, Reason
@@ -200,9 +207,7 @@ def progress_deadline(ctx: Ctx) -> Ctx | Decision:
 
 
 def _withdraw(ctx: Ctx, phase: Phase, reason: Reason, message: str, outcome: Outcome, *, fail: bool) -> Decision:
-    new, write = withdraw(ctx, phase=phase, reason=reason, message=message, outcome=outcome, fail=fail)
-    ctx = ctx.with_record(new, Event(reason, message, warning=fail))
-    return finish(ctx, new, actions=(write,) if write else ())
+    return withdraw_decision(ctx, phase=phase, reason=reason, message=message, outcome=outcome, fail=fail)
 
 
 # ---- 6. write-ahead ------------------------------------------------------------------------------
@@ -502,12 +507,14 @@ def advance(ctx: Ctx) -> Ctx | Decision:
         started = record.step_started_at if record.step_started_at is not None else now
         left = step.duration - (now - started)
         if left > 0:
-            message = (
-                f"version {record.canary} at {record.weight}%: baking, {left:.0f}s of {step.duration:.0f}s left "
-                f"(step {index + 1} of {len(plan)})"
+            where = f"(step {index + 1} of {len(plan)})"
+            message = f"version {record.canary} at {record.weight}%: baking for {step.duration:.0f}s {where}"
+            # The countdown is shown live; the record keeps the stable text, so waiting writes nothing.
+            live = (
+                f"version {record.canary} at {record.weight}%: baking, {left:.0f}s of {step.duration:.0f}s left {where}"
             )
             record = dataclasses.replace(record, phase=Phase.PROGRESSING, reason=Reason.BAKING, message=message)
-            return finish(ctx, record, requeue_after=left)
+            return finish(ctx, record, live=live, requeue_after=left)
         record = dataclasses.replace(record, step_index=index + 1, step_started_at=now)
 
 
@@ -541,6 +548,7 @@ RULES: tuple[Rule, ...] = (
     alarm_rollback,
     finished,
     paused,
+    warm_up,
     advance,
 )
 
@@ -564,6 +572,10 @@ def decide(
         original=record or Record(),
         record=record or Record(),
     )
+    return with_settings(spec, record, observed, _apply_rules(ctx))
+
+
+def _apply_rules(ctx: Ctx) -> Decision:
     for rule in RULES:
         outcome = rule(ctx)
         if isinstance(outcome, Decision):

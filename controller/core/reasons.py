@@ -32,6 +32,7 @@ class Reason(enum.StrEnum):
     PROMOTE_FULL = "PromoteFull"
     RESUMED = "Resumed"
     DRIFT_RESOLVED = "DriftResolved"
+    WARMING = "Warming"
     # Paused.
     WAITING_FOR_PROMOTE = "WaitingForPromote"
     PAUSED_BY_SPEC = "PausedBySpec"
@@ -48,6 +49,8 @@ class Reason(enum.StrEnum):
     ABORTED = "Aborted"
     UNDONE = "Undone"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    WARMUP_TIMEOUT = "WarmupTimeout"
+    WARMUP_FAILED = "WarmupFailed"
     # Events only.
     REQUEST = "Request"
 

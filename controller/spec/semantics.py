@@ -105,10 +105,12 @@ def _blue_green(spec: Mapping[str, Any], blue_green: Mapping[str, Any]) -> Itera
 
 def _concurrency(concurrency: Mapping[str, Any]) -> Iterator[Problem]:
     reserved, provisioned = concurrency.get("reserved"), concurrency.get("provisioned")
-    if _is_int(reserved) and _is_int(provisioned) and provisioned > reserved:
+    if _is_int(reserved) and _is_int(provisioned) and 2 * provisioned > reserved:
+        # During a rollout both versions hold it, and Lambda caps their sum at the reserved value.
         yield (
             ("spec", "concurrency", "provisioned"),
-            f"{provisioned} is more than concurrency.reserved ({reserved}); Lambda refuses it",
+            f"{provisioned} on each of two versions during a rollout is more than concurrency.reserved "
+            f"({reserved}); Lambda refuses it (reserve at least {2 * provisioned})",
         )
 
 

@@ -3,6 +3,11 @@
 It does what the real shell does, in the same order (observe, decide, persist the write-ahead
 record, write the alias, persist ``confirm``), and can "crash" between any two of those, so tests
 can drive ``decide`` through long random histories and check invariants on every alias write.
+
+It also keeps the declared settings as AWS would (reserved concurrency, the alias's async config,
+provisioned-concurrency configs per qualifier that turn READY ``warm_delay`` seconds after they were
+put) and applies the core's setting actions. Like the shell, it reads the provisioned configs
+while the new version is warming, and everything when it reads the alias.
 """
 
 from __future__ import annotations
@@ -10,12 +15,21 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from controller.core.context import warming
 from controller.core.decide import confirm, decide
 from controller.core.types import (
+    Action,
     AliasRouting,
     Decision,
+    DeleteProvisionedConcurrency,
+    EventInvokeConfig,
     Observed,
+    ProvisionedConfig,
+    ProvisionedStatus,
     PublishVersion,
+    PutEventInvokeConfig,
+    PutProvisionedConcurrency,
+    PutReservedConcurrency,
     Record,
     Request,
     UpdateAlias,
@@ -50,8 +64,27 @@ class World:
     decisions: list[Decision] = field(default_factory=list)
     requests_made: int = 0
     time_scale: float = 1.0
+    reserved: int | None = None
+    event_invoke: EventInvokeConfig | None = None
+    # qualifier -> (requested, when it was put); READY ``warm_delay`` seconds after the put.
+    provisioned: dict[str, tuple[int, float]] = field(default_factory=dict)
+    warm_delay: float = 30.0
+    settings_writes: list[tuple[float, Action]] = field(default_factory=list)
+
+    def provisioned_view(self) -> dict[str, ProvisionedConfig]:
+        view = {}
+        for qualifier, (requested, put_at) in self.provisioned.items():
+            ready = self.now - put_at >= self.warm_delay
+            status = ProvisionedStatus.READY if ready else ProvisionedStatus.IN_PROGRESS
+            view[qualifier] = ProvisionedConfig(qualifier, requested, requested if ready else 0, status)
+        return view
+
+    def is_warm(self, version: str) -> bool:
+        config = self.provisioned_view().get(version)
+        return config is not None and config.status is ProvisionedStatus.READY
 
     def observe(self, *, read: bool = True) -> Observed:
+        poll = read or (self.record is not None and warming(self.spec, self.record))
         return Observed(
             alias_read=read,
             alias_exists=self.alias is not None,
@@ -61,6 +94,11 @@ class World:
             versions=self.versions,
             alarms_in_alarm=self.alarms,
             request=self.request,
+            settings_read=read,
+            reserved_concurrency=self.reserved,
+            event_invoke=self.event_invoke,
+            provisioned_read=poll,
+            provisioned=self.provisioned_view() if poll else {},
         )
 
     def ask(self, verb: Verb, by: str = "ops") -> None:
@@ -69,7 +107,8 @@ class World:
 
     def decide(self, *, read: bool = True) -> Decision:
         decision = decide(self.spec, self.record, self.observe(read=read), self.now, time_scale=self.time_scale)
-        if not read and (decision.read_alias or any(isinstance(a, UpdateAlias) for a in decision.actions)):
+        again = decision.read_alias or decision.read_provisioned
+        if not read and (again or any(isinstance(a, UpdateAlias) for a in decision.actions)):
             # The shell reads the alias before any write (it needs the RevisionId) and decides again.
             decision = decide(self.spec, self.record, self.observe(read=True), self.now, time_scale=self.time_scale)
         return decision
@@ -86,6 +125,9 @@ class World:
                 self.published = str(1 + max((int(v) for v in self.versions), default=0))
                 self.versions[self.published] = VersionInfo(self.published, role="role")
                 continue
+            if not isinstance(action, UpdateAlias):
+                self.apply_setting(action)
+                continue
             if crash == "before-write":
                 return decision
             write = action.write
@@ -100,6 +142,17 @@ class World:
             assert self.record is not None
             self.record = confirm(self.record, self.now)
         return decision
+
+    def apply_setting(self, action: Action) -> None:
+        self.settings_writes.append((self.now, action))
+        if isinstance(action, PutReservedConcurrency):
+            self.reserved = action.value
+        elif isinstance(action, PutEventInvokeConfig):
+            self.event_invoke = action.config
+        elif isinstance(action, PutProvisionedConcurrency):
+            self.provisioned[action.qualifier] = (action.value, self.now)
+        elif isinstance(action, DeleteProvisionedConcurrency):
+            self.provisioned.pop(action.qualifier, None)
 
     def settle(self, *, ticks: int = 10) -> Decision:
         """Tick at the same instant until nothing more is written (multi-write sequences)."""

@@ -4,6 +4,11 @@ Each example is a random sequence of operations applied to the pure simulator: c
 size, reconciles (with or without an alias read, crashing between the write-ahead record and the
 alias write or between the write and its confirmation), alarm flips, operator requests, manual alias
 changes (drift) and spec edits. Every alias write the simulated shell makes is checked as it happens.
+
+Half of the examples also declare reserved and provisioned concurrency, which adds a seventh rule:
+a version gets no traffic before its provisioned concurrency is READY (``promote --full`` is the
+documented bypass), and a finished rollout holds the declared provisioned concurrency on its
+version only.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from controller.spec.model import (
     Analysis,
     BlueGreenStrategy,
     CanaryStrategy,
+    Concurrency,
     LinearStrategy,
     Pause,
     PresetStrategy,
@@ -41,6 +47,7 @@ STRATEGIES: tuple[Strategy, ...] = (
     BlueGreenStrategy(preview_alias="green"),
 )
 VERSIONS = ("1", "2", "3")
+WARM = Concurrency(reserved=10, provisioned=2, warmup_timeout=90.0)
 ROUTINGS = st.one_of(
     st.none(),
     st.builds(AliasRouting, st.sampled_from(VERSIONS)),
@@ -99,6 +106,7 @@ class Checker:
     exempt: bool = True  # a promote/resume/spec edit/drift since the last applied weight
     failed: set[tuple[str, str]] = field(default_factory=set)
     writes_seen: int = 0
+    bypassed: bool = False  # promote --full was asked for: it may skip the warm-up
 
     def new_writes(self) -> None:
         w = self.world
@@ -122,6 +130,9 @@ class Checker:
             return
         # 1. traffic to the canary never goes down except by rollback, abort or supersede.
         before, after = traffic(canary, self.last_main), traffic(canary, routing)
+        # 7. no traffic before the canary's provisioned concurrency is READY.
+        if self.world.spec.concurrency is not None and after > 0 and not self.bypassed:
+            assert self.world.is_warm(canary), (canary, self.world.provisioned, at)
         assert after >= before - 1e-9, (self.last_main, routing)
         # 3. no pause is shortened, measured from when the previous weight was applied.
         if after > before + 1e-9 and not self.exempt and self.last_applied_at is not None:
@@ -159,7 +170,7 @@ def pause_between(world: World, before: float, after: float) -> float:
     return total if counting else 0.0
 
 
-def make_world(strategy: Strategy, deadline: float | None) -> World:
+def make_world(strategy: Strategy, deadline: float | None, concurrency: Concurrency | None = None) -> World:
     spec = RolloutSpec(
         namespace="ns",
         name="api",
@@ -169,6 +180,7 @@ def make_world(strategy: Strategy, deadline: float | None) -> World:
         version="2",
         analysis=Analysis(alarms=("errors",)),
         progress_deadline=deadline,
+        concurrency=concurrency,
     )
     return World(spec=spec, alias=AliasRouting("1"), versions=versions("1", "2", "3"))
 
@@ -190,12 +202,13 @@ def finished(world: World) -> bool:
 @given(
     strategy=st.sampled_from(STRATEGIES),
     deadline=st.sampled_from((None, 600.0)),
+    concurrency=st.sampled_from((None, WARM)),
     ops=OPS,
 )
 def test_invariants_hold_over_random_histories(
-    strategy: Strategy, deadline: float | None, ops: list[tuple[object, ...]]
+    strategy: Strategy, deadline: float | None, concurrency: Concurrency | None, ops: list[tuple[object, ...]]
 ) -> None:
-    world = make_world(strategy, deadline)
+    world = make_world(strategy, deadline, concurrency)
     checker = Checker(world)
     for op in ops:
         kind = op[0]
@@ -228,6 +241,7 @@ def test_invariants_hold_over_random_histories(
                 checker.failed = {f for f in checker.failed if f[0] != world.spec.version}
             if verb in (Verb.PROMOTE, Verb.PROMOTE_FULL, Verb.RESUME):
                 checker.exempt = True
+            checker.bypassed = checker.bypassed or verb is Verb.PROMOTE_FULL
         elif kind == "drift":
             world.alias = op[1]  # type: ignore[assignment]
             checker.exempt = True
@@ -242,9 +256,12 @@ def test_invariants_hold_over_random_histories(
 @given(
     strategy=st.sampled_from(STRATEGIES),
     steps=st.lists(st.sampled_from((1.0, 30.0, 55.0, 59.0, 60.0, 295.0, 600.0)), max_size=40),
+    concurrency=st.sampled_from((None, WARM)),
 )
-def test_an_undisturbed_rollout_finishes_and_then_stays_quiet(strategy: Strategy, steps: list[float]) -> None:
-    world = make_world(strategy, None)
+def test_an_undisturbed_rollout_finishes_and_then_stays_quiet(
+    strategy: Strategy, steps: list[float], concurrency: Concurrency | None
+) -> None:
+    world = make_world(strategy, None, concurrency)
     for dt in steps:
         world.now += dt
         world.tick()
@@ -257,6 +274,10 @@ def test_an_undisturbed_rollout_finishes_and_then_stays_quiet(strategy: Strategy
             world.tick()
         assert world.alias == AliasRouting("2")
         assert world.record is not None and world.record.phase is Phase.HEALTHY
+        if concurrency is not None:
+            # The new version keeps the declared provisioned concurrency; the old one's was released.
+            assert {q: requested for q, (requested, _) in world.provisioned.items()} == {"2": 2}
+            assert world.reserved == 10
     for _ in range(3):
         world.now += 1e5
         if finished(world):
