@@ -109,6 +109,12 @@ class Prometheus:
 
 
 @pytest.fixture
+def metrics_port() -> int:
+    """A free port for a controller's ``--metrics-port``."""
+    return free_port()
+
+
+@pytest.fixture
 def promtool() -> str:
     return require_binary("promtool")
 

@@ -2,33 +2,43 @@
 
 - ``promtool check rules`` and ``promtool test rules`` on the PrometheusRule's groups: each alert
   fires on a synthetic series (``manifests/prometheus/rules.test.yaml``).
-- A Prometheus server scrapes the controller's ``/metrics`` after a promotion and a rollback; then
-  every PromQL expression of the Grafana dashboard and of the rule file must parse and return at
-  least one series. Alert expressions return data only while their condition holds, so the
-  scenario makes each condition true in turn (a rolled-back and a stuck rollout, sustained
-  throttling, leadership lost, and last the controller stopped) and polls until the series appear.
+- A Prometheus server scrapes the real controller (``lambda-rollouts run --metrics-port``, a
+  subprocess, against the strict emulator behind the fault proxy) while it drives one promotion and
+  one alarm rollback; then every PromQL expression of the Grafana dashboard and of the rule file
+  must parse and return at least one series. Alert expressions return data only while their
+  condition holds, so the scenario makes each condition true for real: a rolled-back rollout, a
+  rollout stuck past its deadline while AWS throttles its alias writes (sustained throttling and
+  reconcile errors), then the controller stopped. "Not leading" needs a replica that is up but not
+  leading, which only the operator has: a standby's ``/metrics`` (see ``Standby``) stands in for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from controller.core.types import Phase, Status
+# The integration helpers (documents, alias reads) are shared with this end-to-end test.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+
+from helpers import CLI, alias_routing, canary, rollout_document, write_document
+
+from controller.emulator import Emulator
+from controller.emulator.proxy import FaultProxy, FaultRule
 from controller.observability.http import Health, ObservabilityServer
-from controller.observability.metrics import Metrics, MetricsSink
-from controller.spec.model import Analysis, CanaryStrategy, Pause, RolloutSpec, SetWeight
+from controller.observability.metrics import Metrics
 
 pytestmark = pytest.mark.e2e
 
@@ -131,55 +141,81 @@ def test_dashboard_shape() -> None:
         assert title in titles, title
 
 
-# ---- the controller side: a Metrics object fed through its public methods, served over HTTP ----------
+# ---- the controller side: the real daemon against the strict emulator ---------------------------------
 
 
-def rollout(name: str, *steps: SetWeight | Pause) -> RolloutSpec:
-    return RolloutSpec(
-        namespace="shop",
-        name=name,
-        function_name=f"{name}-fn",
-        alias="live",
-        strategy=CanaryStrategy(steps),
-        analysis=Analysis(alarms=("errors",)),
-        progress_deadline=600.0,
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    emu = Emulator.start(port=0)
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def proxy(emulator: Emulator) -> Iterator[FaultProxy]:
+    """The emulator behind the fault proxy, so AWS throttling is real throttling on the wire."""
+    emulator.reset()
+    with FaultProxy.start(upstream=emulator.url, seed=1) as running:
+        yield running
+
+
+class Controller:
+    """``lambda-rollouts run --source DIR --metrics-port P`` as a subprocess."""
+
+    def __init__(self, source: Path, aws_url: str, log: Path, *, port: int) -> None:
+        self.port = port
+        args = [*CLI, "run", "--source", str(source), "--interval", "0.1", "--log-format", "json"]
+        args += ["--metrics-port", str(self.port), "--aws-endpoint-url", aws_url, "--region", "us-east-1"]
+        self._log = log.open("wb")
+        self.process = subprocess.Popen(args, env=cli_env_for(aws_url), stdout=self._log, stderr=subprocess.STDOUT)
+        self.log = log
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def cli_env_for(aws_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        PYTHONUNBUFFERED="1",
     )
+    env.pop("AWS_ENDPOINT_URL", None)
+    return env
 
 
-PROMOTED = rollout("checkout", SetWeight(10), Pause(60.0), SetWeight(50))
-ROLLED_BACK = rollout("refunds", SetWeight(20))
-STUCK = rollout("quotes", SetWeight(20), Pause())
+class Standby:
+    """A standby replica's ``/metrics``: only the operator has one, and ``run`` (one replica) always leads.
 
-
-def status(phase: Phase, *, weight: int, step: int, stable: str, canary: str | None, started: float) -> Status:
-    return Status(
-        phase=phase,
-        stable_version=stable,
-        canary_version=canary,
-        canary_weight=weight,
-        current_step=step,
-        steps=3,
-        step_started_at=started,
-        message="",
-        reason="",
-    )
-
-
-class ServedMetrics:
-    """``ObservabilityServer`` on its own event loop in a thread, so the test can feed and query synchronously."""
+    The real ``Metrics`` and HTTP server, on their own event loop in a thread, reporting what a
+    standby operator reports (``lambda_rollouts_leader 0``, no rollouts). With it in the job, stopping
+    the real controller leaves replicas up but none leading: the ``LambdaRolloutsNotLeading``
+    condition, which a single ``run`` process cannot produce (a Kubernetes API server would be
+    needed for a real operator pair); stopping it too makes ``LambdaRolloutsControllerDown`` true.
+    """
 
     def __init__(self) -> None:
         self.metrics = Metrics()
+        self.metrics.set_leader(False)
         self.health = Health(interval=1.0, metrics=self.metrics)
-        self.sink = MetricsSink(self.metrics)
         self.server = ObservabilityServer(metrics=self.metrics, health=self.health, host="127.0.0.1", port=0)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self.run(self.server.start())
-
-    def run(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
+        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout=30)
 
     @property
     def target(self) -> str:
@@ -187,108 +223,109 @@ class ServedMetrics:
 
     def stop(self) -> None:
         if self._loop.is_running():
-            self.run(self.server.stop())
+            asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout=30)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
 
 
-@pytest.fixture
-def controller() -> Iterator[ServedMetrics]:
-    served = ServedMetrics()
-    try:
-        yield served
-    finally:
-        served.stop()
+def wait_until(check: Callable[[], bool], what: str, *, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
-def aws_traffic(metrics: Metrics, *, throttled: int) -> None:
-    """AWS calls as the adapters report them; ``throttled`` of the UpdateAlias calls were throttled."""
-    for _ in range(5):
-        metrics.api_call(service="lambda", operation="GetAlias", outcome="ok", seconds=0.003)
-        metrics.api_call(service="cloudwatch", operation="DescribeAlarms", outcome="ok", seconds=0.004)
-    metrics.api_call(service="lambda", operation="UpdateAlias", outcome="ok", seconds=0.01)
-    for _ in range(throttled):
-        metrics.api_call(service="lambda", operation="UpdateAlias", outcome="throttled", seconds=0.02)
-    metrics.budget_wait(family="lambda", seconds=0.2)
+def seed(emulator: Emulator, function: str, *, alarm: str | None = None) -> None:
+    emulator.seed_function(function, versions=2)
+    emulator.client("lambda").create_alias(FunctionName=function, Name="live", FunctionVersion="1")
+    if alarm is not None:
+        emulator.client("cloudwatch").put_metric_alarm(
+            AlarmName=alarm,
+            MetricName="Errors",
+            Namespace="AWS/Lambda",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1.0,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
 
 
-def start_rollouts(served: ServedMetrics, now: float) -> None:
-    """Before the first scrape: three rollouts under way, the controller leading and ready."""
-    metrics, sink = served.metrics, served.sink
-    healthy = status(Phase.HEALTHY, weight=0, step=0, stable="1", canary=None, started=now - 600)
-    for spec in (PROMOTED, ROLLED_BACK):
-        served.run(sink.status_changed(spec=spec, status=healthy, previous=None))
-    # Stuck: Progressing on a step that began two hours ago, far past its 600 s deadline.
-    stuck = status(Phase.PROGRESSING, weight=20, step=1, stable="1", canary="2", started=now - 7200)
-    served.run(sink.status_changed(spec=STUCK, status=stuck, previous=None))
-    for spec in (PROMOTED, ROLLED_BACK, STUCK):
-        metrics.alarm_states(spec, {"errors": "OK"})
-        metrics.reconcile_finished(spec, seconds=0.02, error=None)
-    metrics.reconcile_finished(STUCK, seconds=0.5, error="ThrottlingException")
-    aws_traffic(metrics, throttled=1)
-    metrics.set_leader(True)
-    served.health.set_sources_loaded()
-    served.health.set_aws_reachable()
-    served.health.set_leadership_known()
-    served.health.heartbeat()
-
-
-def drive(served: ServedMetrics, now: float) -> None:
-    """After the first scrape: one canary promoted step by step, one rolled back by an alarm."""
-    metrics, sink = served.metrics, served.sink
-
-    def step(spec: RolloutSpec, new: Status, old: Status) -> None:
-        served.run(sink.status_changed(spec=spec, status=new, previous=old))
-
-    healthy = status(Phase.HEALTHY, weight=0, step=0, stable="1", canary=None, started=now - 600)
-    at_10 = status(Phase.PROGRESSING, weight=10, step=1, stable="1", canary="2", started=now)
-    paused = status(Phase.PAUSED, weight=10, step=2, stable="1", canary="2", started=now)
-    at_50 = status(Phase.PROGRESSING, weight=50, step=3, stable="1", canary="2", started=now)
-    promoted = replace(
-        at_50, phase=Phase.HEALTHY, stable_version="2", canary_version=None, canary_weight=0, reason="Promoted"
-    )
-    for new, old in ((at_10, healthy), (paused, at_10), (at_50, paused), (promoted, at_50)):
-        step(PROMOTED, new, old)
-        metrics.alias_written(PROMOTED)
-
-    step(ROLLED_BACK, at_10, healthy)
-    metrics.alias_written(ROLLED_BACK)
-    metrics.alarm_states(ROLLED_BACK, {"errors": "ALARM"})
-    rolled_back = replace(at_10, phase=Phase.ROLLED_BACK, canary_weight=0, reason="AlarmFired")
-    step(ROLLED_BACK, rolled_back, at_10)
-    metrics.alias_written(ROLLED_BACK, rollback=True)
-    metrics.rollback_reaction(ROLLED_BACK, seconds=1.3)
-
-    for spec in (PROMOTED, ROLLED_BACK, STUCK):
-        metrics.reconcile_finished(spec, seconds=0.03, error=None)
-    metrics.reconcile_finished(STUCK, seconds=0.6, error="ThrottlingException")
-    # Sustained throttling: a third of UpdateAlias calls throttled since the first scrape.
-    aws_traffic(metrics, throttled=20)
-    served.health.heartbeat()
+def document(name: str, version: str, strategy: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = rollout_document(name, function=name, version=version, strategy=strategy, namespace="shop")
+    body["spec"].update(spec)
+    return body
 
 
 def test_every_dashboard_and_alert_query_returns_data(
-    controller: ServedMetrics, prometheus: Callable[[list[str]], Any]
+    emulator: Emulator, proxy: FaultProxy, tmp_path: Path, metrics_port: int, prometheus: Callable[[list[str]], Any]
 ) -> None:
-    start_rollouts(controller, time.time())
-    server = prometheus([controller.target])
-    assert server.wait_for_series('lambda_rollouts_build_info{job="lambda-rollouts"}', timeout=60), (
-        "Prometheus never scraped the controller"
-    )
-    drive(controller, time.time())
-    # The driven transitions are visible once a scrape after them has landed.
-    assert server.wait_for_series('lambda_rollouts_rollout_phase{name="refunds", phase="RolledBack"} == 1')
+    source = tmp_path / "rollouts"
+    source.mkdir()
+    seed(emulator, "checkout", alarm="checkout-errors")
+    seed(emulator, "refunds", alarm="refunds-errors")
+    seed(emulator, "quotes")
+    promoted = canary(10, 1, 50, 1)
+    watched = canary(20, None)
+    # A timed pause longer than its 1 s deadline (allowed: the pause is the step's own time) keeps it
+    # Progressing on an old step, which is what the Stuck alert looks for.
+    slow = canary(20, 2, 50)
+    write_document(source, document("checkout", "1", promoted, analysis={"alarms": ["checkout-errors"]}))
+    write_document(source, document("refunds", "1", watched, analysis={"alarms": ["refunds-errors"]}))
+    write_document(source, document("quotes", "1", slow, progressDeadline="1s"))
 
-    loaded = {rule["name"] for group in server.rules() for rule in group["rules"]}
-    assert set(alert_expressions()) <= loaded, "Prometheus did not load every alert rule"
+    # A 0.1 s tick asks for shared reads faster than the API budget allows: budget waits are real too.
+    controller = Controller(source, proxy.url, tmp_path / "controller.log", port=metrics_port)
+    standby = Standby()
+    try:
+        server = prometheus([controller.target, standby.target])
+        first = 'lambda_rollouts_rollout_phase{name="quotes", phase="Healthy", job="lambda-rollouts"} == 1'
+        assert server.wait_for_series(first, timeout=60), (
+            f"Prometheus never scraped the adopted rollouts:\n{controller.log.read_text()[-3000:]}"
+        )
 
-    queries = dashboard_expressions()
-    alerts = alert_expressions()
-    queries.update({f"alert {name}": expr for name, expr in alerts.items() if name not in LATE_ALERTS})
-    problems = {title: problem for title, expr in queries.items() if (problem := server.problem(expr)) is not None}
-    assert not problems, json.dumps(problems, indent=2)
+        # One promotion, one alarm rollback: real transitions seen by a scrape before and after.
+        write_document(source, document("checkout", "2", promoted, analysis={"alarms": ["checkout-errors"]}))
+        write_document(source, document("refunds", "2", watched, analysis={"alarms": ["refunds-errors"]}))
+        wait_until(lambda: alias_routing(emulator, "refunds", "live") == ("1", {"2": 0.2}), "refunds at 20%")
+        emulator.client("cloudwatch").set_alarm_state(
+            AlarmName="refunds-errors", StateValue="ALARM", StateReason="errors on the canary"
+        )
+        wait_until(lambda: alias_routing(emulator, "refunds", "live") == ("1", {}), "refunds rolled back")
+        wait_until(lambda: alias_routing(emulator, "checkout", "live") == ("2", {}), "checkout promoted")
 
-    controller.metrics.set_leader(False)
-    assert server.problem(alerts["LambdaRolloutsNotLeading"]) is None
-    controller.stop()
-    assert server.problem(alerts["LambdaRolloutsControllerDown"]) is None
+        # Then a rollout whose next alias write AWS keeps throttling: stuck, with reconcile errors.
+        write_document(source, document("quotes", "2", slow, progressDeadline="1s"))
+        wait_until(lambda: alias_routing(emulator, "quotes", "live") == ("1", {"2": 0.2}), "quotes at 20%")
+        proxy.set_rules([FaultRule(action="throttle", service="lambda", operation="UpdateAlias")])
+
+        for expr in (
+            'lambda_rollouts_rollout_phase{name="refunds", phase="RolledBack"} == 1',
+            'lambda_rollouts_promotions_total{name="checkout", kind="auto"} > 0',
+            'lambda_rollouts_rollbacks_total{name="refunds", reason="alarm"} > 0',
+            'lambda_rollouts_rollback_reaction_seconds_count{name="refunds"} > 0',
+            # The emulator evaluates alarms like CloudWatch: with no breaching data it soon says OK again.
+            'lambda_rollouts_alarm_state{name="refunds", alarm="refunds-errors"} == 1',
+            'lambda_rollouts_reconcile_errors_total{name="quotes"} > 0',
+            'lambda_rollouts_aws_api_calls_total{operation="UpdateAlias", outcome="throttled"} > 0',
+        ):
+            assert server.wait_for_series(expr), f"{expr}: no series\n{controller.log.read_text()[-3000:]}"
+
+        loaded = {rule["name"] for group in server.rules() for rule in group["rules"]}
+        assert set(alert_expressions()) <= loaded, "Prometheus did not load every alert rule"
+        queries = dashboard_expressions()
+        alerts = alert_expressions()
+        queries.update({f"alert {name}": expr for name, expr in alerts.items() if name not in LATE_ALERTS})
+        problems = {title: problem for title, expr in queries.items() if (problem := server.problem(expr)) is not None}
+        assert not problems, json.dumps(problems, indent=2)
+
+        # The leading controller goes away; the standby is still up and not leading.
+        controller.stop()
+        assert controller.process.returncode == 0
+        assert server.problem(alerts["LambdaRolloutsNotLeading"]) is None
+        standby.stop()
+        assert server.problem(alerts["LambdaRolloutsControllerDown"]) is None
+    finally:
+        controller.stop()
+        standby.stop()
