@@ -15,11 +15,13 @@ AWS mid-rollout. This module closes those gaps in two ways:
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -334,6 +336,11 @@ class StrictLambda:
 
     def _op_CreateAlias(self, ctx: _Ctx) -> None:
         storage, name, _ = self._function(ctx)
+        alias_name = str(ctx.body.get("Name", ""))
+        if alias_name in self._aliases(storage, name):
+            # moto answers ConflictException, a code Lambda does not have; botocore's modelled
+            # exception (and any caller catching it) is ResourceConflictException.
+            raise conflict(f"Alias already exists: {self._qualified_arn(ctx, name, alias_name)}")
         self._validate_routing(
             ctx, storage, name, str(ctx.body.get("FunctionVersion", "")), ctx.body.get("RoutingConfig")
         )
@@ -350,6 +357,31 @@ class StrictLambda:
         primary = str(ctx.body.get("FunctionVersion") or alias.function_version)
         routing = ctx.body.get("RoutingConfig", alias.routing_config)
         self._validate_routing(ctx, storage, name, primary, routing)
+
+    # ----- listing, paged like AWS -----
+
+    def _op_ListVersionsByFunction(self, ctx: _Ctx) -> ErrorResponse:
+        storage, name, _ = self._function(ctx)
+        latest = storage._functions[name]["latest"]
+        versions = [latest, *storage._functions[name]["versions"]]
+        items = []
+        for fn in versions:
+            config = fn.get_configuration()
+            if fn is latest:
+                # moto's own listing qualifies the ARN of $LATEST like AWS does.
+                config["FunctionArn"] = self._qualified_arn(ctx, name, "$LATEST")
+            items.append(config)
+        # AWS: "returns a maximum of 50 items in each response, even if you set the number higher".
+        page, marker = _page(items, ctx.query, key="Version", cap=LIST_PAGE_SIZE, rank=_version_rank)
+        return _ok({"Versions": page, **({"NextMarker": marker} if marker else {})})
+
+    def _op_ListAliases(self, ctx: _Ctx) -> ErrorResponse:
+        storage, name, _ = self._function(ctx)
+        aliases = sorted(self._aliases(storage, name).values(), key=lambda alias: alias.name)
+        wanted_version = ctx.query.get("FunctionVersion")
+        items = [a.to_json() for a in aliases if not wanted_version or a.function_version == wanted_version]
+        page, marker = _page(items, ctx.query, key="Name", cap=LIST_PAGE_SIZE)
+        return _ok({"Aliases": page, **({"NextMarker": marker} if marker else {})})
 
     def _op_DeleteAlias(self, ctx: _Ctx) -> None:
         _storage, name, _ = self._function(ctx)
@@ -653,6 +685,61 @@ def _weights(alias: LambdaAlias) -> dict[str, float]:
     """The alias's additional version weights ({} when it routes to one version)."""
     routing: Any = alias.routing_config
     return dict(routing.get("AdditionalVersionWeights") or {}) if isinstance(routing, dict) else {}
+
+
+#: Items per List* page when the caller asks for more (or gives no MaxItems), as Lambda does.
+LIST_PAGE_SIZE = 50
+#: Lambda's modelled MaxItems range for ListVersionsByFunction / ListAliases.
+MAX_ITEMS_RANGE = (1, 10_000)
+
+
+def _version_rank(version: str) -> int:
+    """$LATEST first, then published versions in numeric order (how Lambda lists them)."""
+    return 0 if version == "$LATEST" else int(version) if version.isdigit() else -1
+
+
+def _encode_marker(after: str) -> str:
+    """An opaque marker naming the last item returned: stable if items are added meanwhile."""
+    return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode()
+
+
+def _decode_marker(marker: str) -> str:
+    try:
+        return str(json.loads(base64.urlsafe_b64decode(marker.encode()))["after"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise invalid(f"Invalid Marker: {marker}") from exc
+
+
+def _page(
+    items: list[dict[str, Any]],
+    query: dict[str, str],
+    key: str,
+    cap: int,
+    rank: Callable[[str], Any] = str,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of ``items`` (ascending by ``rank(item[key])``) after ``Marker``, at most ``MaxItems`` and ``cap``."""
+    raw = query.get("MaxItems")
+    limit = cap
+    if raw is not None:
+        try:
+            wanted = int(raw)
+        except ValueError as exc:
+            raise validation(raw, "maxItems", "Member must be an integer") from exc
+        low, high = MAX_ITEMS_RANGE
+        if wanted < low:
+            raise validation(wanted, "maxItems", f"Member must have value greater than or equal to {low}")
+        if wanted > high:
+            raise validation(wanted, "maxItems", f"Member must have value less than or equal to {high}")
+        limit = min(wanted, cap)
+    start = 0
+    if query.get("Marker"):
+        # Resume after the last item returned, by rank not by position, so an item deleted
+        # between two pages neither breaks the marker nor makes the next page skip one.
+        after = rank(_decode_marker(query["Marker"]))
+        start = next((i for i, item in enumerate(items) if rank(str(item[key])) > after), len(items))
+    page = items[start : start + limit]
+    more = start + limit < len(items)
+    return page, _encode_marker(str(page[-1][key])) if more and page else None
 
 
 def _ok(payload: dict[str, Any], status: int = 200) -> ErrorResponse:

@@ -124,7 +124,9 @@ def test_aws_default_quotas() -> None:
 
 
 def test_proxy_quota_throttles_beyond_rate(proxy: FaultProxy) -> None:
-    proxy.set_quotas([Quota("slow", "cloudwatch", rate=1.0, burst=3, operations=frozenset({"DescribeAlarms"}))])
+    # 0.1/s rather than 1/s: on a loaded machine 15 calls can take seconds, and a faster refill
+    # would then let enough through to fail the count below without any bug.
+    proxy.set_quotas([Quota("slow", "cloudwatch", rate=0.1, burst=3, operations=frozenset({"DescribeAlarms"}))])
     cw = _client(proxy, "cloudwatch")
     throttled = 0
     for _ in range(15):
@@ -133,7 +135,7 @@ def test_proxy_quota_throttles_beyond_rate(proxy: FaultProxy) -> None:
         except ClientError as err:
             assert err.response["Error"]["Code"] == "Throttling"
             throttled += 1
-    assert throttled >= 8  # a burst of 3 at 1/s: a tight loop of 15 must be cut
+    assert throttled >= 8  # a burst of 3 at 0.1/s: a tight loop of 15 must be cut
     assert proxy.counts()["cloudwatch:DescribeAlarms"] == 15
 
 

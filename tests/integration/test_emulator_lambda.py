@@ -276,3 +276,77 @@ def test_invoke_echoes_without_docker(lam: Any, fn: str) -> None:
     lam.create_alias(FunctionName=fn, Name="prod", FunctionVersion="1")
     out = lam.invoke(FunctionName=fn, Qualifier="prod", Payload=b'{"hello": 1}')
     assert out["Payload"].read() == b'{"hello": 1}'
+
+
+# ----- listing: paging and missing functions -----
+
+
+def _unvalidated(aws: Emulator) -> Any:
+    """A client that sends out-of-range values so the emulator (like AWS) must refuse them."""
+    from botocore.config import Config
+
+    return aws.client("lambda", config=Config(parameter_validation=False))
+
+
+def test_list_versions_pages_with_marker_and_caps_at_50(aws: Emulator, lam: Any) -> None:
+    aws.seed_function("many", versions=55)
+    first = lam.list_versions_by_function(FunctionName="many", MaxItems=2)
+    assert [v["Version"] for v in first["Versions"]] == ["$LATEST", "1"]
+    assert first["Versions"][0]["FunctionArn"].endswith(":many:$LATEST")
+    second = lam.list_versions_by_function(FunctionName="many", MaxItems=2, Marker=first["NextMarker"])
+    assert [v["Version"] for v in second["Versions"]] == ["2", "3"]
+    # More than 50 asked for (or nothing asked): 50 per page, as AWS.
+    assert len(lam.list_versions_by_function(FunctionName="many", MaxItems=1000)["Versions"]) == 50
+    default = lam.list_versions_by_function(FunctionName="many")
+    assert len(default["Versions"]) == 50 and default["NextMarker"]
+    rest = lam.list_versions_by_function(FunctionName="many", Marker=default["NextMarker"])
+    assert [v["Version"] for v in rest["Versions"]] == [str(n) for n in range(50, 56)]
+    assert "NextMarker" not in rest
+    pages = list(
+        lam.get_paginator("list_versions_by_function").paginate(FunctionName="many", PaginationConfig={"PageSize": 7})
+    )
+    versions = [v["Version"] for page in pages for v in page["Versions"]]
+    assert len(pages) == 8 and versions == ["$LATEST", *[str(n) for n in range(1, 56)]]
+
+
+def test_list_versions_and_aliases_of_a_missing_function_are_404(lam: Any) -> None:
+    for call in (lam.list_versions_by_function, lam.list_aliases):
+        with pytest.raises(lam.exceptions.ResourceNotFoundException) as exc:
+            call(FunctionName="nope")
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_list_max_items_out_of_range_is_a_validation_error(aws: Emulator, fn: str) -> None:
+    raw = _unvalidated(aws)
+    for call in (raw.list_versions_by_function, raw.list_aliases):
+        for bad in (0, 10001):
+            with pytest.raises(ClientError) as exc:
+                call(FunctionName=fn, MaxItems=bad)
+            assert _code(exc) == "ValidationException"
+            assert "maxItems" in exc.value.response["Error"]["Message"]
+
+
+def test_list_aliases_pages_and_filters_by_version(lam: Any, fn: str) -> None:
+    for index, name in enumerate(["a", "b", "c", "d", "e"]):
+        lam.create_alias(FunctionName=fn, Name=name, FunctionVersion=str(index % 2 + 1))
+    first = lam.list_aliases(FunctionName=fn, MaxItems=2)
+    assert [a["Name"] for a in first["Aliases"]] == ["a", "b"]
+    second = lam.list_aliases(FunctionName=fn, MaxItems=2, Marker=first["NextMarker"])
+    assert [a["Name"] for a in second["Aliases"]] == ["c", "d"]
+    last = lam.list_aliases(FunctionName=fn, MaxItems=2, Marker=second["NextMarker"])
+    assert [a["Name"] for a in last["Aliases"]] == ["e"] and "NextMarker" not in last
+    pages = lam.get_paginator("list_aliases").paginate(FunctionName=fn, PaginationConfig={"PageSize": 2})
+    assert [a["Name"] for page in pages for a in page["Aliases"]] == ["a", "b", "c", "d", "e"]
+    assert [a["Name"] for a in lam.list_aliases(FunctionName=fn, FunctionVersion="2")["Aliases"]] == ["b", "d"]
+    with pytest.raises(lam.exceptions.InvalidParameterValueException):
+        lam.list_aliases(FunctionName=fn, Marker="not-a-marker")
+
+
+def test_duplicate_alias_is_resource_conflict(lam: Any, fn: str) -> None:
+    lam.create_alias(FunctionName=fn, Name="prod", FunctionVersion="1")
+    with pytest.raises(lam.exceptions.ResourceConflictException) as exc:
+        lam.create_alias(FunctionName=fn, Name="prod", FunctionVersion="2")
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    arn = lam.get_function(FunctionName=fn)["Configuration"]["FunctionArn"]
+    assert exc.value.response["Error"]["Message"] == f"Alias already exists: {arn}:prod"
+    assert lam.get_alias(FunctionName=fn, Name="prod")["FunctionVersion"] == "1"
