@@ -403,7 +403,9 @@ def evaluate_alarm(backend: CloudWatchBackend, alarm: Alarm, now: datetime) -> t
     """The state an alarm should be in now: (state, reason, reason data), or ``None`` to leave it.
 
     The evaluation range is the last ``EvaluationPeriods`` periods including the current, still
-    open one: real CloudWatch waits for a period to close, but here that would only add latency.
+    open one once it has data: real CloudWatch waits for a period to close, but here that would only
+    add latency. While the open period has no data yet (it has just begun) the range ends with the
+    last closed period instead, so an alarm does not flap to INSUFFICIENT_DATA at every boundary.
     """
     compare = _COMPARE.get(alarm.comparison_operator)
     if compare is None:
@@ -413,7 +415,8 @@ def evaluate_alarm(backend: CloudWatchBackend, alarm: Alarm, now: datetime) -> t
     needed = int(alarm.datapoints_to_alarm or periods)
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     current = epoch + timedelta(seconds=int((now - epoch).total_seconds()) // period * period)
-    start = current - timedelta(seconds=period * (periods - 1))
+    # One period more than needed is read, so the window can slide back while the open one is empty.
+    start = current - timedelta(seconds=period * periods)
     end = current + timedelta(seconds=period)
     if alarm.metric_name:
         stat = alarm.extended_statistic or alarm.statistic
@@ -443,7 +446,9 @@ def evaluate_alarm(backend: CloudWatchBackend, alarm: Alarm, now: datetime) -> t
         stat = "Expression"
     else:
         return None
-    buckets = [start + timedelta(seconds=period * i) for i in range(periods)]
+    last = current if current in series else current - timedelta(seconds=period)
+    buckets = [last - timedelta(seconds=period * i) for i in reversed(range(periods))]
+    start = buckets[0]
     values = [series.get(b) for b in buckets]
     treat = alarm.treat_missing_data or "missing"
     fn, words = compare
