@@ -16,7 +16,7 @@ from helpers import CLI, EngineHarness, alias_routing, canary, cli_env, phase_is
 from rich.console import Console
 
 from controller.commands.control import control
-from controller.commands.watch import Watcher
+from controller.commands.watch import Watcher, watch
 from controller.core.types import Phase
 from controller.emulator import Emulator
 from controller.observability.view import render
@@ -68,6 +68,10 @@ def test_watch_frames_show_the_weights_on_the_alias_while_a_rollout_moves(aws: E
             assert re.search(rf"{ALARM}\s+{state}", frame), frame
             if h.status("orders").phase is Phase.HEALTHY:
                 break
+        # The Live screen, as on a terminal: --until-done ends it at once on a Healthy rollout.
+        terminal = Console(record=True, width=120, force_terminal=True, color_system=None)
+        done = h.run(watch(watcher, console=terminal, live=True, until_done=True, interval=0.01, timeout=5))
+        assert done == 0 and "stable 2: 100%" in terminal.export_text()
     finally:
         h.close()
     splits = [shown_traffic(f) for f in frames]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from rich.console import Console
+
+from controller.commands.get import Row, rich_table
 from controller.commands.watch import plan_of, status_from_record, verdict
 from controller.core.types import HistoryEntry, Phase, Record
 from controller.observability.view import Snapshot, line
@@ -33,3 +36,23 @@ def test_plain_line_changes_only_when_the_rollout_does() -> None:
     assert line(first) != line(later) and "4s left of 5s" in line(first)
     assert line(first, countdown=False) == line(later, countdown=False)
     assert "stable 1: 90% | canary 2: 10%" in line(first) and "step 2/4" in line(first)
+
+
+def test_the_get_table_on_a_terminal_has_every_column_and_row() -> None:
+    rows = [
+        Row(
+            name="default/orders",
+            function=FUNCTION,
+            alias=ALIAS,
+            phase="Progressing",
+            stable="1",
+            canary="2",
+            weight=10,
+        ),
+        Row(name="default/ghost", function="ghost", alias=ALIAS, phase="Invalid", errors=("function ghost not found",)),
+    ]
+    console = Console(record=True, width=160, color_system=None)
+    console.print(rich_table(rows))
+    text = console.export_text()
+    assert all(column in text for column in ("NAME", "PHASE", "WEIGHT", "MESSAGE"))
+    assert "default/orders" in text and "10%" in text and "function ghost not found" in text
