@@ -244,6 +244,7 @@ def seed(emulator: Emulator, function: str, *, alarm: str | None = None) -> None
             AlarmName=alarm,
             MetricName="Errors",
             Namespace="AWS/Lambda",
+            Dimensions=[{"Name": "FunctionName", "Value": function}],
             Statistic="Sum",
             Period=60,
             EvaluationPeriods=1,
@@ -289,9 +290,15 @@ def test_every_dashboard_and_alert_query_returns_data(
         write_document(source, document("checkout", "2", promoted, analysis={"alarms": ["checkout-errors"]}))
         write_document(source, document("refunds", "2", watched, analysis={"alarms": ["refunds-errors"]}))
         wait_until(lambda: alias_routing(emulator, "refunds", "live") == ("1", {"2": 0.2}), "refunds at 20%")
-        emulator.client("cloudwatch").set_alarm_state(
-            AlarmName="refunds-errors", StateValue="ALARM", StateReason="errors on the canary"
+        # Errors on the canary: breaching data keeps the alarm in ALARM when the emulator evaluates it.
+        cloudwatch = emulator.client("cloudwatch")
+        cloudwatch.put_metric_data(
+            Namespace="AWS/Lambda",
+            MetricData=[
+                {"MetricName": "Errors", "Value": 5.0, "Dimensions": [{"Name": "FunctionName", "Value": "refunds"}]}
+            ],
         )
+        cloudwatch.set_alarm_state(AlarmName="refunds-errors", StateValue="ALARM", StateReason="errors on the canary")
         wait_until(lambda: alias_routing(emulator, "refunds", "live") == ("1", {}), "refunds rolled back")
         wait_until(lambda: alias_routing(emulator, "checkout", "live") == ("2", {}), "checkout promoted")
 
@@ -305,8 +312,7 @@ def test_every_dashboard_and_alert_query_returns_data(
             'lambda_rollouts_promotions_total{name="checkout", kind="auto"} > 0',
             'lambda_rollouts_rollbacks_total{name="refunds", reason="alarm"} > 0',
             'lambda_rollouts_rollback_reaction_seconds_count{name="refunds"} > 0',
-            # The emulator evaluates alarms like CloudWatch: with no breaching data it soon says OK again.
-            'lambda_rollouts_alarm_state{name="refunds", alarm="refunds-errors"} == 1',
+            'lambda_rollouts_alarm_state{name="refunds", alarm="refunds-errors", state="ALARM"} == 1',
             'lambda_rollouts_reconcile_errors_total{name="quotes"} > 0',
             'lambda_rollouts_aws_api_calls_total{operation="UpdateAlias", outcome="throttled"} > 0',
         ):

@@ -77,7 +77,10 @@ def pay(aws: Emulator, docs: Path) -> Emulator:
 
 
 def set_alarm(aws: Emulator, state: str) -> None:
-    aws.client("cloudwatch").set_alarm_state(AlarmName="pay-errors", StateValue=state, StateReason="test")
+    """Put the alarm in ``state`` with breaching data behind it, so the emulator's evaluation keeps it there."""
+    cloudwatch = aws.client("cloudwatch")
+    cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=[{"MetricName": "Errors", "Value": 5.0}])
+    cloudwatch.set_alarm_state(AlarmName="pay-errors", StateValue=state, StateReason="test")
 
 
 def test_a_closed_gate_prevents_every_write(pay: Emulator, docs: Path) -> None:
