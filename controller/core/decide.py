@@ -356,8 +356,10 @@ def failed_hold(ctx: Ctx) -> Ctx | Decision:
         f"version {ctx.desired} failed ({failed.reason}) and is not deployed again: "
         "`retry` or a spec change starts it again"
     )
-    reason = record.reason if record.phase in (Phase.ROLLED_BACK, Phase.DEGRADED) else failed.reason
-    new = dataclasses.replace(record, phase=phase, reason=reason, message=message)
+    if record.phase in (Phase.ROLLED_BACK, Phase.DEGRADED):
+        # Already recorded with why it ended: the reminder is shown, not written again.
+        return finish(ctx, record, live=message)
+    new = dataclasses.replace(record, phase=phase, reason=failed.reason, message=message)
     return finish(ctx, new)
 
 

@@ -41,6 +41,9 @@ class CallRecord:
     params: dict[str, Any] = field(default_factory=dict)
     status: int = 0
     duration_ms: float = 0.0
+    # The response body of the few reads whose answer tests need to time (provisioned concurrency
+    # turning READY); empty for every other operation.
+    result: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +110,7 @@ class EmulatorApp:
         op = identify(method, path, query_string, headers, body)
         started = time.monotonic()
         status_holder: list[int] = [0]
+        chunks: list[bytes] | Iterable[bytes] = []
 
         def recording_start(status: str, response_headers: list[tuple[str, str]], *exc: Any) -> Any:
             status_holder[0] = int(status.split(" ", 1)[0])
@@ -129,6 +133,7 @@ class EmulatorApp:
                         params=op.params,
                         status=status_holder[0],
                         duration_ms=round((time.monotonic() - started) * 1000, 3),
+                        result=_logged_result(op.operation, chunks),
                     )
                 )
         return chunks
@@ -184,6 +189,22 @@ class EmulatorApp:
             [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
         )
         return [data]
+
+
+#: Operations whose response body goes into the call log.
+LOGGED_RESULTS = frozenset(
+    {"GetProvisionedConcurrencyConfig", "ListProvisionedConcurrencyConfigs", "PutProvisionedConcurrencyConfig"}
+)
+
+
+def _logged_result(operation: str, chunks: list[bytes] | Iterable[bytes]) -> dict[str, Any]:
+    if operation not in LOGGED_RESULTS or not isinstance(chunks, list):
+        return {}
+    try:
+        parsed = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:

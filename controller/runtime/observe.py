@@ -7,16 +7,22 @@ document's code hash maps to one version forever; alarm existence is checked aga
 rollout's alarm list changes (or while some are still missing), batched for all rollouts of a
 tick. The alias itself is read only when the caller asks (before a write, with a pending write, at
 start-up, on the slow drift check).
+
+Declared settings are read only when declared: reserved concurrency and the alias's async config
+when they changed in the spec since they were last checked and on the slow drift check; the
+provisioned-concurrency configs (one List call) with them, and on every tick while the new version
+is warming, since that is what the rollout waits for.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from controller.aws import AwsClients
 from controller.aws.lambda_ import AliasState
-from controller.core.types import Observed, Record, Request, VersionInfo
+from controller.core.types import EventInvokeConfig, Observed, ProvisionedConfig, Record, Request, VersionInfo
 from controller.runtime.records import function_name_of
 from controller.spec.model import BlueGreenStrategy, RolloutSpec
 
@@ -62,6 +68,8 @@ class Observer:
         # rollout key -> the alarm names last checked for it; and every name found missing.
         self._alarms_checked: dict[str, tuple[str, ...]] = {}
         self._missing_alarm_names: set[str] = set()
+        # rollout key -> the declared settings last read and made to hold.
+        self._settings_checked: dict[str, object] = {}
 
     async def observe(
         self,
@@ -71,8 +79,11 @@ class Observer:
         *,
         function_exists: bool,
         read_aliases: bool,
+        read_settings: bool = False,
+        read_provisioned: bool = False,
     ) -> Observation:
-        """Observe one rollout; ``read_aliases`` re-reads its aliases (a Lambda call each)."""
+        """Observe one rollout; ``read_aliases`` re-reads its aliases (a Lambda call each), ``read_settings``
+        the declared reserved concurrency and async config, ``read_provisioned`` the provisioned configs."""
         if not function_exists:
             return Observation(Observed(function_exists=False))
         function = function_name_of(spec.function_name)
@@ -93,7 +104,38 @@ class Observer:
             alarms_in_alarm=reads.alarms_in_alarm,
             request=reads.requests.get((function, spec.alias)),
         )
+        if read_settings:
+            reserved, event_invoke = await self._settings(spec)
+            observed = dataclasses.replace(
+                observed, settings_read=True, reserved_concurrency=reserved, event_invoke=event_invoke
+            )
+        if read_provisioned:
+            configs = await self._provisioned(spec)
+            observed = dataclasses.replace(observed, provisioned_read=True, provisioned=configs)
         return Observation(observed, aliases)
+
+    def settings_due(self, spec: RolloutSpec) -> bool:
+        """The declared settings changed since they were last made to hold (or never were)."""
+        return declares_settings(spec) and self._settings_checked.get(spec.key) != _declared(spec)
+
+    def settings_checked(self, spec: RolloutSpec) -> None:
+        """The declared settings were read and the writes that make them hold were made."""
+        self._settings_checked[spec.key] = _declared(spec)
+
+    async def _settings(self, spec: RolloutSpec) -> tuple[int | None, EventInvokeConfig | None]:
+        lam = self._aws.lambda_
+        reserved = None
+        if spec.concurrency is not None and spec.concurrency.reserved is not None:
+            reserved = await lam.get_reserved_concurrency(spec.function_name)
+        event_invoke = None
+        if spec.async_invoke is not None:
+            event_invoke = await lam.get_event_invoke_config(spec.function_name, spec.alias)
+        return reserved, event_invoke
+
+    async def _provisioned(self, spec: RolloutSpec) -> dict[str, ProvisionedConfig]:
+        if spec.concurrency is None or spec.concurrency.provisioned is None:
+            return {}
+        return await self._aws.lambda_.list_provisioned(spec.function_name)
 
     async def read_aliases(self, spec: RolloutSpec) -> dict[str, AliasState | None]:
         return {name: await self._aws.lambda_.get_alias(spec.function_name, name) for name in strategy_aliases(spec)}
@@ -105,6 +147,7 @@ class Observer:
 
     def forget_rollout(self, key: str) -> None:
         self._alarms_checked.pop(key, None)
+        self._settings_checked.pop(key, None)
 
     async def _desired_version(self, spec: RolloutSpec) -> str | None:
         if spec.publish is None:
@@ -156,6 +199,21 @@ class Observer:
         if self._needs_alarm_check(spec):
             await self.check_alarms([spec])
         return frozenset(n for n in spec.analysis.alarms if n in self._missing_alarm_names)
+
+
+def declares_settings(spec: RolloutSpec) -> bool:
+    """The spec declares a setting the controller keeps (reserved or provisioned concurrency, async config)."""
+    concurrency = spec.concurrency
+    declared = concurrency is not None and (concurrency.reserved is not None or concurrency.provisioned is not None)
+    return declared or spec.async_invoke is not None
+
+
+def declares_provisioned(spec: RolloutSpec) -> bool:
+    return spec.concurrency is not None and spec.concurrency.provisioned is not None
+
+
+def _declared(spec: RolloutSpec) -> object:
+    return (spec.concurrency, spec.async_invoke)
 
 
 def _versions_in_play(desired: str | None, record: Record | None, aliases: Mapping[str, AliasState | None]) -> set[str]:

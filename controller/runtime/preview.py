@@ -11,7 +11,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from controller.aws import AwsClients
-from controller.core.types import AliasRouting, PublishVersion, UpdateAlias
+from controller.core.types import (
+    Action,
+    AliasRouting,
+    DeleteProvisionedConcurrency,
+    PublishVersion,
+    PutEventInvokeConfig,
+    PutProvisionedConcurrency,
+    PutReservedConcurrency,
+)
 from controller.runtime.observe import Observer, TickReads
 from controller.runtime.reconcile import Clock, Outcome, Reconciler
 from controller.runtime.records import RecordStore
@@ -60,10 +68,18 @@ def describe_routing(routing: AliasRouting) -> str:
     return f"{100 - percent:g}% -> {routing.primary}, {percent:g}% -> {routing.additional}"
 
 
-def describe_action(action: UpdateAlias | PublishVersion, function: str) -> str:
+def describe_action(action: Action, function: str) -> str:
     """One human line per action, e.g. ``update alias prod of brand-api: 90% -> 42, 10% -> 43``."""
     if isinstance(action, PublishVersion):
         return f"publish $LATEST of {function} as a new version (CodeSha256 {action.code_sha256})"
+    if isinstance(action, PutReservedConcurrency):
+        return f"set reserved concurrency of {function} to {action.value}"
+    if isinstance(action, PutProvisionedConcurrency):
+        return f"provision {action.value} concurrent executions on version {action.qualifier} of {function}"
+    if isinstance(action, DeleteProvisionedConcurrency):
+        return f"release provisioned concurrency of version {action.qualifier} of {function}"
+    if isinstance(action, PutEventInvokeConfig):
+        return f"set async invocation settings of alias {action.qualifier} of {function}"
     verb = "create" if action.create else "update"
     rollback = " (rollback)" if action.rollback else ""
     return f"{verb} alias {action.write.alias} of {function}: {describe_routing(action.write.routing)}{rollback}"

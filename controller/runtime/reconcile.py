@@ -5,11 +5,16 @@ The steps, in order, each a small function:
 1. observe  - the function's record (cached tags) and an ``Observed`` from the fewest reads;
 2. decide   - the pure core; when it asks for an alias write but the alias was not read this tick,
               read it and decide again (someone may have moved it by hand: drift is the core's call);
+              likewise when it needs the provisioned-concurrency configs (warm-up);
 3. act      - write-ahead: persist the record naming the pending alias write, write the alias with
               the RevisionId just read, then persist ``confirm(record)``; a controller killed between
               any two of these finds the pending write in the record and completes it;
 4. record   - persist the record if it changed (and nothing at all if it did not), then remove the
               control request it handled.
+
+Declared settings (reserved and provisioned concurrency, async config) are written in step 3 after
+the alias write, in the order the core gives; they are read only when declared, on a spec change,
+on the slow drift check and (provisioned configs) while the new version is warming.
 
 Bad input (the core says ``Invalid``: missing function, version or alarm, role mismatch) stops after
 step 2: no alias write, no tag write. ``preview`` runs steps 1-2 only, for ``plan`` and ``get``.
@@ -28,9 +33,26 @@ from dataclasses import dataclass
 
 from controller.aws import AwsClients
 from controller.aws.lambda_ import AliasState
+from controller.core.context import warming
 from controller.core.decide import confirm, decide
-from controller.core.types import Decision, Phase, PublishVersion, Record, UpdateAlias
-from controller.runtime.observe import Observation, Observer, TickReads
+from controller.core.types import (
+    Decision,
+    DeleteProvisionedConcurrency,
+    Phase,
+    PublishVersion,
+    PutProvisionedConcurrency,
+    PutReservedConcurrency,
+    Record,
+    SettingAction,
+    UpdateAlias,
+)
+from controller.runtime.observe import (
+    Observation,
+    Observer,
+    TickReads,
+    declares_provisioned,
+    declares_settings,
+)
 from controller.runtime.records import FunctionTags, RecordStore
 from controller.spec.model import RolloutSpec
 
@@ -57,20 +79,27 @@ class Outcome:
     wrote: bool = False
 
 
-def worth_persisting(before: Record | None, after: Record) -> bool:
-    """Whether a record change is durable state rather than a refreshed message.
+@dataclass(frozen=True)
+class Wanted:
+    """What one observation reads beyond the cached and shared state."""
 
-    The core rewrites ``message`` as a pause counts down ("4s of 5s left"); persisting that would
-    cost a tag write per paused rollout per tick, the very cost that must not grow with idle
-    rollouts. The message is still shown live in the status; the record gets it with the next
-    real change.
-    """
-    return before is None or dataclasses.replace(after, message=before.message) != before
+    aliases: bool
+    settings: bool = False
+    provisioned: bool = False
 
 
 def needs_alias(decision: Decision) -> bool:
     """The core asked for a fresh alias read, or for an alias write that must carry a fresh RevisionId."""
     return decision.read_alias or any(isinstance(action, UpdateAlias) for action in decision.actions)
+
+
+def more_reads(decision: Decision, want: Wanted) -> Wanted | None:
+    """The reads a decision needs that were not made (None: it can be acted on as it is)."""
+    aliases = want.aliases or needs_alias(decision)
+    provisioned = want.provisioned or decision.read_provisioned
+    if (aliases, provisioned) == (want.aliases, want.provisioned):
+        return None
+    return dataclasses.replace(want, aliases=aliases, provisioned=provisioned)
 
 
 class Reconciler:
@@ -107,6 +136,8 @@ class Reconciler:
         if fn is None or outcome.decision.status.phase is Phase.INVALID:
             return outcome
         wrote = await self._act(spec, fn, record, outcome, reads)
+        if outcome.observation.observed.settings_read:
+            self._observer.settings_checked(spec)
         return Outcome(outcome.decision, outcome.observation, outcome.aliases_read, wrote)
 
     async def preview(self, spec: RolloutSpec, reads: TickReads) -> Outcome:
@@ -122,11 +153,25 @@ class Reconciler:
         return fn, record
 
     async def _observe(
-        self, spec: RolloutSpec, fn: FunctionTags | None, record: Record | None, reads: TickReads, *, read_aliases: bool
+        self, spec: RolloutSpec, fn: FunctionTags | None, record: Record | None, reads: TickReads, *, want: Wanted
     ) -> Observation:
+        exists = fn is not None
         return await self._observer.observe(
-            spec, record, reads, function_exists=fn is not None, read_aliases=read_aliases and fn is not None
+            spec,
+            record,
+            reads,
+            function_exists=exists,
+            read_aliases=want.aliases and exists,
+            read_settings=want.settings and exists,
+            read_provisioned=want.provisioned and exists,
         )
+
+    def _wanted(self, spec: RolloutSpec, record: Record | None, *, read_aliases: bool) -> Wanted:
+        # Settings: on a spec change and with the (slow) alias reads; provisioned configs with them
+        # and, while warming, every tick: that is what the rollout waits for.
+        settings = declares_settings(spec) and (read_aliases or self._observer.settings_due(spec))
+        warm = record is not None and warming(spec, record)
+        return Wanted(read_aliases, settings, declares_provisioned(spec) and (settings or warm))
 
     # ---- 2. decide -----------------------------------------------------------------------------
 
@@ -135,13 +180,18 @@ class Reconciler:
     ) -> Outcome:
         # A write left half-done by a crash is completed against the alias as it is now.
         read_aliases = read_aliases or (record is not None and record.pending is not None)
-        observation = await self._observe(spec, fn, record, reads, read_aliases=read_aliases)
+        want = self._wanted(spec, record, read_aliases=read_aliases)
+        observation = await self._observe(spec, fn, record, reads, want=want)
         decision = self._decide(spec, record, observation)
-        if needs_alias(decision) and not observation.observed.alias_read and fn is not None:
-            read_aliases = True
-            observation = await self._observe(spec, fn, record, reads, read_aliases=True)
+        # At most twice: the alias (first sight, a write), then the warm-up's configs.
+        for _ in range(2):
+            more = more_reads(decision, want)
+            if more is None or fn is None:
+                break
+            want = more
+            observation = await self._observe(spec, fn, record, reads, want=want)
             decision = self._decide(spec, record, observation)
-        return Outcome(decision, observation, aliases_read=read_aliases and fn is not None)
+        return Outcome(decision, observation, aliases_read=want.aliases and fn is not None)
 
     def _decide(self, spec: RolloutSpec, record: Record | None, observation: Observation) -> Decision:
         return decide(spec, record, observation.observed, self._clock(), time_scale=self._time_scale)
@@ -159,6 +209,9 @@ class Reconciler:
             if isinstance(action, PublishVersion):
                 await self._publish(spec, action)
                 continue
+            if not isinstance(action, UpdateAlias):
+                await self._apply_setting(spec, action)
+                continue
             if not alias_written and record.pending is not None and outcome.decision.record_changed:
                 await self._persist(spec, fn, record)
             aliases[action.write.alias] = await self._write_alias(spec, action, aliases)
@@ -168,7 +221,7 @@ class Reconciler:
         if alias_written and record.pending is not None:
             record = confirm(record, self._clock())
         # ---- 4. record ----
-        persisted = alias_written or (outcome.decision.record_changed and worth_persisting(before, record))
+        persisted = alias_written or outcome.decision.record_changed
         if persisted:
             await self._persist(spec, fn, record)
         await self._clear_handled_request(spec, fn, record, outcome, reads)
@@ -180,6 +233,19 @@ class Reconciler:
             spec.function_name, code_sha256=action.code_sha256, description=action.description
         )
         self._observer.remember_published(spec, version)
+
+    async def _apply_setting(self, spec: RolloutSpec, action: SettingAction) -> None:
+        """One declared-settings write; provisioned concurrency always on a version qualifier."""
+        lam, function = self._aws.lambda_, spec.function_name
+        self._gate()
+        if isinstance(action, PutReservedConcurrency):
+            await lam.put_reserved_concurrency(function, action.value)
+        elif isinstance(action, PutProvisionedConcurrency):
+            await lam.put_provisioned(function, action.qualifier, action.value)
+        elif isinstance(action, DeleteProvisionedConcurrency):
+            await lam.delete_provisioned(function, action.qualifier)
+        else:
+            await lam.put_event_invoke_config(function, action.qualifier, action.config)
 
     async def _write_alias(
         self, spec: RolloutSpec, action: UpdateAlias, aliases: Mapping[str, AliasState | None]
