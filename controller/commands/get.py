@@ -57,11 +57,15 @@ class Row:
     message: str = ""
     reason: str = ""
     errors: tuple[str, ...] = ()
+    # Provisioned concurrency of the new version while it warms: "allocated/requested".
+    warmup: str = ""
 
     def cells(self) -> tuple[str, ...]:
         step = f"{self.step}/{self.steps}" if self.steps is not None else str(self.step)
         message = "; ".join(self.errors) or self.message
         weight = f"{self.weight}%" if self.canary else "-"
+        if self.warmup:
+            weight = f"{weight} (warming {self.warmup})"
         return (
             self.name,
             self.function,
@@ -200,6 +204,7 @@ def row_from_status(base: Row, status: Status) -> Row:
         message=status.message,
         reason=status.reason,
         errors=status.errors,
+        warmup=f"{status.warmup.allocated}/{status.warmup.requested}" if status.warmup is not None else "",
     )
 
 

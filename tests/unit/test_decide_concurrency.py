@@ -11,6 +11,7 @@ import dataclasses
 
 from simulator import World, versions
 
+from controller.commands.get import Row, row_from_status
 from controller.core.reasons import Reason
 from controller.core.types import (
     AliasRouting,
@@ -240,3 +241,11 @@ def test_a_pause_countdown_is_shown_but_never_recorded() -> None:
     assert first.status.message != later.status.message
     assert "left" in later.status.message and "left" not in later.record.message
     assert not later.record_changed
+
+
+def test_get_shows_the_warm_up_progress() -> None:
+    world = make_world()
+    status = world.tick().status
+    row = row_from_status(Row(name="ns/api", function="api", alias="prod", phase=""), status)
+    assert row.warmup == "0/5"
+    assert "warming 0/5" in " ".join(row.cells())
