@@ -109,8 +109,7 @@ def _concurrency(concurrency: Mapping[str, Any]) -> Iterator[Problem]:
         # During a rollout both versions hold it, and Lambda caps their sum at the reserved value.
         yield (
             ("spec", "concurrency", "provisioned"),
-            f"{provisioned} on each of two versions during a rollout is more than concurrency.reserved "
-            f"({reserved}); Lambda refuses it (reserve at least {2 * provisioned})",
+            f"{provisioned} is more than half of concurrency.reserved ({reserved})",
         )
 
 

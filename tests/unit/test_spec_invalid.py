@@ -55,7 +55,7 @@ or a full function ARN without qualifier
 {D}/semantic-aliases.yaml:13: spec.strategy.blueGreen.previewAlias: must differ from spec.alias (prod)
 {D}/semantic-aliases.yaml:14: spec.strategy.blueGreen.previousAlias: must differ from spec.alias (prod)
 {D}/semantic-aliases.yaml:15: spec.strategy.blueGreen.autoPromoteAfter: needs autoPromote: true
-{D}/semantic-aliases.yaml:18: spec.concurrency.provisioned: 20 on each of two versions during a rollout is more than concurrency.reserved (10); Lambda refuses it (reserve at least 40)
+{D}/semantic-aliases.yaml:18: spec.concurrency.provisioned: 20 is more than half of concurrency.reserved (10)
 {D}/semantic-aliases.yaml:19: spec.progressDeadline: '0s' must be longer than 0s
 {D}/semantic-aliases.yaml:28: spec.alias: $LATEST is the unpublished code, not an alias; name the alias (e.g. prod)
 {D}/semantic-aliases.yaml:33: spec.strategy.blueGreen.previousAlias: must differ from previewAlias (green)
