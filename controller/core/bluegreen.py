@@ -7,6 +7,9 @@
 3. cut-over, second half: the main alias gets the new version at 100% (phase Promoting);
 4. after that write is confirmed the common promotion rule makes it Healthy.
 
+``beforeAllowTraffic`` is asked for on the way into step 2 (before the cut-over touches any alias),
+so a hook can test the new version on the preview alias; see ``controller.core.hooks``.
+
 Each alias write is its own decision (write-ahead allows one in flight), so the two cut-over writes
 come one per decide with ``requeue_after=0``. Until step 3 the main alias keeps the stable version,
 so a rollback before the cut-over needs no alias write at all.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 from controller.core.context import Ctx, finish, make_write
+from controller.core.hooks import ask
 from controller.core.reasons import Reason
 from controller.core.types import AliasRouting, Decision, Phase
 from controller.spec.model import BlueGreenStrategy
@@ -28,6 +32,9 @@ def advance_blue_green(ctx: Ctx, strategy: BlueGreenStrategy) -> Decision:
     now, canary, stable = ctx.now, record.canary, record.stable
     while True:
         index = record.step_index
+        hook = ask(ctx, record) if index >= 2 else None
+        if hook is not None:
+            return hook
         if index == 0:
             write = make_write(ctx, AliasRouting(canary), alias=strategy.preview_alias)
             wait = (strategy.auto_promote_after or 0.0) if strategy.auto_promote else None

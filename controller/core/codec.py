@@ -53,6 +53,7 @@ from controller.core.types import (
     AliasWrite,
     FailedVersion,
     HistoryEntry,
+    HookRun,
     Record,
     Request,
     Verb,
@@ -130,11 +131,13 @@ SHORT_NAMES: dict[type, dict[str, str]] = {
         "history": "hi",
         "reason": "r",
         "message": "m",
+        "hooks": "hk",
     },
     AliasWrite: {"alias": "a", "routing": "r", "previous": "pv"},
     AliasRouting: {"primary": "p", "additional": "a", "weight": "w"},
     FailedVersion: {"version": "v", "spec_hash": "h", "reason": "r"},
     HistoryEntry: {"version": "v", "outcome": "o", "reason": "r", "at": "t", "by": "b"},
+    HookRun: {"name": "n", "outcome": "o", "reason": "r", "at": "t"},
 }
 
 

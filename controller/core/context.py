@@ -214,6 +214,7 @@ def withdraw(
         message=message,
         history=with_history(record, HistoryEntry(record.canary, outcome, reason, ctx.now, by)),
         failed=with_failed(record, record.canary, ctx.spec_hash, reason) if fail else record.failed,
+        hooks=(),
     )
     target = AliasRouting(record.stable)
     main_pending = record.pending is not None and record.pending.alias == ctx.spec.alias

@@ -8,13 +8,15 @@ working record: confirming a write that happened, starting a rollout, moving the
 1. nothing can be decided about a function that does not exist, or without the alias on first sight;
 2. a write that already happened is confirmed, a finished final write becomes Healthy;
 3. operator requests are applied once;
-4. drift (someone moved the alias) holds everything but abort/resume;
-5. safety before progress: alarms, then the progress deadline, roll back;
+4. drift (someone moved the alias) holds everything but abort/resume, or is reverted when the spec's
+   ``driftPolicy`` says so;
+5. safety before progress: alarms, failed hooks, then the progress deadline, roll back;
 6. an unconfirmed write-ahead is re-issued before anything new is written;
 7. bad input (missing version/alarm, incompatible versions) is Invalid and writes nothing;
 8. spec edits: publish first, revert, supersede, re-plan;
 9. failed versions stay out; first sight; start; finished; paused; warm the new version's
-   provisioned concurrency before its first traffic; advance one step.
+   provisioned concurrency before its first traffic; run the lifecycle hook that is due
+   (``controller.core.hooks``); advance one step.
 
 Declared settings (reserved concurrency, async config, provisioned concurrency per version) are
 not a step of the rollout: ``with_settings`` appends the writes that make them hold to whatever the
@@ -48,9 +50,10 @@ from controller.core.context import (
     withdraw,
     withdraw_decision,
 )
+from controller.core.hooks import AFTER_ALLOW_TRAFFIC, hook_failed, passed, run_hooks
 from controller.core.plan import build_plan
 from controller.core.reasons import Outcome, Reason
-from controller.core.requests import drifted, handle_request
+from controller.core.requests import drifted, handle_request, restore
 from controller.core.spec_hash import spec_hash
 from controller.core.types import (
     AliasRouting,
@@ -112,6 +115,8 @@ def finish_promotion(ctx: Ctx) -> Ctx | Decision:
     record = ctx.record
     if record.pending is not None or record.canary is None or record.weight < 100:
         return ctx
+    if not passed(ctx.spec, record, AFTER_ALLOW_TRAFFIC):
+        return ctx  # 100% of traffic, but not promoted until afterAllowTraffic said yes
     version = record.canary
     message = f"version {version} promoted: alias {ctx.spec.alias} sends it 100% of traffic"
     history = record.history
@@ -137,6 +142,7 @@ def finish_promotion(ctx: Ctx) -> Ctx | Decision:
         reason=Reason.PROMOTED,
         message=message,
         history=history,
+        hooks=(),
     )
     return ctx.with_record(new, Event(Reason.PROMOTED, message))
 
@@ -155,6 +161,8 @@ def drift(ctx: Ctx) -> Ctx | Decision:
             new = dataclasses.replace(record, phase=phase, reason=Reason.DRIFT_RESOLVED, message=message)
             return ctx.with_record(new, Event(Reason.DRIFT_RESOLVED, message))
         return ctx
+    if ctx.spec.drift_policy == "Revert":
+        return _revert(ctx, held=held)
     if held and not ctx.observed.alias_read:
         return finish(ctx, record)
     message = (
@@ -164,6 +172,21 @@ def drift(ctx: Ctx) -> Ctx | Decision:
     new = dataclasses.replace(record, phase=Phase.PAUSED, reason=Reason.ALIAS_DRIFT, message=message)
     events = () if held and record.message == message else (Event(Reason.ALIAS_DRIFT, message, warning=True),)
     return finish(ctx.with_record(new, *events), new)
+
+
+def _revert(ctx: Ctx, *, held: bool) -> Decision:
+    # driftPolicy Revert: report the drift, then take the `resume` path without a request. Each
+    # occurrence is reverted once: the write makes the alias expected again, and only a new hand
+    # change (a new occurrence) makes it drift again.
+    record = ctx.record
+    if not ctx.observed.alias_read:
+        return finish(ctx, record, read_alias=True)  # held under Hold before the policy changed
+    message = (
+        f"alias {ctx.spec.alias} was changed outside the controller: it was {describe(ctx.seen)}, "
+        f"expected {describe(expected_routing(record))}; reverted (driftPolicy Revert)"
+    )
+    ctx = ctx.with_record(record, Event(Reason.ALIAS_DRIFT, message, warning=True))
+    return restore(ctx, record, reason=Reason.DRIFT_REVERTED, message=message)
 
 
 # ---- 5. safety -----------------------------------------------------------------------------------
@@ -331,7 +354,8 @@ def spec_changed(ctx: Ctx) -> Ctx | Decision:
         return ctx
     # Failure marks are per spec hash: a changed spec gets a fresh chance.
     failed = tuple(f for f in record.failed if f.spec_hash == ctx.spec_hash)
-    new = dataclasses.replace(record, spec_hash=ctx.spec_hash, failed=failed)
+    # Hook answers were for the old spec: the hooks still ahead run again under the new one.
+    new = dataclasses.replace(record, spec_hash=ctx.spec_hash, failed=failed, hooks=())
     if record.canary is not None and record.canary == ctx.desired and record.weight < 100:
         if isinstance(ctx.spec.strategy, BlueGreenStrategy):
             # Blue/green never has a partial weight: coming from a weight plan, start at the preview
@@ -424,6 +448,7 @@ def start(ctx: Ctx) -> Ctx | Decision:
         phase=Phase.PROGRESSING,
         reason=Reason.ROLLOUT_STARTED,
         message=message,
+        hooks=(),
     )
     return ctx.with_record(new, Event(Reason.ROLLOUT_STARTED, message))
 
@@ -536,6 +561,7 @@ RULES: tuple[Rule, ...] = (
     handle_request,
     drift,
     alarm_rollback,
+    hook_failed,
     progress_deadline,
     reissue_pending,
     preflight,
@@ -551,6 +577,7 @@ RULES: tuple[Rule, ...] = (
     finished,
     paused,
     warm_up,
+    run_hooks,
     advance,
 )
 

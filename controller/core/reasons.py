@@ -32,7 +32,9 @@ class Reason(enum.StrEnum):
     PROMOTE_FULL = "PromoteFull"
     RESUMED = "Resumed"
     DRIFT_RESOLVED = "DriftResolved"
+    DRIFT_REVERTED = "DriftReverted"
     WARMING = "Warming"
+    RUNNING_HOOK = "RunningHook"
     # Paused.
     WAITING_FOR_PROMOTE = "WaitingForPromote"
     PAUSED_BY_SPEC = "PausedBySpec"
@@ -51,6 +53,7 @@ class Reason(enum.StrEnum):
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     WARMUP_TIMEOUT = "WarmupTimeout"
     WARMUP_FAILED = "WarmupFailed"
+    HOOK_FAILED = "HookFailed"
     # Events only.
     REQUEST = "Request"
 

@@ -49,6 +49,27 @@ def drifted(ctx: Ctx) -> bool:
     return True
 
 
+def restore(ctx: Ctx, record: Record, *, reason: str, message: str) -> Decision:
+    """Write the alias back to what the controller expects (drift undone): what the pending write was
+    for, else what the record says. Shared by ``resume`` and ``driftPolicy: Revert``."""
+    pending = record.pending
+    target = pending.routing if pending is not None and pending.alias == ctx.spec.alias else None
+    target = target or expected_routing(record)
+    assert target is not None  # drift implies an expectation
+    write = make_write(ctx, target)
+    phase = Phase.HEALTHY if record.canary is None else Phase.PROGRESSING
+    new = dataclasses.replace(
+        record,
+        pending=write.write,
+        phase=phase,
+        reason=reason,
+        message=message,
+        step_started_at=ctx.now,
+    )
+    ctx = ctx.with_record(new, Event(reason, message))
+    return finish(ctx, new, actions=(write,), requeue_after=0)
+
+
 def _requested(record: Record, ctx: Ctx, request: Request) -> Record:
     """``record`` with a history entry saying who asked for ``request`` and when."""
     version = record.canary or ctx.desired or record.stable or "-"
@@ -136,24 +157,12 @@ def _pause(ctx: Ctx, request: Request) -> Ctx | Decision:
 def _resume(ctx: Ctx, request: Request) -> Ctx | Decision:
     record = dataclasses.replace(ctx.record, paused_by_request=False)
     if drifted(ctx):
-        # Re-assert the controller's state: what the pending write was for, else what the record says.
+        # Re-assert the controller's state.
         pending = record.pending
         target = pending.routing if pending is not None and pending.alias == ctx.spec.alias else None
         target = target or expected_routing(record)
-        assert target is not None  # drift implies an expectation
-        write = make_write(ctx, target)
-        phase = Phase.HEALTHY if record.canary is None else Phase.PROGRESSING
         message = f"resumed by {request.by or 'operator'}: alias {ctx.spec.alias} restored to {describe(target)}"
-        new = dataclasses.replace(
-            _requested(record, ctx, request),
-            pending=write.write,
-            phase=phase,
-            reason=Reason.RESUMED,
-            message=message,
-            step_started_at=ctx.now,
-        )
-        ctx = ctx.with_record(new, Event(Reason.RESUMED, message))
-        return finish(ctx, new, actions=(write,), requeue_after=0)
+        return restore(ctx, _requested(record, ctx, request), reason=Reason.RESUMED, message=message)
     if not ctx.record.paused_by_request and not ctx.spec.paused:
         return ctx.with_record(record).note("resume ignored: not paused")
     record = _requested(record, ctx, request)

@@ -11,6 +11,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from controller.spec.model import Hook
+
 # Weights are compared with a tolerance because AWS returns them as JSON floats.
 WEIGHT_TOLERANCE = 1e-6
 
@@ -99,6 +101,29 @@ class FailedVersion:
     reason: str
 
 
+class Verdict(enum.StrEnum):
+    """What an analysis provider (a hook; later alarms and metric queries) concluded about a version."""
+
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+    RUNNING = "Running"
+
+
+@dataclass(frozen=True)
+class HookRun:
+    """The answer of one lifecycle hook (``beforeAllowTraffic`` / ``afterAllowTraffic``) for the rollout in flight.
+
+    The shell puts it in the record after running the hook, so the next decide acts on it; a crash
+    before that re-runs the hook (hooks must be idempotent) and never skips it.
+    """
+
+    name: str
+    outcome: Verdict
+    reason: str = ""
+    at: float = 0.0
+
+
 @dataclass(frozen=True)
 class Record:
     """The durable state of one rollout, stored on the function (tags) and mirrored into ``.status``.
@@ -124,6 +149,8 @@ class Record:
     history: tuple[HistoryEntry, ...] = ()
     reason: str = ""
     message: str = ""
+    # Lifecycle hook answers for the rollout in flight; cleared when it starts, ends or its spec changes.
+    hooks: tuple[HookRun, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -238,8 +265,22 @@ class PutEventInvokeConfig:
     config: EventInvokeConfig
 
 
+@dataclass(frozen=True)
+class RunHook:
+    """Run lifecycle hook ``name`` for ``version`` (coming from ``stable``) and put its answer in the record.
+
+    The shell invokes ``hook`` (a Lambda function or a URL, bounded by ``hook.timeout``) with a JSON
+    payload describing the rollout, then records a ``HookRun`` with ``controller.core.hooks.record_hook``.
+    """
+
+    name: str
+    hook: Hook
+    version: str
+    stable: str
+
+
 SettingAction = PutReservedConcurrency | PutProvisionedConcurrency | DeleteProvisionedConcurrency | PutEventInvokeConfig
-Action = UpdateAlias | PublishVersion | SettingAction
+Action = UpdateAlias | PublishVersion | SettingAction | RunHook
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,12 @@ from controller.core.types import (
     AliasWrite,
     FailedVersion,
     HistoryEntry,
+    HookRun,
     Phase,
     Record,
     Request,
     Verb,
+    Verdict,
 )
 
 # ---- strategies ------------------------------------------------------------------------------------
@@ -68,6 +70,13 @@ history_entries = st.builds(
     at=times,
     by=st.text(max_size=100),
 )
+hook_runs = st.builds(
+    HookRun,
+    name=st.sampled_from(["beforeAllowTraffic", "afterAllowTraffic"]),
+    outcome=st.sampled_from(list(Verdict)),
+    reason=st.text(max_size=200),
+    at=times,
+)
 RECORD_FIELDS: dict[str, st.SearchStrategy[Any]] = dict(
     spec_hash=st.text(alphabet="0123456789abcdef", max_size=64),
     phase=st.sampled_from(list(Phase)),
@@ -85,6 +94,7 @@ RECORD_FIELDS: dict[str, st.SearchStrategy[Any]] = dict(
     history=st.lists(history_entries, max_size=20).map(tuple),
     reason=texts,
     message=st.text(max_size=2000),
+    hooks=st.lists(hook_runs, max_size=2).map(tuple),
 )
 records = st.builds(Record, **RECORD_FIELDS)
 
