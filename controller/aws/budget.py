@@ -24,6 +24,7 @@ __all__ = ["DEFAULT_RATES", "Budget"]
 #: GetMetricData 50, Resource Groups Tagging GetResources ~5/s).
 DEFAULT_RATES: Mapping[str, float] = {
     "lambda": 10.0,
+    "lambda.invoke": 10.0,  # lifecycle hooks: data plane, not the control-plane quota
     "cloudwatch.describe_alarms": 5.0,
     "cloudwatch.get_metric_data": 25.0,
     "tagging": 5.0,

@@ -11,11 +11,13 @@ raise ``NotFound``, except releasing provisioned concurrency that is already gon
 clean-up repeats it: "already released" is success). Concurrency and async settings are translated
 to the core's ``ProvisionedConfig`` / ``EventInvokeConfig`` here, so the core never sees AWS's
 shapes. All calls count against the "lambda" budget family, the account's shared control-plane
-quota, including the tag calls that store the durable record.
+quota, including the tag calls that store the durable record; ``invoke`` (lifecycle hooks) is data
+plane and has its own family.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +33,10 @@ from controller.core.types import (
     VersionInfo,
 )
 
-__all__ = ["FAMILY", "AliasState", "FunctionInfo", "LambdaAdapter"]
+__all__ = ["FAMILY", "INVOKE_FAMILY", "AliasState", "FunctionInfo", "Invocation", "LambdaAdapter"]
 
 FAMILY = "lambda"
+INVOKE_FAMILY = "lambda.invoke"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,14 @@ class FunctionInfo:
     name: str
     role: str
     revision_id: str
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What a synchronous Invoke answered: ``function_error`` (e.g. ``Unhandled``) or None, and the payload."""
+
+    function_error: str | None
+    payload: bytes
 
 
 def _unqualified(arn: str) -> str:
@@ -235,6 +246,26 @@ class LambdaAdapter:
             params["Description"] = description
         response = await self._call("PublishVersion", **params)
         return str(response["Version"])
+
+    async def invoke(self, function: str, payload: bytes, *, timeout: float) -> Invocation:
+        """Invoke ``function`` synchronously (``RequestResponse``) with ``payload``, within ``timeout`` seconds.
+
+        Lifecycle hooks use it. Invoke is data plane, not the control-plane quota: it takes tokens of
+        its own family (``lambda.invoke``). A timeout raises ``TimeoutError``; the caller decides what
+        that means (a hook that does not answer in time has failed).
+        """
+        async with asyncio.timeout(timeout):
+            response = await self._caller.call(
+                "Invoke",
+                family=INVOKE_FAMILY,
+                FunctionName=function,
+                InvocationType="RequestResponse",
+                Payload=payload,
+            )
+            body = response.get("Payload")
+            data = await asyncio.to_thread(body.read) if body is not None else b""
+        error = response.get("FunctionError")
+        return Invocation(function_error=str(error) if error else None, payload=bytes(data))
 
     async def list_tags(self, function_arn: str, *, priority: bool = False) -> dict[str, str]:
         response = await self._call("ListTags", priority=priority, Resource=function_arn)

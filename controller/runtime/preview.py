@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from controller.aws import AwsClients
+from controller.core.hooks import describe_hook
 from controller.core.types import (
     Action,
     AliasRouting,
@@ -19,6 +20,7 @@ from controller.core.types import (
     PutEventInvokeConfig,
     PutProvisionedConcurrency,
     PutReservedConcurrency,
+    RunHook,
 )
 from controller.runtime.observe import Observer, TickReads
 from controller.runtime.reconcile import Clock, Outcome, Reconciler
@@ -80,6 +82,11 @@ def describe_action(action: Action, function: str) -> str:
         return f"release provisioned concurrency of version {action.qualifier} of {function}"
     if isinstance(action, PutEventInvokeConfig):
         return f"set async invocation settings of alias {action.qualifier} of {function}"
+    if isinstance(action, RunHook):
+        return (
+            f"run hook {action.name} ({describe_hook(action.hook)}, timeout {action.hook.timeout:g}s) "
+            f"for version {action.version} of {function}"
+        )
     verb = "create" if action.create else "update"
     rollback = " (rollback)" if action.rollback else ""
     return f"{verb} alias {action.write.alias} of {function}: {describe_routing(action.write.routing)}{rollback}"

@@ -12,6 +12,10 @@ The steps, in order, each a small function:
 4. record   - persist the record if it changed (and nothing at all if it did not), then remove the
               control request it handled.
 
+A lifecycle hook (``RunHook``) is run in step 3 and its answer put in the record persisted in step 4,
+where the next decide sees it; a controller that dies while a hook runs has recorded nothing, so the
+hook runs again (never skipped). The decision that asks for a hook requeues at once.
+
 Declared settings (reserved and provisioned concurrency, async config) are written in step 3 after
 the alias write, in the order the core gives; they are read only when declared, on a spec change,
 on the slow drift check and (provisioned configs) while the new version is warming.
@@ -31,10 +35,12 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from controller.analysis.hooks import run_hook
 from controller.aws import AwsClients
 from controller.aws.lambda_ import AliasState
 from controller.core.context import warming
 from controller.core.decide import confirm, decide
+from controller.core.hooks import record_hook
 from controller.core.types import (
     Decision,
     DeleteProvisionedConcurrency,
@@ -43,6 +49,7 @@ from controller.core.types import (
     PutProvisionedConcurrency,
     PutReservedConcurrency,
     Record,
+    RunHook,
     SettingAction,
     UpdateAlias,
 )
@@ -204,10 +211,13 @@ class Reconciler:
         """Apply the actions in order, write-ahead around alias writes; returns whether AWS changed."""
         record = outcome.decision.record
         aliases: dict[str, AliasState | None] = dict(outcome.observation.aliases)
-        alias_written = False
+        alias_written = hook_ran = False
         for action in outcome.decision.actions:
             if isinstance(action, PublishVersion):
                 await self._publish(spec, action)
+                continue
+            if isinstance(action, RunHook):
+                record, hook_ran = await self._run_hook(spec, action, record), True
                 continue
             if not isinstance(action, UpdateAlias):
                 await self._apply_setting(spec, action)
@@ -221,7 +231,7 @@ class Reconciler:
         if alias_written and record.pending is not None:
             record = confirm(record, self._clock())
         # ---- 4. record ----
-        persisted = alias_written or outcome.decision.record_changed
+        persisted = alias_written or hook_ran or outcome.decision.record_changed
         if persisted:
             await self._persist(spec, fn, record)
         await self._clear_handled_request(spec, fn, record, outcome, reads)
@@ -233,6 +243,12 @@ class Reconciler:
             spec.function_name, code_sha256=action.code_sha256, description=action.description
         )
         self._observer.remember_published(spec, version)
+
+    async def _run_hook(self, spec: RolloutSpec, action: RunHook, record: Record) -> Record:
+        """Run a lifecycle hook (a side effect like a write: leaders only) and return the record with its answer."""
+        self._gate()
+        result = await run_hook(spec, action, lambda_=self._aws.lambda_)
+        return record_hook(record, name=action.name, verdict=result.verdict, reason=result.reason, at=self._clock())
 
     async def _apply_setting(self, spec: RolloutSpec, action: SettingAction) -> None:
         """One declared-settings write; provisioned concurrency always on a version qualifier."""

@@ -8,6 +8,9 @@ It also keeps the declared settings as AWS would (reserved concurrency, the alia
 provisioned-concurrency configs per qualifier that turn READY ``warm_delay`` seconds after they were
 put) and applies the core's setting actions. Like the shell, it reads the provisioned configs
 while the new version is warming, and everything when it reads the alias.
+
+Lifecycle hooks answer as ``hooks_pass`` says at the time they run; every run is logged in
+``hook_runs`` (independent of the record) so invariants can check what ran before which write.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 
 from controller.core.context import warming
 from controller.core.decide import confirm, decide
+from controller.core.hooks import record_hook
 from controller.core.types import (
     Action,
     AliasRouting,
@@ -32,8 +36,10 @@ from controller.core.types import (
     PutReservedConcurrency,
     Record,
     Request,
+    RunHook,
     UpdateAlias,
     Verb,
+    Verdict,
     VersionInfo,
 )
 from controller.spec.model import RolloutSpec
@@ -70,6 +76,9 @@ class World:
     provisioned: dict[str, tuple[int, float]] = field(default_factory=dict)
     warm_delay: float = 30.0
     settings_writes: list[tuple[float, Action]] = field(default_factory=list)
+    hooks_pass: bool = True
+    # (when, hook name, version, verdict) for every hook that ran to an answer.
+    hook_runs: list[tuple[float, str, str, Verdict]] = field(default_factory=list)
 
     def provisioned_view(self) -> dict[str, ProvisionedConfig]:
         view = {}
@@ -125,6 +134,11 @@ class World:
                 self.published = str(1 + max((int(v) for v in self.versions), default=0))
                 self.versions[self.published] = VersionInfo(self.published, role="role")
                 continue
+            if isinstance(action, RunHook):
+                if crash == "before-write":
+                    return decision  # died while the hook ran: no answer recorded
+                self.run_hook(action)
+                continue
             if not isinstance(action, UpdateAlias):
                 self.apply_setting(action)
                 continue
@@ -142,6 +156,12 @@ class World:
             assert self.record is not None
             self.record = confirm(self.record, self.now)
         return decision
+
+    def run_hook(self, action: RunHook) -> None:
+        verdict = Verdict.SUCCESSFUL if self.hooks_pass else Verdict.FAILED
+        self.hook_runs.append((self.now, action.name, action.version, verdict))
+        assert self.record is not None
+        self.record = record_hook(self.record, name=action.name, verdict=verdict, reason="simulated", at=self.now)
 
     def apply_setting(self, action: Action) -> None:
         self.settings_writes.append((self.now, action))

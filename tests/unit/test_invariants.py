@@ -9,6 +9,10 @@ Half of the examples also declare reserved and provisioned concurrency, which ad
 a version gets no traffic before its provisioned concurrency is READY (``promote --full`` is the
 documented bypass), and a finished rollout holds the declared provisioned concurrency on its
 version only.
+
+Half of the examples declare both lifecycle hooks (which pass or fail at random, flipped by a
+disturbance) and half of them revert drift instead of holding: an eighth rule says no traffic reaches
+the new version before its ``beforeAllowTraffic`` hook passed for the attempt in flight.
 """
 
 from __future__ import annotations
@@ -19,15 +23,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from simulator import World, versions
 
+from controller.core.hooks import BEFORE_ALLOW_TRAFFIC
 from controller.core.plan import build_plan
 from controller.core.spec_hash import spec_hash
-from controller.core.types import AliasRouting, Phase, UpdateAlias, Verb
+from controller.core.types import AliasRouting, Phase, Record, UpdateAlias, Verb, Verdict
 from controller.spec.model import (
     AllAtOnceStrategy,
     Analysis,
     BlueGreenStrategy,
     CanaryStrategy,
     Concurrency,
+    Hook,
+    Hooks,
     LinearStrategy,
     Pause,
     PresetStrategy,
@@ -48,6 +55,7 @@ STRATEGIES: tuple[Strategy, ...] = (
 )
 VERSIONS = ("1", "2", "3")
 WARM = Concurrency(reserved=10, provisioned=2, warmup_timeout=90.0)
+HOOKS = Hooks(before_allow_traffic=Hook(function="pre"), after_allow_traffic=Hook(url="https://example.com/post"))
 ROUTINGS = st.one_of(
     st.none(),
     st.builds(AliasRouting, st.sampled_from(VERSIONS)),
@@ -70,6 +78,7 @@ DISTURBANCES = st.one_of(
     st.tuples(st.just("drift"), ROUTINGS),
     st.tuples(st.just("version"), st.sampled_from(VERSIONS)),
     st.tuples(st.just("paused"), st.booleans()),
+    st.tuples(st.just("hooks"), st.booleans()),
 )
 # Mostly reconciles and clock jumps, so that rollouts get far enough for the disturbances to matter.
 OPS = st.lists(st.one_of(TICKS, TICKS, TICKS, DISTURBANCES), max_size=60)
@@ -110,14 +119,15 @@ class Checker:
     # A promote/resume asked for while a weight write was still pending applies to the step after
     # that write: the exemption outlives the (re-issued) pending write.
     carry: bool = False
+    last_rollback_at: float = float("-inf")
 
     def new_writes(self) -> None:
         w = self.world
         for write in w.writes[self.writes_seen :]:
-            self.check_write(write.at, write.action, write.record.canary)
+            self.check_write(write.at, write.action, write.record.canary, write.record)
         self.writes_seen = len(w.writes)
 
-    def check_write(self, at: float, action: UpdateAlias, canary: str | None) -> None:
+    def check_write(self, at: float, action: UpdateAlias, canary: str | None, record: Record) -> None:
         routing = action.write.routing
         # 4. every alias write is valid for AWS.
         assert valid_for_aws(routing), routing
@@ -130,9 +140,16 @@ class Checker:
         if action.rollback or canary is None:
             self.last_main, self.last_applied_at, self.last_weight = routing, at, 0.0
             self.exempt = True
+            self.last_rollback_at = at
             return
         # 1. traffic to the canary never goes down except by rollback, abort or supersede.
         before, after = traffic(canary, self.last_main), traffic(canary, routing)
+        # 8. no traffic to the new version before its beforeAllowTraffic hook passed, in this attempt.
+        if self.world.spec.hooks.before_allow_traffic is not None and before <= 1e-9 < after:
+            runs = [r for r in self.world.hook_runs if r[1] == BEFORE_ALLOW_TRAFFIC and r[2] == canary]
+            assert runs and runs[-1][3] is Verdict.SUCCESSFUL, (canary, runs)
+            assert self.last_rollback_at <= runs[-1][0] <= at, (runs, self.last_rollback_at, at)
+            assert any(h.name == BEFORE_ALLOW_TRAFFIC and h.outcome is Verdict.SUCCESSFUL for h in record.hooks)
         # 7. no traffic before the canary's provisioned concurrency is READY.
         if self.world.spec.concurrency is not None and after > 0 and not self.bypassed:
             assert self.world.is_warm(canary), (canary, self.world.provisioned, at)
@@ -173,7 +190,14 @@ def pause_between(world: World, before: float, after: float) -> float:
     return total if counting else 0.0
 
 
-def make_world(strategy: Strategy, deadline: float | None, concurrency: Concurrency | None = None) -> World:
+def make_world(
+    strategy: Strategy,
+    deadline: float | None,
+    concurrency: Concurrency | None = None,
+    *,
+    hooks: Hooks | None = None,
+    revert: bool = False,
+) -> World:
     spec = RolloutSpec(
         namespace="ns",
         name="api",
@@ -184,6 +208,8 @@ def make_world(strategy: Strategy, deadline: float | None, concurrency: Concurre
         analysis=Analysis(alarms=("errors",)),
         progress_deadline=deadline,
         concurrency=concurrency,
+        hooks=hooks or Hooks(),
+        drift_policy="Revert" if revert else "Hold",
     )
     return World(spec=spec, alias=AliasRouting("1"), versions=versions("1", "2", "3"))
 
@@ -206,12 +232,19 @@ def finished(world: World) -> bool:
     strategy=st.sampled_from(STRATEGIES),
     deadline=st.sampled_from((None, 600.0)),
     concurrency=st.sampled_from((None, WARM)),
+    hooks=st.sampled_from((None, HOOKS)),
+    revert=st.booleans(),
     ops=OPS,
 )
 def test_invariants_hold_over_random_histories(
-    strategy: Strategy, deadline: float | None, concurrency: Concurrency | None, ops: list[tuple[object, ...]]
+    strategy: Strategy,
+    deadline: float | None,
+    concurrency: Concurrency | None,
+    hooks: Hooks | None,
+    revert: bool,
+    ops: list[tuple[object, ...]],
 ) -> None:
-    world = make_world(strategy, deadline, concurrency)
+    world = make_world(strategy, deadline, concurrency, hooks=hooks, revert=revert)
     checker = Checker(world)
     for op in ops:
         kind = op[0]
@@ -254,6 +287,8 @@ def test_invariants_hold_over_random_histories(
             checker.exempt = True
         elif kind == "paused":
             world.with_spec(paused=op[1])
+        elif kind == "hooks":
+            world.hooks_pass = bool(op[1])
 
 
 @settings(max_examples=200, deadline=None)
@@ -261,11 +296,12 @@ def test_invariants_hold_over_random_histories(
     strategy=st.sampled_from(STRATEGIES),
     steps=st.lists(st.sampled_from((1.0, 30.0, 55.0, 59.0, 60.0, 295.0, 600.0)), max_size=40),
     concurrency=st.sampled_from((None, WARM)),
+    hooks=st.sampled_from((None, HOOKS)),
 )
 def test_an_undisturbed_rollout_finishes_and_then_stays_quiet(
-    strategy: Strategy, steps: list[float], concurrency: Concurrency | None
+    strategy: Strategy, steps: list[float], concurrency: Concurrency | None, hooks: Hooks | None
 ) -> None:
-    world = make_world(strategy, None, concurrency)
+    world = make_world(strategy, None, concurrency, hooks=hooks)
     for dt in steps:
         world.now += dt
         world.tick()
