@@ -204,6 +204,11 @@ def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
+#: Environment variables a function can set to make the emulator's Invoke answer on purpose.
+INVOKE_RESPONSE_VAR = "EMULATOR_INVOKE_RESPONSE"
+FUNCTION_ERROR_VAR = "EMULATOR_FUNCTION_ERROR"
+
+
 class StrictLambda:
     """Validates Lambda requests before moto sees them and serves what moto lacks."""
 
@@ -224,7 +229,11 @@ class StrictLambda:
         handler = getattr(self, f"_op_{op.operation}", None)
         if handler is None:
             return None
-        params = json.loads(body) if body.strip() else {}
+        try:
+            params = json.loads(body) if body.strip() else {}
+        except ValueError:  # Invoke payloads need not be JSON
+            params = {}
+        params = params if isinstance(params, dict) else {}
         ctx = _Ctx(account, op.region, op.params, {k: v[0] for k, v in query.items()}, params)
         result: ErrorResponse | None = handler(ctx)
         return result
@@ -267,6 +276,32 @@ class StrictLambda:
         storage, name, _ = self._function(ctx)
         if function_revision(storage._functions[name]["latest"]) != wanted:
             raise precondition_failed("GetFunction/GetAlias")
+
+    # ----- invoke (a test facility) -----
+
+    def _op_Invoke(self, ctx: _Ctx) -> ErrorResponse | None:
+        """Invoke answers as the function's environment says, else moto echoes the payload.
+
+        Without Docker no code runs, so a function cannot fail by itself. Two environment variables
+        make it answer on purpose (documented in docs/emulator.md): ``EMULATOR_INVOKE_RESPONSE`` is
+        returned as the payload, and ``EMULATOR_FUNCTION_ERROR`` (e.g. ``Unhandled``) is returned as
+        the ``X-Amz-Function-Error`` header, as AWS does when the handler raises.
+        """
+        storage, name, inline = self._function(ctx)
+        qualifier = ctx.query.get("Qualifier") or inline or "$LATEST"
+        fn = self._version(storage, name, qualifier)
+        if fn is None and qualifier in self._aliases(storage, name):
+            fn = self._version(storage, name, self._aliases(storage, name)[qualifier].function_version)
+        env: dict[str, str] = dict(getattr(fn, "environment_vars", None) or {})
+        response, error = env.get(INVOKE_RESPONSE_VAR), env.get(FUNCTION_ERROR_VAR)
+        if response is None and error is None:
+            return None
+        headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": str(getattr(fn, "version", "$LATEST"))}
+        if error:
+            headers["X-Amz-Function-Error"] = error
+            if response is None:
+                response = json.dumps({"errorMessage": "failed on purpose", "errorType": error})
+        return 200, headers, (response or "").encode()
 
     def _op_UpdateFunctionCode(self, ctx: _Ctx) -> None:
         self._check_function_revision(ctx)
