@@ -107,7 +107,10 @@ def test_failing_after_hook_rolls_back_from_full_traffic(aws: Emulator, docs: Pa
         docs,
         harness,
         strategy={"allAtOnce": {}},
-        hooks={"beforeAllowTraffic": {"function": "pay-pretraffic"}, "afterAllowTraffic": {"function": "pay-posttraffic"}},
+        hooks={
+            "beforeAllowTraffic": {"function": "pay-pretraffic"},
+            "afterAllowTraffic": {"function": "pay-posttraffic"},
+        },
     )
     harness.drive(phase_is(harness, "pay", Phase.ROLLED_BACK, Phase.HEALTHY))
 
