@@ -1,15 +1,15 @@
 """The one path every AWS call takes: budget token, boto3 in a worker thread, error mapping, observer.
 
 boto3 is synchronous; the engine is asyncio and handles many rollouts at once, so each call runs in
-``asyncio.to_thread`` (boto3 clients are thread-safe; the session that made them is not, which is why
-``make_clients`` builds every client up front). Keeping the budget, the timing and the mapping of
+a worker thread of ``controller.aws.threads`` (boto3 clients are thread-safe; the session that made
+them is not, which is why ``make_clients`` builds every client up front); those are daemon threads, so
+a call still retrying never delays the process's exit. Keeping the budget, the timing and the mapping of
 botocore errors in one place means no adapter method can forget one of them, and the metrics see
 every single request (each page of a paginated read is its own request, as AWS counts them).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from controller.aws.budget import Budget
 from controller.aws.errors import from_boto
+from controller.aws.threads import run_in_thread
 
 __all__ = ["ApiCaller", "ApiObserver"]
 
@@ -52,7 +53,7 @@ class ApiCaller:
         method: Callable[..., dict[str, Any]] = getattr(self.client, _snake(operation))
         started = time.perf_counter()
         try:
-            result = await asyncio.to_thread(method, **params)
+            result = await run_in_thread(method, **params)
         except (ClientError, BotoCoreError) as exc:
             error = from_boto(exc, operation=operation)
             self._report(operation, error.outcome, started)

@@ -1,9 +1,10 @@
 """``lambda-rollouts run --source DIR``: the controller daemon in GitOps mode.
 
 Loads the directory, follows its changes, and reconciles every rollout until SIGTERM or SIGINT;
-then the writes in flight are finished (the write-ahead record makes even an interrupted one safe)
-and it exits 0 within the grace period. ``--once`` runs a single pass and exits: 0 when every
-rollout was reconciled, 1 when any is Invalid or failed. ``--metrics-port`` serves ``/metrics``,
+then the reconciles in flight get ``--shutdown-grace`` seconds to finish their writes, the rest are
+cancelled (the write-ahead record makes even an interrupted one safe) and it exits 0 within 10 s.
+``--once`` runs a single pass and exits: 0 when every rollout was reconciled, 1 when any is Invalid
+or failed. ``--metrics-port`` serves ``/metrics``,
 ``/healthz`` and ``/readyz``.
 """
 
@@ -24,8 +25,9 @@ from controller.sources.files import FileSource
 
 logger = logging.getLogger("controller.run")
 
-# SIGTERM to exit must stay under Kubernetes' default 30 s and our promised 10 s.
-SHUTDOWN_GRACE = 8.0
+# SIGTERM to exit must stay under Kubernetes' default 30 s and our promised 10 s: the engine's grace,
+# then at most this much more for it to cancel what is left.
+CANCEL_MARGIN = 1.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics, /healthz, /readyz")
     parser.add_argument(
         "--drift-interval", type=float, default=600.0, metavar="SECONDS", help="re-read each alias this often"
+    )
+    parser.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=EngineSettings.shutdown_grace,
+        metavar="SECONDS",
+        help="on SIGTERM, how long reconciles in flight may take to finish their writes (default 8)",
     )
     parser.add_argument("--rescan-interval", type=float, default=30.0, help=argparse.SUPPRESS)
     add_time_scale(parser)
@@ -49,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    settings = EngineSettings(interval=args.interval, drift_interval=args.drift_interval, time_scale=args.time_scale)
+    settings = EngineSettings(
+        interval=args.interval,
+        drift_interval=args.drift_interval,
+        time_scale=args.time_scale,
+        shutdown_grace=args.shutdown_grace,
+    )
     daemon = Daemon.from_args(args, settings=settings)
     engine = daemon.engine()
     source = FileSource(args.source, rescan_interval=args.rescan_interval)
@@ -61,7 +75,7 @@ async def _main(args: argparse.Namespace) -> int:
     daemon.health.set_leadership_known()
     daemon.metrics.set_leader(True)
     async with daemon.serving(args.metrics_port):
-        return await _daemon(engine, source)
+        return await _daemon(engine, source, grace=settings.shutdown_grace)
 
 
 async def _once(engine: Engine) -> int:
@@ -71,7 +85,7 @@ async def _once(engine: Engine) -> int:
     return 1 if failed else 0
 
 
-async def _daemon(engine: Engine, source: FileSource) -> int:
+async def _daemon(engine: Engine, source: FileSource, *, grace: float) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -85,9 +99,10 @@ async def _daemon(engine: Engine, source: FileSource) -> int:
         return 1
     logger.info("stopping: finishing the writes in flight")
     try:
-        await asyncio.wait_for(runner, timeout=SHUTDOWN_GRACE)
+        # The engine bounds its own shutdown (grace, then cancel); this is the safety net for it.
+        await asyncio.wait_for(runner, timeout=grace + CANCEL_MARGIN)
     except TimeoutError:
         # Cancelled mid-write at worst: the write-ahead record lets the next start complete it.
-        logger.warning("writes still in flight after %.0fs; exiting anyway", SHUTDOWN_GRACE)
+        logger.warning("writes still in flight after %.0fs; exiting anyway", grace + CANCEL_MARGIN)
     logger.info("stopped")
     return 0

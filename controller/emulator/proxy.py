@@ -41,7 +41,8 @@ class FaultRule:
     ``action``: ``throttle`` | ``error`` (HTTP ``status``, 500 or 503) | ``latency`` (add
     ``latency`` seconds, then forward) | ``drop`` (close the connection without answering).
     A rule fires with ``probability`` and at most ``count`` times (``None`` = unlimited).
-    ``service`` / ``operation`` of ``None`` match anything.
+    ``service`` / ``operation`` of ``None`` match anything; ``function`` (a Lambda function name)
+    narrows a rule to the calls on that one function, so one rollout can be throttled beside others.
     """
 
     action: str
@@ -51,10 +52,19 @@ class FaultRule:
     count: int | None = None
     status: int = 500
     latency: float = 0.0
+    function: str | None = None
     fired: int = 0
 
     def matches(self, op: Operation) -> bool:
+        if self.function is not None and _function_name(op) != self.function:
+            return False
         return (self.service in (None, op.service)) and (self.operation in (None, op.operation))
+
+
+def _function_name(op: Operation) -> str:
+    """The short function name a Lambda call is about (its path may carry a name or an ARN)."""
+    name = str(op.params.get("FunctionName", ""))
+    return name.split(":")[6] if name.startswith("arn:") else name
 
 
 @dataclass

@@ -1,16 +1,25 @@
 """The asyncio engine: which rollouts to reconcile when, with what shared reads, and how to stop.
 
-A tick reconciles every rollout that is not backing off, concurrently, one task per rollout (a
-rollout is never handled by two tasks at once: the tick awaits them all). The reads shared by all
-rollouts are made once per tick: the alarms in ALARM (one paginated ``DescribeAlarms``), and the
-control requests (one ``GetResources`` per distinct alias name). An idle rollout then costs no AWS
-call at all; its alias is re-read only on a slow drift check, spread over time and capped per tick.
+A tick starts a reconcile for every rollout that is not backing off and not already being
+reconciled, each in its own task, and does not wait for them: a rollout whose reconcile is slow (an
+``UpdateAlias`` stuck in botocore's adaptive retries for seconds) holds up no other rollout and no
+later tick; it is simply skipped by the ticks that come while it is in flight, so a rollout is never
+handled by two tasks at once. The reads shared by all rollouts are made once per tick, before the
+tasks start: the alarms in ALARM (one paginated ``DescribeAlarms``), and the control requests (one
+``GetResources`` per distinct alias name). An idle rollout then costs no AWS call at all; its alias
+is re-read only on a slow drift check, spread over time and capped per tick. ``tick`` (``--once``,
+tests, the benchmark) also waits for the reconciles it started; the daemon loop uses ``step``.
 
 Scheduling: ticks every ``interval`` seconds, earlier when the core asked to be woken
 (``requeue_after``, e.g. the end of a pause) or the source changed. A rollout that fails (AWS error,
 throttling, corrupt record) backs off alone, exponentially with jitter; one whose input is bad
 (``Invalid``) is retried slowly, because publishing the missing version fixes it without any change
-to its document. ``run`` stops on ``stop``: the tick in flight finishes its writes, then it returns.
+to its document. A finished reconcile whose rollout wants to be looked at before the next
+regular tick (the end of a pause) moves that tick earlier.
+
+``run`` stops on ``stop``: no reconcile starts after it, those in flight get ``shutdown_grace`` to
+finish their writes, then the rest are cancelled. Cancelling is safe at any instant because every
+alias write is written ahead (see ``controller.runtime.reconcile``).
 
 The clock is injected: ``now`` given to the core comes from it, so tests drive ticks with a fake
 clock and never sleep.
@@ -26,8 +35,8 @@ unless the decision changed the durable record, so Events, logs and metrics are 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import random
@@ -63,6 +72,9 @@ class EngineSettings:
     invalid_retry_cap: float = 60.0
     # Scales every duration of the plans (tests run presets' minutes in seconds).
     time_scale: float = 1.0
+    # On stop, reconciles in flight get this long to finish their writes before they are cancelled:
+    # with the process's own exit it stays within the 10 s SIGTERM promise.
+    shutdown_grace: float = 8.0
 
 
 @dataclass
@@ -137,7 +149,13 @@ class Engine:
         self._handled: dict[str, str] = {}
         self._started = False
         self._stopping = False
+        # The reconcile task of each rollout being reconciled right now (at most one per rollout).
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        # ``_wake`` interrupts the loop's sleep: a tick starts at once when ``_tick_requested``,
+        # otherwise the sleep is planned again (a finished reconcile wants an earlier look).
         self._wake = asyncio.Event()
+        self._tick_requested = False
+        self._next_tick_at = math.inf
         self.ticks = 0
         # Called after every tick (liveness heartbeats); must be quick and never raise.
         self.tick_listeners: list[Callable[[], None]] = []
@@ -178,7 +196,12 @@ class Engine:
 
     def wake(self) -> None:
         """Start the next tick now rather than at the end of the interval."""
+        self._tick_requested = True
         self._wake.set()
+
+    def in_flight(self) -> frozenset[str]:
+        """Keys of the rollouts whose reconcile is running right now."""
+        return frozenset(self._inflight)
 
     async def apply(self, desired: DesiredState) -> None:
         """Adopt a source's view: new and changed rollouts run at the next tick, removed ones stop."""
@@ -200,7 +223,7 @@ class Engine:
             del self._requested[key]  # nothing to act on; the caller hands it over again if it returns
         for file, errors in desired.orphan_errors.items():
             logger.warning("%s: not loaded: %s", file, "; ".join(errors))
-        self._wake.set()
+        self.wake()
 
     async def _hold(self, rollout: Rollout, errors: tuple[str, ...]) -> None:
         if errors == rollout.held:
@@ -224,20 +247,63 @@ class Engine:
         self._started = True
 
     async def tick(self) -> None:
-        """One pass over every rollout that is due: shared reads once, then each rollout's reconcile."""
+        """One pass that also waits for the reconciles it started (``--once``, tests, the benchmark)."""
+        started = await self.step()
+        if started:
+            await asyncio.wait(started)
+
+    async def step(self) -> list[asyncio.Task[None]]:
+        """Start a reconcile for every due rollout not already in flight, after the shared reads.
+
+        Returns the tasks it started without waiting for them: the daemon loop moves on.
+        """
         if not self._started:
             await self.start()
         now = self._clock()
-        due = [r for r in self._rollouts.values() if not r.held and r.retry_at <= now]
+        due = [r for r in self._rollouts.values() if self._due(r, now)]
+        started: list[asyncio.Task[None]] = []
         if due and not self._stopping:
             reads = await self._tick_reads(due)
             forced = self._alias_reads_due(due, now)
-            for rollout in due:
+            # The source may have changed, or stop come, while the shared reads were made.
+            for rollout in (r for r in due if self._due(r, now) and not self._stopping):
                 _track_alarm(rollout, reads, seen_at=now)
-            await asyncio.gather(*(self._reconcile_one(r, reads, force=r.spec.key in forced) for r in due))
+                started.append(self._launch(rollout, reads, force=rollout.spec.key in forced))
         self.ticks += 1
         for listener in self.tick_listeners:
             listener()
+        return started
+
+    def _due(self, rollout: Rollout, now: float) -> bool:
+        key = rollout.spec.key
+        managed = self._rollouts.get(key) is rollout
+        return managed and not rollout.held and rollout.retry_at <= now and key not in self._inflight
+
+    def _launch(self, rollout: Rollout, reads: TickReads, *, force: bool) -> asyncio.Task[None]:
+        key = rollout.spec.key
+        task = asyncio.create_task(self._reconcile_one(rollout, reads, force=force), name=f"reconcile {key}")
+        self._inflight[key] = task
+        task.add_done_callback(functools.partial(self._landed, key))
+        return task
+
+    def _landed(self, key: str, task: asyncio.Task[None]) -> None:
+        """A reconcile ended: free its rollout for the next tick, which may now be due earlier."""
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("reconcile of %s crashed", key, exc_info=exc)
+        rollout = self._rollouts.get(key)
+        look = self._next_look(rollout, self._clock()) if rollout is not None else None
+        if look is not None and look < self._next_tick_at:
+            self._wake.set()
+
+    def _next_look(self, rollout: Rollout, now: float) -> float | None:
+        """When the rollout wants a tick before the regular one (None: the regular one will do)."""
+        if rollout.held or rollout.spec.key in self._inflight:
+            return None
+        if rollout.retry_at > now:
+            return rollout.retry_at
+        return rollout.wake_at
 
     async def _tick_reads(self, due: list[Rollout]) -> TickReads:
         watched = any(r.spec.analysis.alarms for r in due)
@@ -280,9 +346,13 @@ class Engine:
             rollout.log.info("write gate closed: reconcile stopped before its next AWS write")
             return
         except Exception as exc:
+            if self._rollouts.get(rollout.spec.key) is not rollout:
+                return  # no longer managed: its series are gone and must not come back
             seconds = time.perf_counter() - started
             await self.sink.reconciled(spec=rollout.spec, report=Reconciled(seconds, error=type(exc).__name__))
             await self._failed(rollout, exc)
+            return
+        if self._rollouts.get(rollout.spec.key) is not rollout:
             return
         states = _alarm_states(rollout.spec, reads, missing=outcome.observation.observed.missing_alarms)
         report = Reconciled(time.perf_counter() - started, alarm_states=states)
@@ -335,6 +405,7 @@ class Engine:
             rollout.failures, base=self.settings.interval, cap=self.settings.backoff_cap, rand=self._rand
         )
         rollout.retry_at = now + delay
+        rollout.wake_at = None  # the retry time says when to look again
         if isinstance(exc, NotFound):
             # The function may have been deleted or re-created: read it afresh next time.
             self._store.forget(rollout.spec.function_name)
@@ -366,31 +437,53 @@ class Engine:
     # ---- the daemon loop -----------------------------------------------------------------------
 
     async def run(self, *, stop: asyncio.Event, updates: AsyncIterator[DesiredState] | None = None) -> None:
-        """Tick until ``stop`` is set; the tick in flight completes its writes first."""
+        """Tick until ``stop`` is set; then reconciles in flight get ``shutdown_grace`` to finish.
+
+        Those still running after it, and all of them when ``run`` itself is cancelled (leadership
+        lost), are cancelled before it returns: nothing of this engine outlives it.
+        """
         follower = asyncio.create_task(self._follow(updates)) if updates is not None else None
         stopper = asyncio.create_task(self._stop_when(stop))
         try:
             while not stop.is_set():
-                await self._guarded_tick()
+                await self._guarded_step()
                 await self._sleep_until_due(stop)
+            await self._drain(self.settings.shutdown_grace)
         finally:
             stopper.cancel()
             if follower is not None:
                 follower.cancel()
+            await self._cancel_in_flight()
 
     async def _stop_when(self, stop: asyncio.Event) -> None:
         await stop.wait()
-        # Reconciles already running finish; none start after this.
+        # Reconciles already running may finish; none start after this.
         self._stopping = True
-        self._wake.set()
+        self.wake()
+
+    async def _drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for the reconciles in flight to finish their writes."""
+        if self._inflight:
+            logger.info("waiting up to %.1fs for %d reconcile(s) in flight", grace, len(self._inflight))
+            await asyncio.wait(set(self._inflight.values()), timeout=grace)
+
+    async def _cancel_in_flight(self) -> None:
+        # Safe at any instant: a cancelled reconcile leaves AWS either before its next write or with
+        # that write named in the write-ahead record, which the next controller completes.
+        tasks = list(self._inflight.values())
+        if tasks:
+            logger.warning("cancelling %d reconcile(s) still in flight", len(tasks))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _follow(self, updates: AsyncIterator[DesiredState]) -> None:
         async for desired in updates:
             await self.apply(desired)
 
-    async def _guarded_tick(self) -> None:
+    async def _guarded_step(self) -> None:
         try:
-            await self.tick()
+            await self.step()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -398,17 +491,26 @@ class Engine:
             logger.exception("tick failed")
 
     async def _sleep_until_due(self, stop: asyncio.Event) -> None:
-        if stop.is_set():
-            return
-        now = self._clock()
-        wakes = [r.wake_at for r in self._rollouts.values() if r.wake_at is not None]
-        wakes += [r.retry_at for r in self._rollouts.values() if r.retry_at > now]
-        due = min([now + self.settings.interval, *wakes])
-        # A floor keeps a core that asks for "now" again and again from spinning the CPU.
-        delay = max(due - now, min(0.05, self.settings.interval))
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        """Sleep until the regular tick or a rollout's earlier look; ``wake`` cuts it short.
+
+        The regular tick's time is fixed when the sleep starts, so reconciles finishing meanwhile
+        can only move it earlier, never push it back.
+        """
+        regular = self._clock() + self.settings.interval
+        while not stop.is_set() and not self._tick_requested:
+            now = self._clock()
+            looks = (self._next_look(r, now) for r in self._rollouts.values())
+            due = min([regular, *(look for look in looks if look is not None)])
+            # A floor keeps a core that asks for "now" again and again from spinning the CPU.
+            delay = max(due - now, min(0.05, self.settings.interval))
+            self._next_tick_at = now + delay
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                break
+        self._tick_requested = False
+        self._next_tick_at = math.inf
 
 
 def _same_event(event: Event, last: Event | None) -> bool:

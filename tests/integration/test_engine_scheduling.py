@@ -1,0 +1,111 @@
+"""Scheduling: a rollout whose AWS writes are throttled holds up no other rollout, and stops stay bounded.
+
+The fault proxy throttles (and slows) ``UpdateAlias`` on one function only, so its reconcile sits in
+botocore's adaptive retries for many seconds, as it would against a busy account. Meanwhile another
+rollout must keep advancing on its own schedule, and stopping must not wait for the stuck write:
+in-process (``Engine.run`` with a short grace) and as the ``run`` daemon, whose SIGTERM must end it
+with 0 within 10 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import CLI, alias_routing, alias_writes, canary, cli_env, rollout_document, write_document
+
+from controller.aws import AwsSettings, Budget, make_clients
+from controller.aws.budget import DEFAULT_RATES
+from controller.emulator import Emulator
+from controller.emulator.proxy import FaultProxy, FaultRule
+from controller.runtime.engine import Engine, EngineSettings
+from controller.sources.files import FileSource
+
+
+@pytest.fixture
+def proxy(aws: Emulator) -> Iterator[FaultProxy]:
+    with FaultProxy.start(upstream=aws.url, seed=1) as running:
+        yield running
+
+
+def stuck_writes(function: str, *, latency: float) -> list[FaultRule]:
+    """Every ``UpdateAlias`` on ``function`` answers throttled after ``latency`` s: each retry waits too."""
+    return [
+        FaultRule(action="latency", service="lambda", operation="UpdateAlias", function=function, latency=latency),
+        FaultRule(action="throttle", service="lambda", operation="UpdateAlias", function=function),
+    ]
+
+
+def seed(aws: Emulator, source: Path, name: str, strategy: dict[str, object]) -> None:
+    aws.seed_function(name, versions=2)
+    aws.client("lambda").create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    write_document(source, rollout_document(name, function=name, version="2", strategy=strategy))
+
+
+def test_a_throttled_rollout_does_not_hold_up_the_others(aws: Emulator, proxy: FaultProxy, tmp_path: Path) -> None:
+    seed(aws, tmp_path, "stuck", canary(20, None))
+    seed(aws, tmp_path, "brisk", canary(20, 0.3, 60, 0.3))
+    # Five attempts of at least 1 s each: the stuck reconcile lasts far longer than brisk's whole plan.
+    proxy.set_rules(stuck_writes("stuck", latency=1.0))
+    budget = Budget(dict.fromkeys(DEFAULT_RATES, 10_000.0))
+    clients = make_clients(AwsSettings(endpoint_url=proxy.url, region="us-east-1"), budget=budget)
+    engine = Engine(clients, settings=EngineSettings(interval=0.1, shutdown_grace=0.3))
+    timeline: dict[str, float] = {}
+
+    async def scenario() -> None:
+        await engine.apply(FileSource(tmp_path).scan())
+        stop = asyncio.Event()
+        runner = asyncio.create_task(engine.run(stop=stop))
+        started = time.monotonic()
+        while alias_routing(aws, "brisk", "live") != ("2", {}):
+            assert time.monotonic() - started < 4.0, f"brisk stalled at {alias_routing(aws, 'brisk', 'live')}"
+            await asyncio.sleep(0.05)
+        timeline["brisk done"] = time.monotonic() - started
+        # Brisk finished while stuck's first write was still being retried: nothing waited for it.
+        assert "default/stuck" in engine.in_flight()
+        stop.set()
+        await runner
+        timeline["stopped"] = time.monotonic() - started
+        assert not engine.in_flight()
+
+    asyncio.run(scenario())
+
+    # Brisk's writes, each after its 0.3 s pause and a tick or two: on schedule.
+    brisk = [call.timestamp for call in alias_writes(aws, "brisk", "live")]
+    assert len(brisk) >= 3
+    assert all(later - earlier < 1.0 for earlier, later in itertools.pairwise(brisk)), brisk
+    assert alias_routing(aws, "stuck", "live") == ("1", {})
+    faults = proxy.fault_counts()
+    assert faults.get("lambda:UpdateAlias:throttle", 0) >= 1
+    # The stop waited its short grace, then cancelled the stuck reconcile instead of waiting it out.
+    assert timeline["stopped"] - timeline["brisk done"] < 1.5, timeline
+
+
+def test_sigterm_exits_0_within_10s_while_a_write_is_throttled(
+    aws: Emulator, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    seed(aws, tmp_path, "stuck", canary(20, None))
+    # Each attempt takes 3 s: the write's retries would last about 15 s, longer than the promise.
+    proxy.set_rules(stuck_writes("stuck", latency=3.0))
+    args = [*CLI, "run", "--source", str(tmp_path), "--interval", "0.1", "--log-format", "json"]
+    env = cli_env(aws) | {"AWS_ENDPOINT_URL": proxy.url}
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        aws.wait_for(lambda: proxy.counts().get("lambda:UpdateAlias", 0) >= 1, timeout=20)
+        stopping = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(12) == 0
+        assert time.monotonic() - stopping < 10
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.stderr is not None
+    assert "cancelling 1 reconcile(s) still in flight" in process.stderr.read().decode()
+    assert alias_routing(aws, "stuck", "live") == ("1", {})
