@@ -81,13 +81,15 @@ class Observer:
         read_aliases: bool,
         read_settings: bool = False,
         read_provisioned: bool = False,
+        priority: bool = False,
     ) -> Observation:
         """Observe one rollout; ``read_aliases`` re-reads its aliases (a Lambda call each), ``read_settings``
-        the declared reserved concurrency and async config, ``read_provisioned`` the provisioned configs."""
+        the declared reserved concurrency and async config, ``read_provisioned`` the provisioned configs.
+        ``priority``: the alias reads are for a rollback, served first by the API budget."""
         if not function_exists:
             return Observation(Observed(function_exists=False))
         function = function_name_of(spec.function_name)
-        aliases = await self.read_aliases(spec) if read_aliases else {}
+        aliases = await self.read_aliases(spec, priority=priority) if read_aliases else {}
         main = aliases.get(spec.alias)
         desired = await self._desired_version(spec)
         versions, missing = await self._versions_of(function, _versions_in_play(desired, record, aliases))
@@ -137,8 +139,9 @@ class Observer:
             return {}
         return await self._aws.lambda_.list_provisioned(spec.function_name)
 
-    async def read_aliases(self, spec: RolloutSpec) -> dict[str, AliasState | None]:
-        return {name: await self._aws.lambda_.get_alias(spec.function_name, name) for name in strategy_aliases(spec)}
+    async def read_aliases(self, spec: RolloutSpec, *, priority: bool = False) -> dict[str, AliasState | None]:
+        function, lam = spec.function_name, self._aws.lambda_
+        return {name: await lam.get_alias(function, name, priority=priority) for name in strategy_aliases(spec)}
 
     def remember_published(self, spec: RolloutSpec, version: str) -> None:
         """Record the version a ``PublishVersion`` produced, so it is never looked up again."""

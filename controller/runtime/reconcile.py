@@ -23,6 +23,19 @@ on the slow drift check and (provisioned configs) while the new version is warmi
 Bad input (the core says ``Invalid``: missing function, version or alarm, role mismatch) stops after
 step 2: no alias write, no tag write. ``preview`` runs steps 1-2 only, for ``plan`` and ``get``.
 
+A rollback is served first by the API budget along its whole path: the alias re-read its write
+needs, the write-ahead record, the alias write, the confirmed record and the request tag's removal
+(``priority``), so it never queues behind routine calls of other rollouts.
+
+Cancellation (a stop past its grace, leadership lost) is safe at any ``await``: before the first
+write nothing changed; a publish is idempotent (found again by its code hash); settings are
+level-triggered and re-read; a hook's answer is recorded only once it came, so it runs again; the
+record tags go in one ``TagResource`` (stale chunk keys left by a cancelled ``UntagResource`` are
+ignored by the decoder: the head tag says how many chunks there are); from the write-ahead persist
+until the confirming one the record names the pending alias write, so whoever reconciles next
+completes it, whether the cancelled ``UpdateAlias`` landed or not (a cancelled call may still land
+from its worker thread); a request tag is removed only after the record saying it was handled.
+
 Every AWS write (publish, record tags, alias, request tag) first asks the write gate ``can_write``;
 a closed gate raises ``WritesStopped`` at once, so a replica that just lost leadership stops writing
 in the middle of a reconcile instead of finishing it beside the new leader. The write-ahead record
@@ -95,6 +108,11 @@ class Wanted:
     provisioned: bool = False
 
 
+def is_rollback(decision: Decision) -> bool:
+    """The decision restores stable (or otherwise rolls back): its AWS calls go first in the budget."""
+    return any(isinstance(action, UpdateAlias) and action.rollback for action in decision.actions)
+
+
 def needs_alias(decision: Decision) -> bool:
     """The core asked for a fresh alias read, or for an alias write that must carry a fresh RevisionId."""
     return decision.read_alias or any(isinstance(action, UpdateAlias) for action in decision.actions)
@@ -160,7 +178,14 @@ class Reconciler:
         return fn, record
 
     async def _observe(
-        self, spec: RolloutSpec, fn: FunctionTags | None, record: Record | None, reads: TickReads, *, want: Wanted
+        self,
+        spec: RolloutSpec,
+        fn: FunctionTags | None,
+        record: Record | None,
+        reads: TickReads,
+        *,
+        want: Wanted,
+        priority: bool = False,
     ) -> Observation:
         exists = fn is not None
         return await self._observer.observe(
@@ -171,6 +196,7 @@ class Reconciler:
             read_aliases=want.aliases and exists,
             read_settings=want.settings and exists,
             read_provisioned=want.provisioned and exists,
+            priority=priority,
         )
 
     def _wanted(self, spec: RolloutSpec, record: Record | None, *, read_aliases: bool) -> Wanted:
@@ -196,7 +222,8 @@ class Reconciler:
             if more is None or fn is None:
                 break
             want = more
-            observation = await self._observe(spec, fn, record, reads, want=want)
+            # A rollback decided without the alias: the read its write needs goes first too.
+            observation = await self._observe(spec, fn, record, reads, want=want, priority=is_rollback(decision))
             decision = self._decide(spec, record, observation)
         return Outcome(decision, observation, aliases_read=want.aliases and fn is not None)
 
@@ -210,6 +237,7 @@ class Reconciler:
     ) -> bool:
         """Apply the actions in order, write-ahead around alias writes; returns whether AWS changed."""
         record = outcome.decision.record
+        rollback = is_rollback(outcome.decision)
         aliases: dict[str, AliasState | None] = dict(outcome.observation.aliases)
         alias_written = hook_ran = False
         for action in outcome.decision.actions:
@@ -223,7 +251,7 @@ class Reconciler:
                 await self._apply_setting(spec, action)
                 continue
             if not alias_written and record.pending is not None and outcome.decision.record_changed:
-                await self._persist(spec, fn, record)
+                await self._persist(spec, fn, record, priority=rollback)
             aliases[action.write.alias] = await self._write_alias(spec, action, aliases)
             alias_written = True
             if self._on_alias_written is not None:
@@ -233,8 +261,8 @@ class Reconciler:
         # ---- 4. record ----
         persisted = alias_written or hook_ran or outcome.decision.record_changed
         if persisted:
-            await self._persist(spec, fn, record)
-        await self._clear_handled_request(spec, fn, record, outcome, reads)
+            await self._persist(spec, fn, record, priority=rollback)
+        await self._clear_handled_request(spec, fn, record, outcome, reads, priority=rollback)
         return persisted or alias_written or bool(outcome.decision.actions)
 
     async def _publish(self, spec: RolloutSpec, action: PublishVersion) -> None:
@@ -268,7 +296,10 @@ class Reconciler:
     ) -> AliasState:
         """Create or update one alias, always with the RevisionId read this tick (never a stale one)."""
         name = action.write.alias
-        state = aliases[name] if name in aliases else await self._aws.lambda_.get_alias(spec.function_name, name)
+        if name in aliases:
+            state = aliases[name]
+        else:
+            state = await self._aws.lambda_.get_alias(spec.function_name, name, priority=action.rollback)
         self._gate()
         if state is None:
             return await self._aws.lambda_.create_alias(
@@ -284,12 +315,19 @@ class Reconciler:
 
     # ---- 4. record -----------------------------------------------------------------------------
 
-    async def _persist(self, spec: RolloutSpec, fn: FunctionTags, record: Record) -> None:
+    async def _persist(self, spec: RolloutSpec, fn: FunctionTags, record: Record, *, priority: bool = False) -> None:
         self._gate()
-        await self._store.persist(fn, alias=spec.alias, key=spec.key, record=record)
+        await self._store.persist(fn, alias=spec.alias, key=spec.key, record=record, priority=priority)
 
     async def _clear_handled_request(
-        self, spec: RolloutSpec, fn: FunctionTags, record: Record, outcome: Outcome, reads: TickReads
+        self,
+        spec: RolloutSpec,
+        fn: FunctionTags,
+        record: Record,
+        outcome: Outcome,
+        reads: TickReads,
+        *,
+        priority: bool = False,
     ) -> None:
         """A request tag goes only after the record saying it was handled is durable: never lost.
 
@@ -298,4 +336,4 @@ class Reconciler:
         request = outcome.observation.observed.request
         if request is not None and record.last_request == request.id and request.id not in reads.direct:
             self._gate()
-            await self._store.clear_request(fn, alias=spec.alias)
+            await self._store.clear_request(fn, alias=spec.alias, priority=priority)

@@ -92,8 +92,11 @@ class RecordStore:
             self._records[key] = decode_record(alias, fn.tags)
         return self._records[key]
 
-    async def persist(self, fn: FunctionTags, *, alias: str, key: str, record: Record) -> None:
-        """Write ``record`` (and this rollout's managed-marker entry), sending only changed tags."""
+    async def persist(self, fn: FunctionTags, *, alias: str, key: str, record: Record, priority: bool = False) -> None:
+        """Write ``record`` (and this rollout's managed-marker entry), sending only changed tags.
+
+        ``priority``: the record is part of a rollback, served first by the API budget.
+        """
         async with fn.lock:
             # What a reader will decode: the encoder may trim old history to fit the tag limits.
             record = fit_record(record)
@@ -105,18 +108,18 @@ class RecordStore:
             changed = {k: v for k, v in wanted.items() if fn.tags.get(k) != v}
             stale = stale_record_keys(alias, fn.tags, wanted)
             if changed:
-                await self._aws.lambda_.tag(fn.arn, changed)
+                await self._aws.lambda_.tag(fn.arn, changed, priority=priority)
                 fn.tags.update(changed)
             if stale:
-                await self._aws.lambda_.untag(fn.arn, stale)
+                await self._aws.lambda_.untag(fn.arn, stale, priority=priority)
                 for k in stale:
                     fn.tags.pop(k, None)
             self._records[(fn.arn, alias)] = record
 
-    async def clear_request(self, fn: FunctionTags, *, alias: str) -> None:
+    async def clear_request(self, fn: FunctionTags, *, alias: str, priority: bool = False) -> None:
         """Remove a handled control request, once the record naming it is safely persisted."""
         async with fn.lock:
-            await self._aws.lambda_.untag(fn.arn, [request_key(alias)])
+            await self._aws.lambda_.untag(fn.arn, [request_key(alias)], priority=priority)
             fn.tags.pop(request_key(alias), None)
 
     async def requests(self, aliases: Iterable[str]) -> dict[tuple[str, str], Request]:
