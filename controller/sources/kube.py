@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import kopf
 
 from controller.core.codec import decode_request
-from controller.core.types import Event, HistoryEntry, Phase, Request, Status, Verb
+from controller.core.types import Event, HistoryEntry, Phase, Request, Status, Verb, Warmup
 from controller.kubectl_plugin import REQUEST_ANNOTATION
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.kubeapi import ApiError, Endpoint, KubeApi, decode_ca
@@ -213,12 +213,25 @@ def status_body(
         "currentStep": status.current_step,
         "steps": status.steps,
         "stepStartedAt": rfc3339(status.step_started_at),
+        "warmup": warmup_body(status.warmup),
         "message": status.message,
         "reason": status.reason,
         "errors": list(status.errors),
         "observedGeneration": generation,
         "conditions": conditions_for(status, previous=(previous or {}).get("conditions") or (), now=now),
         "history": [history_entry(entry) for entry in status.history],
+    }
+
+
+def warmup_body(warmup: Warmup | None) -> dict[str, Any] | None:
+    """``.status.warmup`` while the new version's provisioned concurrency warms (None removes it)."""
+    if warmup is None:
+        return None
+    return {
+        "version": warmup.version,
+        "allocated": warmup.allocated,
+        "requested": warmup.requested,
+        "status": warmup.status,
     }
 
 
