@@ -282,6 +282,7 @@ def finish(
         history=record.history,
         errors=(message,) if phase is Phase.INVALID else (),
         warmup=warmup,
+        step_allowance=current_pause(ctx if record is ctx.record else dataclasses.replace(ctx, record=record)),
     )
     return Decision(
         actions=actions,

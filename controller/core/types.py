@@ -308,6 +308,10 @@ class Status:
     history: tuple[HistoryEntry, ...] = ()
     errors: tuple[str, ...] = ()
     warmup: Warmup | None = None
+    # Seconds the current step may last before progressDeadline starts counting (a timed pause's own
+    # duration, the warm-up's timeout, 0 for a write step); None when it is unbounded (a pause until
+    # promote). Exported so that alerts judge "stuck" exactly as the core does.
+    step_allowance: float | None = None
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,13 @@ class Metrics:
             rl,
             registry=r,
         )
+        self.step_allowance = Gauge(
+            f"{PREFIX}rollout_step_allowance_seconds",
+            "How long the current step may last before progressDeadline counts (a timed pause's duration); "
+            "absent while unbounded (a pause until promote).",
+            rl,
+            registry=r,
+        )
         self.version_info = Gauge(
             f"{PREFIX}rollout_version_info",
             "Versions behind the alias (value 1): role is stable or canary.",
@@ -315,6 +322,17 @@ class Metrics:
             known.add(values)
             metric.labels(*values).set(1)
 
+    def _optional(self, metric: Gauge, spec: RolloutSpec, value: float | None) -> None:
+        """Set the rollout's series of ``metric`` to ``value``, or delete it while there is none."""
+        if value is not None:
+            self._child(metric, spec).set(value)
+            return
+        values = self._key(spec)
+        known = self._state(spec).children.get(metric, set())
+        if values in known:
+            known.discard(values)
+            metric.remove(*values)
+
     # ---- per rollout -----------------------------------------------------------------------------
 
     def rollout_status(self, spec: RolloutSpec, status: Status, *, strategy: str) -> None:
@@ -330,6 +348,7 @@ class Metrics:
                 self._child(self.step_started, spec).set(status.step_started_at)
             if spec.progress_deadline is not None:
                 self._child(self.progress_deadline, spec).set(spec.progress_deadline)
+            self._optional(self.step_allowance, spec, status.step_allowance)
             versions = [("stable", status.stable_version), ("canary", status.canary_version)]
             self._exclusive(self.version_info, spec, [(role, v) for role, v in versions if v is not None])
             # Counters start at 0 for every label value: Prometheus's increase() and rate() cannot see
