@@ -19,6 +19,7 @@ import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from controller.aws import AwsClients
 from controller.commands.rollouts import RolloutNotFound, managed_rollouts, matches
 from controller.commands.watch import Watcher, watch
 from controller.core.codec import CodecError
-from controller.core.types import Phase, Record, Status
+from controller.core.types import HistoryEntry, Phase, Record, Status
 from controller.observability.logs import configure_logging
 from controller.observability.view import PHASE_STYLES
 from controller.runtime.preview import Preview, preview_all
@@ -59,6 +60,8 @@ class Row:
     errors: tuple[str, ...] = ()
     # Provisioned concurrency of the new version while it warms: "allocated/requested".
     warmup: str = ""
+    # The last few attempts (outcome, reason, who asked): in -o json|yaml, not in the table.
+    history: tuple[HistoryEntry, ...] = ()
 
     def cells(self) -> tuple[str, ...]:
         step = f"{self.step}/{self.steps}" if self.steps is not None else str(self.step)
@@ -189,6 +192,7 @@ def row_from_record(base: Row, record: Record) -> Row:
         step=record.step_index,
         message=record.message,
         reason=record.reason,
+        history=record.history,
     )
 
 
@@ -205,6 +209,7 @@ def row_from_status(base: Row, status: Status) -> Row:
         reason=status.reason,
         errors=status.errors,
         warmup=f"{status.warmup.allocated}/{status.warmup.requested}" if status.warmup is not None else "",
+        history=status.history,
     )
 
 
@@ -232,7 +237,16 @@ def render(rows: Iterable[Row], output: str) -> str:
 def _as_dict(row: Row) -> dict[str, Any]:
     data = dataclasses.asdict(row)
     data["errors"] = list(row.errors)
-    return data
+    data["history"] = [
+        {"version": h.version, "outcome": h.outcome, "reason": h.reason, "at": _iso(h.at), "by": h.by}
+        for h in row.history
+    ]
+    # Unknown (no document given) or empty fields are left out rather than shown as null.
+    return {key: value for key, value in data.items() if value is not None and value != ""}
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def rich_table(rows: Iterable[Row]) -> Table:

@@ -70,3 +70,19 @@ def test_run_once_then_get_shows_records_and_invalid_rollouts(aws: Emulator, tmp
     table = cli(aws, "get", "orders")
     assert table.returncode == 0 and "default/orders" in table.stdout and "10%" in table.stdout
     assert cli(aws, "get", "nobody").returncode == 1
+
+
+def test_get_shows_the_history_with_who_asked(aws: Emulator, tmp_path: Path) -> None:
+    aws.seed_function("orders", versions=2)
+    aws.client("lambda").create_alias(FunctionName="orders", Name="live", FunctionVersion="1")
+    write_document(tmp_path, rollout_document("orders", function="orders", version="2", strategy=canary(10, 600)))
+    assert cli(aws, "run", "--source", str(tmp_path), "--once").returncode == 0
+
+    assert cli(aws, "abort", "orders").returncode == 0
+    assert cli(aws, "run", "--source", str(tmp_path), "--once").returncode == 0
+
+    [orders] = json.loads(cli(aws, "get", "orders", "-o", "json").stdout)
+    assert orders["phase"] == "RolledBack"
+    [aborted] = [entry for entry in orders["history"] if entry["outcome"] == "Aborted"]
+    assert aborted["version"] == "2" and aborted["by"].startswith("arn:aws:sts::")
+    assert "steps" not in orders  # unknown without the document: left out, not null
