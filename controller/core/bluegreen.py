@@ -25,6 +25,9 @@ from controller.core.reasons import Reason
 from controller.core.types import AliasRouting, Decision, Phase
 from controller.spec.model import BlueGreenStrategy
 
+# Reasons of a "finish now" request, kept on the record through the cut-over.
+_FINISH_NOW = (Reason.PROMOTE_FULL, Reason.EMERGENCY_BYPASS)
+
 
 def advance_blue_green(ctx: Ctx, strategy: BlueGreenStrategy) -> Decision:
     record = ctx.record
@@ -99,7 +102,7 @@ def advance_blue_green(ctx: Ctx, strategy: BlueGreenStrategy) -> Decision:
             weight=100,
             pending=write.write,
             phase=Phase.PROMOTING,
-            reason=record.reason if record.reason == Reason.PROMOTE_FULL else Reason.PROMOTING,
+            reason=record.reason if record.reason in _FINISH_NOW else Reason.PROMOTING,
             message=f"cut-over: alias {ctx.spec.alias} to version {record.canary}",
         )
         return finish(ctx, record, actions=(write,), requeue_after=0)

@@ -54,6 +54,7 @@ from controller.core.types import (
     FailedVersion,
     HistoryEntry,
     HookRun,
+    MetricState,
     Record,
     Request,
     Verb,
@@ -132,12 +133,24 @@ SHORT_NAMES: dict[type, dict[str, str]] = {
         "reason": "r",
         "message": "m",
         "hooks": "hk",
+        "weight_at": "wa",
+        "metrics": "mx",
+        "bypass": "by",
     },
     AliasWrite: {"alias": "a", "routing": "r", "previous": "pv"},
     AliasRouting: {"primary": "p", "additional": "a", "weight": "w"},
     FailedVersion: {"version": "v", "spec_hash": "h", "reason": "r"},
     HistoryEntry: {"version": "v", "outcome": "o", "reason": "r", "at": "t", "by": "b"},
     HookRun: {"name": "n", "outcome": "o", "reason": "r", "at": "t"},
+    MetricState: {
+        "name": "n",
+        "outcome": "o",
+        "failures": "f",
+        "no_data": "d",
+        "value": "v",
+        "stable": "s",
+        "at": "t",
+    },
 }
 
 

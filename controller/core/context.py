@@ -50,6 +50,7 @@ class Ctx:
     record: Record  # the working record the rules evolve
     events: tuple[Event, ...] = ()
     notes: tuple[str, ...] = ()  # why a request did not apply, appended to the message
+    time_scale: float = 1.0  # multiplies the plan's pauses and the metrics' intervals (demo, tests)
 
     @property
     def blue_green(self) -> BlueGreenStrategy | None:
@@ -215,6 +216,9 @@ def withdraw(
         history=with_history(record, HistoryEntry(record.canary, outcome, reason, ctx.now, by)),
         failed=with_failed(record, record.canary, ctx.spec_hash, reason) if fail else record.failed,
         hooks=(),
+        weight_at=None,
+        metrics=(),
+        bypass=False,
     )
     target = AliasRouting(record.stable)
     main_pending = record.pending is not None and record.pending.alias == ctx.spec.alias

@@ -5,7 +5,8 @@ either a ``Decision`` (it has the last word) or a context for the next rule, pos
 working record: confirming a write that happened, starting a rollout, moving the step pointer for a
 ``promote``. The order *is* the policy, so read it top to bottom:
 
-1. nothing can be decided about a function that does not exist, or without the alias on first sight;
+1. nothing can be decided about a function that does not exist, nor by a rollout that may not move it
+   (ownership: Invalid ``NotOwner``, nothing written), nor without the alias on first sight;
 2. a write that already happened is confirmed, a finished final write becomes Healthy;
 3. operator requests are applied once;
 4. drift (someone moved the alias) holds everything but abort/resume, or is reverted when the spec's
@@ -51,6 +52,8 @@ from controller.core.context import (
     withdraw_decision,
 )
 from controller.core.hooks import AFTER_ALLOW_TRAFFIC, hook_failed, passed, run_hooks
+from controller.core.metrics import analysis_inconclusive, hold_for_analysis, metric_analysis, wake_after
+from controller.core.ownership import refusal
 from controller.core.plan import build_plan
 from controller.core.reasons import Outcome, Reason
 from controller.core.requests import drifted, handle_request, restore
@@ -69,6 +72,8 @@ from controller.core.types import (
 from controller.spec.model import BlueGreenStrategy, Pause, RolloutSpec, SetWeight, Step
 
 Rule = Callable[[Ctx], Ctx | Decision]
+# Reasons of a "finish now" request, kept on the record through the final write.
+_FINISH_NOW = (Reason.PROMOTE_FULL, Reason.EMERGENCY_BYPASS)
 LATEST = "$LATEST"
 
 
@@ -78,7 +83,9 @@ def confirm(record: Record, now: float) -> Record:
     The current step starts now: measuring pauses from confirmation means a crash between the write
     and this call can only lengthen a pause, never shorten it.
     """
-    return dataclasses.replace(record, pending=None, step_started_at=now)
+    # A canary weight counts from here: its metric measurements only cover periods after it.
+    weight_at = now if record.canary is not None else record.weight_at
+    return dataclasses.replace(record, pending=None, step_started_at=now, weight_at=weight_at)
 
 
 # ---- 1. preconditions ----------------------------------------------------------------------------
@@ -88,6 +95,14 @@ def function_missing(ctx: Ctx) -> Ctx | Decision:
     if ctx.observed.function_exists:
         return ctx
     return _invalid(ctx, Reason.FUNCTION_NOT_FOUND, f"function {ctx.spec.function_name} does not exist")
+
+
+def not_owner(ctx: Ctx) -> Ctx | Decision:
+    # Before anything that could write, even a rollback or a request: a rollout that may not move
+    # this function has no say over it at all (``controller.core.ownership``).
+    spec = ctx.spec
+    why = refusal(namespace=spec.namespace, function=spec.function_name, facts=ctx.observed.ownership)
+    return ctx if why is None else _invalid(ctx, Reason.NOT_OWNER, why)
 
 
 def alias_needed(ctx: Ctx) -> Ctx | Decision:
@@ -143,6 +158,9 @@ def finish_promotion(ctx: Ctx) -> Ctx | Decision:
         message=message,
         history=history,
         hooks=(),
+        weight_at=None,
+        metrics=(),
+        bypass=False,
     )
     return ctx.with_record(new, Event(Reason.PROMOTED, message))
 
@@ -194,7 +212,7 @@ def _revert(ctx: Ctx, *, held: bool) -> Decision:
 
 def alarm_rollback(ctx: Ctx) -> Ctx | Decision:
     record = ctx.record
-    if record.canary is None:
+    if record.canary is None or record.bypass:
         return ctx
     firing = sorted(set(ctx.spec.analysis.alarms) & ctx.observed.alarms_in_alarm)
     if not firing:
@@ -354,8 +372,8 @@ def spec_changed(ctx: Ctx) -> Ctx | Decision:
         return ctx
     # Failure marks are per spec hash: a changed spec gets a fresh chance.
     failed = tuple(f for f in record.failed if f.spec_hash == ctx.spec_hash)
-    # Hook answers were for the old spec: the hooks still ahead run again under the new one.
-    new = dataclasses.replace(record, spec_hash=ctx.spec_hash, failed=failed, hooks=())
+    # Hook answers and measurements were for the old spec: what is still ahead is judged under the new one.
+    new = dataclasses.replace(record, spec_hash=ctx.spec_hash, failed=failed, hooks=(), metrics=())
     if record.canary is not None and record.canary == ctx.desired and record.weight < 100:
         if isinstance(ctx.spec.strategy, BlueGreenStrategy):
             # Blue/green never has a partial weight: coming from a weight plan, start at the preview
@@ -449,6 +467,9 @@ def start(ctx: Ctx) -> Ctx | Decision:
         reason=Reason.ROLLOUT_STARTED,
         message=message,
         hooks=(),
+        weight_at=None,
+        metrics=(),
+        bypass=False,
     )
     return ctx.with_record(new, Event(Reason.ROLLOUT_STARTED, message))
 
@@ -504,7 +525,7 @@ def advance(ctx: Ctx) -> Ctx | Decision:
                 step_started_at=now,
                 pending=write.write,
                 phase=Phase.PROMOTING,
-                reason=record.reason if record.reason == Reason.PROMOTE_FULL else Reason.PROMOTING,
+                reason=record.reason if record.reason in _FINISH_NOW else Reason.PROMOTING,
                 message=message,
             )
             return finish(ctx, record, actions=(write,), requeue_after=0)
@@ -545,6 +566,12 @@ def advance(ctx: Ctx) -> Ctx | Decision:
         record = dataclasses.replace(record, step_index=index + 1, step_started_at=now)
 
 
+def gated_advance(ctx: Ctx) -> Ctx | Decision:
+    """``advance``, held at the current weight until its metric analysis passed (``controller.core.metrics``)."""
+    outcome = advance(ctx)
+    return hold_for_analysis(ctx, outcome) if isinstance(outcome, Decision) else outcome
+
+
 def _next_wait(plan: tuple[Step, ...], index: int) -> float | None:
     if index < len(plan):
         step = plan[index]
@@ -555,6 +582,7 @@ def _next_wait(plan: tuple[Step, ...], index: int) -> float | None:
 
 RULES: tuple[Rule, ...] = (
     function_missing,
+    not_owner,
     alias_needed,
     confirm_pending,
     finish_promotion,
@@ -562,6 +590,7 @@ RULES: tuple[Rule, ...] = (
     drift,
     alarm_rollback,
     hook_failed,
+    metric_analysis,
     progress_deadline,
     reissue_pending,
     preflight,
@@ -576,9 +605,10 @@ RULES: tuple[Rule, ...] = (
     alarm_rollback,
     finished,
     paused,
+    analysis_inconclusive,
     warm_up,
     run_hooks,
-    advance,
+    gated_advance,
 )
 
 
@@ -600,8 +630,17 @@ def decide(
         first_sight=record is None,
         original=record or Record(),
         record=record or Record(),
+        time_scale=time_scale,
     )
-    return with_settings(spec, record, observed, _apply_rules(ctx))
+    return _with_measurement_wake(ctx, with_settings(spec, record, observed, _apply_rules(ctx)))
+
+
+def _with_measurement_wake(ctx: Ctx, decision: Decision) -> Decision:
+    """Ask to be woken when the next metric measurement is due, so a failing canary is seen in time."""
+    wait = wake_after(ctx.spec, decision.record, ctx.now, time_scale=ctx.time_scale)
+    if wait is None or (decision.requeue_after is not None and decision.requeue_after <= wait):
+        return decision
+    return dataclasses.replace(decision, requeue_after=wait)
 
 
 def _apply_rules(ctx: Ctx) -> Decision:

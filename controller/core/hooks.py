@@ -47,8 +47,10 @@ def answer(record: Record, name: str) -> HookRun | None:
 
 
 def passed(spec: RolloutSpec, record: Record, name: str) -> bool:
-    """Hook ``name`` is not declared, or it succeeded for the rollout in flight."""
+    """Hook ``name`` is not declared, or it succeeded for the rollout in flight (or an emergency bypass skips it)."""
     run = answer(record, name)
+    if record.bypass:
+        return True
     return declared(spec, name) is None or (run is not None and run.outcome is Verdict.SUCCESSFUL)
 
 
@@ -70,7 +72,7 @@ def hook_failed(ctx: Ctx) -> Ctx | Decision:
     """Rule (safety, beside the alarms): a failed hook rolls the new version back, once."""
     record = ctx.record
     failed = next((run for run in record.hooks if run.outcome is Verdict.FAILED), None)
-    if record.canary is None or failed is None:
+    if record.canary is None or failed is None or record.bypass:
         return ctx
     message = (
         f"hook {failed.name} failed ({failed.reason or 'no reason given'}): version {record.canary} rolled back "

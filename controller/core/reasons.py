@@ -17,6 +17,7 @@ class Reason(enum.StrEnum):
     ALARM_NOT_FOUND = "AlarmNotFound"
     INCOMPATIBLE_VERSIONS = "IncompatibleVersions"
     STABLE_IS_LATEST = "StableIsLatest"
+    NOT_OWNER = "NotOwner"
     # Pending.
     WAITING_FOR_ALIAS = "WaitingForAlias"
     PUBLISHING_VERSION = "PublishingVersion"
@@ -35,11 +36,14 @@ class Reason(enum.StrEnum):
     DRIFT_REVERTED = "DriftReverted"
     WARMING = "Warming"
     RUNNING_HOOK = "RunningHook"
+    WAITING_FOR_ANALYSIS = "WaitingForAnalysis"
+    EMERGENCY_BYPASS = "EmergencyBypass"
     # Paused.
     WAITING_FOR_PROMOTE = "WaitingForPromote"
     PAUSED_BY_SPEC = "PausedBySpec"
     PAUSED_BY_REQUEST = "PausedByRequest"
     ALIAS_DRIFT = "AliasDrift"
+    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
     # Healthy.
     PROMOTED = "Promoted"
     ALIAS_CREATED = "AliasCreated"
@@ -54,6 +58,7 @@ class Reason(enum.StrEnum):
     WARMUP_TIMEOUT = "WarmupTimeout"
     WARMUP_FAILED = "WarmupFailed"
     HOOK_FAILED = "HookFailed"
+    ANALYSIS_FAILED = "AnalysisFailed"
     # Events only.
     REQUEST = "Request"
 

@@ -1,9 +1,9 @@
-"""Operator requests: promote, promote-full, abort, retry, pause, resume, undo.
+"""Operator requests: promote, promote-full, promote-bypass, abort, retry, pause, resume, undo.
 
 A request is handled once: its id goes into ``record.last_request`` whether or not the verb applies
 now, and when it does not the reason is added to the message, so an operator never wonders whether
 the controller saw it. Every request that applies leaves a history entry with who asked and when:
-abort, undo and promote-full end an attempt (their own outcome); promote, retry, pause and resume
+abort, undo, promote-full and promote-bypass end an attempt (their own outcome); promote, retry, pause and resume
 are logged with outcome ``Requested`` and the verb as reason, so the durable record answers "who
 paused this?" long after the message has moved on. Handlers return a ``Decision`` when the request
 itself writes the alias (abort, undo, resume from drift) and an updated ``Ctx`` when the ordinary
@@ -25,6 +25,7 @@ from controller.core.context import (
     with_history,
     withdraw,
 )
+from controller.core.metrics import accept_inconclusive
 from controller.core.reasons import Outcome, Reason
 from controller.core.types import AliasRouting, Decision, Event, HistoryEntry, Phase, Record, Request, Verb
 from controller.spec.model import Pause
@@ -86,6 +87,12 @@ def _promote(ctx: Ctx, request: Request) -> Ctx | Decision:
     if record.paused_by_request:
         # An operator who promotes a paused rollout wants it to move; spec.paused still wins.
         record = dataclasses.replace(record, paused_by_request=False)
+    if record.phase is Phase.PAUSED and record.reason == Reason.ANALYSIS_INCONCLUSIVE:
+        # The person looked at the missing data and accepts it: every metric counts as passed now.
+        record = accept_inconclusive(ctx.spec, record, ctx.now)
+        record = dataclasses.replace(record, phase=Phase.PROGRESSING, reason=Reason.RESUMED)
+        record = _requested(record, ctx, request)
+        return ctx.with_record(record).note(f"promote by {request.by or 'operator'}: inconclusive analysis accepted")
     if ctx.blue_green is not None:
         if record.step_index <= 1:
             record = _requested(dataclasses.replace(record, step_index=2, step_started_at=ctx.now), ctx, request)
@@ -99,24 +106,38 @@ def _promote(ctx: Ctx, request: Request) -> Ctx | Decision:
     return ctx.with_record(record).note("promote ignored: no pause to skip")
 
 
-def _promote_full(ctx: Ctx, request: Request) -> Ctx | Decision:
+def _promote_full(ctx: Ctx, request: Request, *, bypass: bool = False) -> Ctx | Decision:
     record = ctx.record
+    verb = request.verb.value
     if record.canary is None:
-        return ctx.note("promote-full ignored: no rollout in progress")
-    if record.weight >= 100:
-        return ctx.note("promote-full ignored: already promoting")
+        return ctx.note(f"{verb} ignored: no rollout in progress")
+    if record.weight >= 100 and (not bypass or record.bypass):
+        return ctx.note(f"{verb} ignored: already promoting")
     final = 2 if ctx.blue_green is not None else len(ctx.plan)
-    entry = HistoryEntry(record.canary, Outcome.PROMOTED, Reason.PROMOTE_FULL, ctx.now, request.by)
+    reason = Reason.EMERGENCY_BYPASS if bypass else Reason.PROMOTE_FULL
+    entry = HistoryEntry(record.canary, Outcome.PROMOTED, reason, ctx.now, request.by)
     record = dataclasses.replace(
         record,
         step_index=max(final, record.step_index),
         step_started_at=ctx.now,
         paused_by_request=False,
         history=with_history(record, entry),
-        reason=Reason.PROMOTE_FULL,
+        reason=reason,
+        bypass=bypass or record.bypass,
     )
-    event = Event(Reason.PROMOTE_FULL, f"promote-full of version {record.canary} by {request.by or 'operator'}")
+    who = request.by or "operator"
+    if bypass:
+        message = (
+            f"emergency bypass by {who}: version {record.canary} promoted to 100% now; "
+            "watched alarms, metric analysis and hooks are not consulted for this attempt"
+        )
+        return ctx.with_record(record, Event(Reason.EMERGENCY_BYPASS, message, warning=True)).note(message)
+    event = Event(Reason.PROMOTE_FULL, f"promote-full of version {record.canary} by {who}")
     return ctx.with_record(record, event)
+
+
+def _promote_bypass(ctx: Ctx, request: Request) -> Ctx | Decision:
+    return _promote_full(ctx, request, bypass=True)
 
 
 def _abort(ctx: Ctx, request: Request) -> Ctx | Decision:
@@ -202,6 +223,7 @@ def _undo(ctx: Ctx, request: Request) -> Ctx | Decision:
 HANDLERS: dict[Verb, Callable[[Ctx, Request], Ctx | Decision]] = {
     Verb.PROMOTE: _promote,
     Verb.PROMOTE_FULL: _promote_full,
+    Verb.PROMOTE_BYPASS: _promote_bypass,
     Verb.ABORT: _abort,
     Verb.RETRY: _retry,
     Verb.PAUSE: _pause,

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from controller.core.ownership import Ownership
 from controller.spec.model import Hook
 
 # Weights are compared with a tolerance because AWS returns them as JSON floats.
@@ -33,6 +34,8 @@ class Verb(enum.StrEnum):
 
     PROMOTE = "promote"
     PROMOTE_FULL = "promote-full"
+    # ``promote --full --skip-analysis``: finish now even while a watched alarm or analysis fails.
+    PROMOTE_BYPASS = "promote-bypass"
     ABORT = "abort"
     RETRY = "retry"
     PAUSE = "pause"
@@ -125,6 +128,41 @@ class HookRun:
 
 
 @dataclass(frozen=True)
+class MetricState:
+    """Metric ``name``'s measurements for the rollout in flight, compactly: the consecutive counts
+    and the last one (its value, the stable baseline when compared, when it was taken, its verdict).
+
+    ``value`` None with a Successful verdict means an operator accepted an inconclusive analysis.
+    """
+
+    name: str
+    outcome: Verdict = Verdict.RUNNING
+    failures: int = 0  # consecutive failed measurements
+    no_data: int = 0  # consecutive measurements without data
+    value: float | None = None
+    stable: float | None = None
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measurement of one metric, taken by the shell for the version ``version`` (the canary).
+
+    ``value`` None: no data. ``window_start``: where the measured period begins (the core only
+    counts periods that begin after the weight was applied). ``samples``: the Invocations count in
+    the period when the metric declares ``minSamples``.
+    """
+
+    version: str
+    at: float
+    window_start: float
+    value: float | None = None
+    stable: float | None = None
+    samples: float | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Record:
     """The durable state of one rollout, stored on the function (tags) and mirrored into ``.status``.
 
@@ -151,6 +189,12 @@ class Record:
     message: str = ""
     # Lifecycle hook answers for the rollout in flight; cleared when it starts, ends or its spec changes.
     hooks: tuple[HookRun, ...] = ()
+    # When the current canary weight was confirmed on the alias: measurements count from there.
+    weight_at: float | None = None
+    # Metric analysis of the rollout in flight (``spec.analysis.metrics``); cleared like ``hooks``.
+    metrics: tuple[MetricState, ...] = ()
+    # ``promote --full --skip-analysis`` is finishing this attempt: alarms and analysis do not stop it.
+    bypass: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,6 +261,10 @@ class Observed:
     # Provisioned-concurrency configs by qualifier; read while warming and when the core asks.
     provisioned_read: bool = False
     provisioned: Mapping[str, ProvisionedConfig] = field(default_factory=dict)
+    # Metric name -> the measurement the shell took this tick (only metrics that were due).
+    measurements: Mapping[str, Measurement] = field(default_factory=dict)
+    # Who may move the function (owner tag, managed marker, config patterns): from cached tags, no call.
+    ownership: Ownership = field(default_factory=Ownership)
 
 
 # ---- actions: what the shell must do, in order ---------------------------------------------------

@@ -76,9 +76,62 @@ class Publish:
     description: str | None = None
 
 
+# Which version's traffic a metric query measures: the new version (ExecutedVersion = canary), the
+# stable one (ExecutedVersion = stable), or the whole alias (no ExecutedVersion dimension).
+MetricScope = Literal["canary", "stable", "alias"]
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """One CloudWatch metric statistic; ``id`` names it in a metric-math ``expression``."""
+
+    id: str
+    metric_name: str
+    stat: str  # Sum | Average | Minimum | Maximum | SampleCount | pNN
+    namespace: str = "AWS/Lambda"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A measured value above ``max`` or below ``min`` fails the measurement."""
+
+    max: float | None = None
+    min: float | None = None
+
+
+@dataclass(frozen=True)
+class CompareToStable:
+    """Canary-vs-stable judge: the same query scoped to the stable version is the baseline."""
+
+    max_ratio: float | None = None  # canary may be at most this many times the stable value
+    max_increase: float | None = None  # canary may exceed the stable value by at most this much
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric the controller measures itself, per version, while the new version has traffic.
+
+    A plain metric is one query (id ``m``) and no expression; an expression-based one is several
+    queries combined by ``expression`` (CloudWatch metric math over the query ids).
+    """
+
+    name: str
+    queries: tuple[MetricQuery, ...]
+    expression: str | None = None
+    scope: MetricScope = "canary"
+    period: float = 60.0  # CloudWatch aggregation period of one measurement
+    interval: float = 60.0  # how often it is measured
+    threshold: Threshold | None = None
+    compare_to_stable: CompareToStable | None = None
+    failure_limit: int = 1  # consecutive failed measurements that fail the rollout
+    inconclusive_limit: int = 3  # consecutive no-data measurements tolerated
+    min_samples: int | None = None  # fewer Invocations than this in the period is no data
+
+
 @dataclass(frozen=True)
 class Analysis:
     alarms: tuple[str, ...] = ()
+    metrics: tuple[Metric, ...] = ()
 
 
 @dataclass(frozen=True)

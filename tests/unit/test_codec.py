@@ -43,6 +43,7 @@ from controller.core.types import (
     FailedVersion,
     HistoryEntry,
     HookRun,
+    MetricState,
     Phase,
     Record,
     Request,
@@ -77,6 +78,17 @@ hook_runs = st.builds(
     reason=st.text(max_size=200),
     at=times,
 )
+measured = st.none() | st.floats(allow_nan=False, allow_infinity=False)
+metric_states = st.builds(
+    MetricState,
+    name=st.text(max_size=63),
+    outcome=st.sampled_from(list(Verdict)),
+    failures=st.integers(0, 100),
+    no_data=st.integers(0, 100),
+    value=measured,
+    stable=measured,
+    at=times,
+)
 RECORD_FIELDS: dict[str, st.SearchStrategy[Any]] = dict(
     spec_hash=st.text(alphabet="0123456789abcdef", max_size=64),
     phase=st.sampled_from(list(Phase)),
@@ -95,6 +107,9 @@ RECORD_FIELDS: dict[str, st.SearchStrategy[Any]] = dict(
     reason=texts,
     message=st.text(max_size=2000),
     hooks=st.lists(hook_runs, max_size=2).map(tuple),
+    weight_at=st.none() | times,
+    metrics=st.lists(metric_states, max_size=5).map(tuple),
+    bypass=st.booleans(),
 )
 records = st.builds(Record, **RECORD_FIELDS)
 
