@@ -17,10 +17,13 @@ from controller.spec.model import (
     AsyncInvoke,
     BlueGreenStrategy,
     CanaryStrategy,
+    CompareToStable,
     Concurrency,
     Hook,
     Hooks,
     LinearStrategy,
+    Metric,
+    MetricQuery,
     Pause,
     PresetStrategy,
     Publish,
@@ -28,11 +31,15 @@ from controller.spec.model import (
     SetWeight,
     Step,
     Strategy,
+    Threshold,
 )
 from controller.spec.presets import canonical_preset_name
 
 _DEFAULT_WARMUP_TIMEOUT = Concurrency().warmup_timeout
 _DEFAULT_HOOK_TIMEOUT = Hook().timeout
+_METRIC_DEFAULTS = Metric(name="", queries=())
+# The id of a plain metric's only query (expression-based metrics name their own).
+PLAIN_QUERY_ID = "m"
 
 
 def _duration(value: str | None) -> float | None:
@@ -53,7 +60,7 @@ def build_rollout(document: Mapping[str, Any], *, default_namespace: str) -> Rol
         strategy=_strategy(spec["strategy"]),
         version=spec.get("version"),
         publish=None if publish is None else Publish(publish["codeSha256"], publish.get("description")),
-        analysis=Analysis(alarms=tuple(spec.get("analysis", {}).get("alarms", ()))),
+        analysis=_analysis(spec.get("analysis") or {}),
         concurrency=_concurrency(spec.get("concurrency")),
         async_invoke=_async_invoke(spec.get("asyncInvoke")),
         hooks=_hooks(spec.get("hooks") or {}),
@@ -126,4 +133,45 @@ def _hooks(hooks: Mapping[str, Any]) -> Hooks:
     return Hooks(
         before_allow_traffic=_hook(hooks.get("beforeAllowTraffic")),
         after_allow_traffic=_hook(hooks.get("afterAllowTraffic")),
+    )
+
+
+def _analysis(analysis: Mapping[str, Any]) -> Analysis:
+    return Analysis(
+        alarms=tuple(analysis.get("alarms", ())),
+        metrics=tuple(_metric(metric) for metric in analysis.get("metrics", ())),
+    )
+
+
+def _query(query: Mapping[str, Any], *, id: str) -> MetricQuery:
+    return MetricQuery(
+        id=id,
+        metric_name=query["metricName"],
+        stat=query["stat"],
+        namespace=query.get("namespace") or MetricQuery("", "", "").namespace,
+    )
+
+
+def _metric(metric: Mapping[str, Any]) -> Metric:
+    if "metric" in metric:
+        queries: tuple[MetricQuery, ...] = (_query(metric["metric"], id=PLAIN_QUERY_ID),)
+    else:
+        queries = tuple(_query(q, id=q["id"]) for q in metric["queries"])
+    threshold, compare = metric.get("threshold"), metric.get("compareToStable")
+    period, interval = _duration(metric.get("period")), _duration(metric.get("interval"))
+    defaults = _METRIC_DEFAULTS
+    return Metric(
+        name=metric["name"],
+        queries=queries,
+        expression=metric.get("expression"),
+        scope=metric.get("scope", defaults.scope),
+        period=defaults.period if period is None else period,
+        interval=defaults.interval if interval is None else interval,
+        threshold=None if threshold is None else Threshold(max=threshold.get("max"), min=threshold.get("min")),
+        compare_to_stable=None
+        if compare is None
+        else CompareToStable(max_ratio=compare.get("maxRatio"), max_increase=compare.get("maxIncrease")),
+        failure_limit=metric.get("failureLimit", defaults.failure_limit),
+        inconclusive_limit=metric.get("inconclusiveLimit", defaults.inconclusive_limit),
+        min_samples=metric.get("minSamples"),
     )

@@ -57,6 +57,10 @@ PATTERN_HINTS: dict[str, str] = {
     "onSuccess": "an SQS, SNS, Lambda, EventBridge or S3 ARN",
     "onFailure": "an SQS, SNS, Lambda, EventBridge or S3 ARN",
     "url": "an http:// or https:// URL",
+    "name": "a metric name: letters, digits, _ . and -, starting with a letter or digit",
+    "id": "a query id: a lowercase letter, then letters, digits and _",
+    "stat": "a statistic: Sum, Average, Minimum, Maximum, SampleCount or a percentile such as p99",
+    "period": "a duration such as 90s, 5m, 1h30m",
 }
 
 
@@ -176,9 +180,22 @@ def _enum(validator: Any, values: list[Any], instance: Any, schema: Mapping[str,
         yield ValidationError(f"{instance!r} is not one of {', '.join(map(str, values))}")
 
 
+def _min_properties(
+    validator: Any, minimum: int, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    if isinstance(instance, dict) and len(instance) < minimum:
+        yield ValidationError(f"needs at least one of {', '.join(schema.get('properties', {}))}")
+
+
 _Validator = jsonschema.validators.extend(
     jsonschema.Draft7Validator,
-    {"oneOf": _one_of, "required": _required, "additionalProperties": _additional_properties, "enum": _enum},
+    {
+        "oneOf": _one_of,
+        "required": _required,
+        "additionalProperties": _additional_properties,
+        "enum": _enum,
+        "minProperties": _min_properties,
+    },
 )
 
 

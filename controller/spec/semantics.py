@@ -41,7 +41,13 @@ def semantic_errors(document: Mapping[str, Any]) -> list[Problem]:
         *_blue_green(spec, _mapping(strategy.get("blueGreen"))),
         *_concurrency(_mapping(spec.get("concurrency"))),
         *_positive_durations(spec),
+        *_metrics(spec, _mapping(spec.get("analysis")).get("metrics")),
     ]
+
+
+def is_namespace(value: Any) -> bool:
+    """Whether ``value`` is a valid Kubernetes namespace name (a DNS-1123 label, up to 63 characters)."""
+    return isinstance(value, str) and len(value) <= 63 and bool(_DNS_LABEL.match(value))
 
 
 def _metadata(metadata: Any) -> Iterator[Problem]:
@@ -54,9 +60,7 @@ def _metadata(metadata: Any) -> Iterator[Problem]:
     elif not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
         yield ("metadata", "name"), f"{name!r} is not a valid name (lowercase letters, digits, - and ., up to 253)"
     namespace = metadata.get("namespace")
-    if namespace is not None and (
-        not isinstance(namespace, str) or len(namespace) > 63 or not _DNS_LABEL.match(namespace)
-    ):
+    if namespace is not None and not is_namespace(namespace):
         yield ("metadata", "namespace"), f"{namespace!r} is not a valid namespace (lowercase letters, digits and -)"
 
 
@@ -123,6 +127,60 @@ def _positive_durations(spec: Mapping[str, Any]) -> Iterator[Problem]:
         (("spec", "concurrency", "warmupTimeout"), _mapping(spec.get("concurrency")).get("warmupTimeout")),
         *((("spec", "hooks", name, "timeout"), _mapping(hooks.get(name)).get("timeout")) for name in hooks),
     ]
+    metrics = _mapping(spec.get("analysis")).get("metrics")
+    for index, metric in enumerate(metrics if isinstance(metrics, list) else []):
+        candidates.append((("spec", "analysis", "metrics", index, "interval"), _mapping(metric).get("interval")))
     for path, value in candidates:
         if isinstance(value, str) and is_duration(value) and parse_duration(value) <= 0:
             yield path, f"{value!r} must be longer than 0s"
+
+
+# Query ids in metric math: lowercase-first identifiers (CloudWatch's functions are upper case).
+_QUERY_ID = re.compile(r"\b[a-z][a-zA-Z0-9_]*\b")
+_SHORT_PERIODS = (1, 5, 10, 30)
+
+
+def _metrics(spec: Mapping[str, Any], metrics: Any) -> Iterator[Problem]:
+    if not isinstance(metrics, list):
+        return
+    seen: dict[str, int] = {}
+    blue_green = "blueGreen" in _mapping(spec.get("strategy"))
+    for index, metric in enumerate(metrics):
+        if not isinstance(metric, dict):
+            continue
+        base: Path = ("spec", "analysis", "metrics", index)
+        name = metric.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                yield (*base, "name"), f"{name!r} is also the name of metrics[{seen[name]}]"
+            seen.setdefault(name, index)
+        if "threshold" not in metric and "compareToStable" not in metric:
+            yield base, "needs threshold or compareToStable: a measurement must be able to fail"
+        if "compareToStable" in metric and metric.get("scope", "canary") != "canary":
+            yield (*base, "compareToStable"), "compares the canary with stable: needs scope canary"
+        yield from _expression(base, metric)
+        period = metric.get("period")
+        if isinstance(period, str) and is_duration(period):
+            seconds = parse_duration(period)
+            if not (seconds in _SHORT_PERIODS or (seconds >= 60 and seconds % 60 == 0)):
+                yield (*base, "period"), f"{period!r} is not a CloudWatch period: 1s, 5s, 10s, 30s or a multiple of 60s"
+        if blue_green:
+            yield base, "blueGreen gives the new version no partial traffic to measure; use a weight strategy"
+
+
+def _expression(base: Path, metric: Mapping[str, Any]) -> Iterator[Problem]:
+    queries, expression = metric.get("queries"), metric.get("expression")
+    if "metric" in metric and "expression" in metric:
+        yield (*base, "expression"), "goes with queries, not with metric"
+    if isinstance(queries, list) and "expression" not in metric:
+        yield (*base, "expression"), "required with queries: it says how they combine"
+    if not isinstance(queries, list):
+        return
+    ids = [q.get("id") for q in queries if isinstance(q, dict)]
+    for position, query_id in enumerate(ids):
+        if isinstance(query_id, str) and query_id in ids[:position]:
+            yield (*base, "queries", position, "id"), f"{query_id!r} is used by another query"
+    if isinstance(expression, str):
+        unknown = sorted({token for token in _QUERY_ID.findall(expression) if token not in ids})
+        if unknown:
+            yield (*base, "expression"), f"unknown query id {', '.join(unknown)} (queries: {', '.join(map(str, ids))})"

@@ -83,3 +83,14 @@ def test_examples_cover_every_strategy_and_preset_family() -> None:
     assert full.hooks.after_allow_traffic is not None and full.hooks.after_allow_traffic.url
     assert len(full.analysis.alarms) == 3
     assert full.progress_deadline == 5400.0
+    error_rate, latency = specs["metrics-analysis"].analysis.metrics
+    assert [q.id for q in error_rate.queries] == ["errors", "invocations"]
+    assert error_rate.expression == "errors/invocations*100"
+    assert (error_rate.scope, error_rate.period, error_rate.interval) == ("canary", 60.0, 60.0)
+    assert error_rate.threshold is not None and error_rate.threshold.max == 2
+    assert (error_rate.failure_limit, error_rate.inconclusive_limit, error_rate.min_samples) == (2, 5, 20)
+    assert [(q.id, q.namespace, q.metric_name, q.stat) for q in latency.queries] == [
+        ("m", "AWS/Lambda", "Duration", "p99")
+    ]
+    assert latency.compare_to_stable is not None and latency.compare_to_stable.max_ratio == 1.2
+    assert (latency.period, latency.interval, latency.failure_limit, latency.inconclusive_limit) == (300.0, 300.0, 1, 3)

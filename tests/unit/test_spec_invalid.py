@@ -20,6 +20,21 @@ EXPECTED = f"""\
 {D}/duplicate-b.yaml:9: spec.alias: arn:aws:lambda:eu-west-1:123456789012:function:orders:prod is also rolled out by \
 shop/orders ({D}/duplicate-a.yaml:2)
 {D}/duplicate-b.yaml:17: metadata.name: shop/orders is also defined at {D}/duplicate-a.yaml:2
+{D}/metrics.yaml:16: spec.analysis.metrics[0].metric.stat: 'p999.5' is not a statistic: Sum, Average, Minimum, \
+Maximum, SampleCount or a percentile such as p99
+{D}/metrics.yaml:17: spec.analysis.metrics[0].threshold: needs at least one of max, min
+{D}/metrics.yaml:18: spec.analysis.metrics[1].name: 'error-rate' is also the name of metrics[0]
+{D}/metrics.yaml:21: spec.analysis.metrics[1].queries[1].id: 'errors' is used by another query
+{D}/metrics.yaml:22: spec.analysis.metrics[1].expression: unknown query id invocations (queries: errors, errors)
+{D}/metrics.yaml:24: spec.analysis.metrics[1].period: '45s' is not a CloudWatch period: 1s, 5s, 10s, 30s or a \
+multiple of 60s
+{D}/metrics.yaml:25: spec.analysis.metrics[2]: exactly one of metric, queries is required (found metric, queries)
+{D}/metrics.yaml:25: spec.analysis.metrics[2].expression: required with queries: it says how they combine
+{D}/metrics.yaml:30: spec.analysis.metrics[2].compareToStable: compares the canary with stable: needs scope canary
+{D}/metrics.yaml:31: spec.analysis.metrics[2].failureLimit: 0 is less than the minimum of 1
+{D}/metrics.yaml:32: spec.analysis.metrics[2].interval: '0s' must be longer than 0s
+{D}/metrics.yaml:33: spec.analysis.metrics[3]: needs threshold or compareToStable: a measurement must be able to fail
+{D}/metrics.yaml:35: spec.analysis.metrics[3].scope: 'everywhere' is not one of canary, stable, alias
 {D}/mixed-kinds.yaml:9: apiVersion: 'lambda.rollouts.dev/v1' is not supported; use lambda.rollouts.dev/v1alpha1
 {D}/mixed-kinds.yaml:12: metadata.name: 'Webhook_Relay' is not a valid name (lowercase letters, digits, - and ., \
 up to 253)
