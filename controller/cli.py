@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from controller.runtime.wiring import UsageError
+
 # verb -> (module under controller.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("validate", "check rollout documents; every error as FILE:LINE: path: message"),
@@ -66,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

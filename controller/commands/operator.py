@@ -24,7 +24,7 @@ from controller.observability.metrics import Metrics
 from controller.runtime.engine import EngineSettings
 from controller.runtime.kubeapi import Endpoint, KubeApi
 from controller.runtime.leader import LeaderElector, LeaseSettings
-from controller.runtime.wiring import Daemon, add_time_scale
+from controller.runtime.wiring import Daemon, add_ownership, add_time_scale, ownership_from_args
 from controller.sources.kube import Login, Operator, OperatorSettings, default_login, endpoint_of, run_operator
 
 logger = logging.getLogger("controller.operator")
@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
         help="this replica's name in the Lease (default: $POD_NAME)",
     )
+    add_ownership(parser)
     add_time_scale(parser)
 
 
@@ -79,7 +80,9 @@ async def serve(args: argparse.Namespace, *, login: Login = default_login, stop:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    settings = EngineSettings(interval=args.interval, time_scale=args.time_scale)
+    # A bad --ownership-config raises UsageError (exit 2) before anything starts; none is warned about.
+    ownership = ownership_from_args(args, tenancy_warning=True)
+    settings = EngineSettings(interval=args.interval, time_scale=args.time_scale, ownership=ownership)
     daemon = Daemon.from_args(args, settings=settings)
     endpoint = endpoint_of(await login())
 

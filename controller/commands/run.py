@@ -20,8 +20,9 @@ from pathlib import Path
 from controller.core.types import Phase
 from controller.observability.logs import configure_logging
 from controller.runtime.engine import Engine, EngineSettings
-from controller.runtime.wiring import Daemon, add_time_scale
+from controller.runtime.wiring import Daemon, add_ownership, add_time_scale, ownership_from_args
 from controller.sources.files import FileSource
+from controller.spec.ownership import OwnershipPolicy
 
 logger = logging.getLogger("controller.run")
 
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on SIGTERM, how long reconciles in flight may take to finish their writes (default 8)",
     )
     parser.add_argument("--rescan-interval", type=float, default=30.0, help=argparse.SUPPRESS)
+    add_ownership(parser)
     add_time_scale(parser)
 
 
@@ -54,16 +56,22 @@ def run(args: argparse.Namespace) -> int:
     if not args.source.is_dir():
         print(f"--source {args.source}: not a directory", file=sys.stderr)
         return 2
-    return asyncio.run(_main(args))
+    # Before anything starts: a bad ownership config is a usage error (exit 2), not a runtime one.
+    ownership = ownership_from_args(args)
+    return asyncio.run(_main(args, settings=_settings(args, ownership=ownership)))
 
 
-async def _main(args: argparse.Namespace) -> int:
-    settings = EngineSettings(
+def _settings(args: argparse.Namespace, *, ownership: OwnershipPolicy | None) -> EngineSettings:
+    return EngineSettings(
         interval=args.interval,
         drift_interval=args.drift_interval,
         time_scale=args.time_scale,
         shutdown_grace=args.shutdown_grace,
+        ownership=ownership,
     )
+
+
+async def _main(args: argparse.Namespace, *, settings: EngineSettings) -> int:
     daemon = Daemon.from_args(args, settings=settings)
     engine = daemon.engine()
     source = FileSource(args.source, rescan_interval=args.rescan_interval)

@@ -56,6 +56,7 @@ from controller.runtime.records import RecordStore, function_name_of
 from controller.runtime.sink import ALARM, MISSING, OK, AliasWritten, FanoutSink, Reconciled, StatusSink
 from controller.sources import DesiredState
 from controller.spec.model import RolloutSpec
+from controller.spec.ownership import OwnershipPolicy
 
 logger = logging.getLogger("controller.engine")
 
@@ -75,6 +76,8 @@ class EngineSettings:
     # On stop, reconciles in flight get this long to finish their writes before they are cancelled:
     # with the process's own exit it stays within the 10 s SIGTERM promise.
     shutdown_grace: float = 8.0
+    # Which functions each namespace's rollouts may move (``--ownership-config``); None: no config.
+    ownership: OwnershipPolicy | None = None
 
 
 @dataclass
@@ -140,6 +143,8 @@ class Engine:
             time_scale=self.settings.time_scale,
             can_write=can_write,
             on_alias_written=self._alias_written,
+            ownership=self.settings.ownership,
+            owner_max_age=self.settings.drift_interval,
         )
         self.sink = FanoutSink(sinks)
         self._rollouts: dict[str, Rollout] = {}

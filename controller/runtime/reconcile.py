@@ -45,6 +45,7 @@ makes that stop safe: whoever leads next completes a half-done write.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -54,6 +55,8 @@ from controller.aws.lambda_ import AliasState
 from controller.core.context import warming
 from controller.core.decide import confirm, decide
 from controller.core.hooks import record_hook
+from controller.core.ownership import OWNER_TAG, Ownership
+from controller.core.reasons import Reason
 from controller.core.types import (
     Decision,
     DeleteProvisionedConcurrency,
@@ -73,8 +76,9 @@ from controller.runtime.observe import (
     declares_provisioned,
     declares_settings,
 )
-from controller.runtime.records import FunctionTags, RecordStore
+from controller.runtime.records import FunctionTags, RecordStore, managed_entries
 from controller.spec.model import RolloutSpec
+from controller.spec.ownership import OwnershipPolicy
 
 Clock = Callable[[], float]
 # Told about each alias write AWS accepted, as soon as it returns (the engine reports it).
@@ -140,7 +144,12 @@ class Reconciler:
         time_scale: float = 1.0,
         can_write: Callable[[], bool] = _always,
         on_alias_written: AliasWriteListener | None = None,
+        ownership: OwnershipPolicy | None = None,
+        owner_max_age: float = 600.0,
     ) -> None:
+        self._ownership = ownership
+        # The owner tag is the one tag others set: re-read on a slow alias check once this old.
+        self._owner_max_age = owner_max_age
         self._aws = aws
         self._store = store
         self._observer = observer
@@ -188,7 +197,7 @@ class Reconciler:
         priority: bool = False,
     ) -> Observation:
         exists = fn is not None
-        return await self._observer.observe(
+        observation = await self._observer.observe(
             spec,
             record,
             reads,
@@ -198,6 +207,32 @@ class Reconciler:
             read_provisioned=want.provisioned and exists,
             priority=priority,
         )
+        if fn is None:
+            return observation
+        observed = dataclasses.replace(observation.observed, ownership=self._owners(spec, fn))
+        return dataclasses.replace(observation, observed=observed)
+
+    def _owners(self, spec: RolloutSpec, fn: FunctionTags) -> Ownership:
+        """The ownership facts from the cached tags and the config: no AWS call."""
+        policy = self._ownership
+        return Ownership(
+            owner_tag=fn.tags.get(OWNER_TAG),
+            managers=tuple(managed_entries(fn.tags).values()),
+            allowed=policy.patterns_for(spec.namespace) if policy is not None else None,
+            arn=fn.arn,
+        )
+
+    async def _owner_changed(self, fn: FunctionTags, decision: Decision, *, slow_check: bool) -> bool:
+        """Re-read the owner tag when a refusal may have been lifted, or on a slow check once it is old.
+
+        A refused rollout is retried with backoff, so a fixed tag is seen within a minute; a tag that
+        now refuses a running rollout is seen at its next slow alias (drift) check.
+        """
+        refused = decision.status.phase is Phase.INVALID and decision.status.reason == Reason.NOT_OWNER
+        old = time.monotonic() - fn.owner_read_at >= self._owner_max_age
+        if not (refused or (slow_check and old)):
+            return False
+        return await self._store.refresh_owner(fn)
 
     def _wanted(self, spec: RolloutSpec, record: Record | None, *, read_aliases: bool) -> Wanted:
         # Settings: on a spec change and with the (slow) alias reads; provisioned configs with them
@@ -216,6 +251,10 @@ class Reconciler:
         want = self._wanted(spec, record, read_aliases=read_aliases)
         observation = await self._observe(spec, fn, record, reads, want=want)
         decision = self._decide(spec, record, observation)
+        if fn is not None and await self._owner_changed(fn, decision, slow_check=want.aliases):
+            observed = dataclasses.replace(observation.observed, ownership=self._owners(spec, fn))
+            observation = dataclasses.replace(observation, observed=observed)
+            decision = self._decide(spec, record, observation)
         # At most twice: the alias (first sight, a write), then the warm-up's configs.
         for _ in range(2):
             more = more_reads(decision, want)

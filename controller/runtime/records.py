@@ -13,6 +13,7 @@ by a per-function lock because the managed marker tag is shared between them.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ from controller.core.codec import (
     request_key,
     stale_record_keys,
 )
+from controller.core.ownership import OWNER_TAG
 from controller.core.types import Record, Request
 
 
@@ -45,6 +47,8 @@ class FunctionTags:
     arn: str
     tags: dict[str, str]
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # When the owner tag was last read from AWS (monotonic seconds): it is the one tag others set.
+    owner_read_at: float = field(default_factory=time.monotonic)
 
 
 class RecordStore:
@@ -115,6 +119,24 @@ class RecordStore:
                 for k in stale:
                     fn.tags.pop(k, None)
             self._records[(fn.arn, alias)] = record
+
+    async def refresh_owner(self, fn: FunctionTags) -> bool:
+        """Re-read the function's owner tag (one ``ListTags``); True when it changed.
+
+        Only that tag is taken from the answer: the record and the managed marker are this
+        controller's own writes, so the cached copies of those stay the authority.
+        """
+        tags = await self._aws.lambda_.list_tags(fn.arn)
+        async with fn.lock:
+            fn.owner_read_at = time.monotonic()
+            value = tags.get(OWNER_TAG)
+            if fn.tags.get(OWNER_TAG) == value:
+                return False
+            if value is None:
+                fn.tags.pop(OWNER_TAG, None)
+            else:
+                fn.tags[OWNER_TAG] = value
+            return True
 
     async def clear_request(self, fn: FunctionTags, *, alias: str, priority: bool = False) -> None:
         """Remove a handled control request, once the record naming it is safely persisted."""

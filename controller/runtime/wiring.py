@@ -8,12 +8,15 @@ every call to the metrics, engines whose outputs are the log and the metrics, he
 tick, and the ``/metrics`` ``/healthz`` ``/readyz`` server. ``Daemon`` builds those the same way for
 both, so the operator cannot silently lack a metric ``run`` has (or the other way round); each
 command only adds what is its own (the file source; the Kubernetes status writer and leadership).
+The ownership policy (``--ownership-config``) is one such shared option: both daemons read it the
+same way, and a bad file stops either before it touches anything (exit 2, every problem listed).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +26,13 @@ from controller.observability.http import Health, ObservabilityServer
 from controller.observability.metrics import Metrics, MetricsSink
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.sink import LogSink, StatusSink
+from controller.spec.ownership import OwnershipPolicy, load_ownership
+
+logger = logging.getLogger("controller.wiring")
+
+
+class UsageError(Exception):
+    """A command-line problem found after parsing (a bad config file): exit 2 with this text."""
 
 
 def clients_from_args(args: argparse.Namespace, *, observer: ApiObserver | None = None) -> AwsClients:
@@ -33,6 +43,35 @@ def clients_from_args(args: argparse.Namespace, *, observer: ApiObserver | None 
 def add_time_scale(parser: argparse.ArgumentParser) -> None:
     """The hidden test-only option that scales every plan duration (presets' minutes to seconds)."""
     parser.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+
+
+def add_ownership(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ownership-config",
+        metavar="FILE",
+        help="YAML mapping namespace -> function name/ARN globs its rollouts may move (multi-tenant clusters)",
+    )
+
+
+def ownership_from_args(args: argparse.Namespace, *, tenancy_warning: bool = False) -> OwnershipPolicy | None:
+    """The ``--ownership-config`` policy, None without one; ``UsageError`` listing every problem.
+
+    ``tenancy_warning``: say at start that, without a config, only owner tags on the functions keep
+    one namespace's rollouts off another's functions (the operator serves many namespaces).
+    """
+    file = getattr(args, "ownership_config", None)
+    if file is None:
+        if tenancy_warning:
+            logger.warning(
+                "no --ownership-config: a rollout in any namespace may move any function not tagged "
+                "lambda-rollouts/owner; multi-tenant clusters must set one"
+            )
+        return None
+    policy, errors = load_ownership(file)
+    if errors or policy is None:
+        raise UsageError("\n".join(str(error) for error in errors))
+    logger.info("ownership config %s: %d namespaces", file, len(policy.namespaces))
+    return policy
 
 
 def _always() -> bool:
