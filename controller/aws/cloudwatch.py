@@ -4,21 +4,49 @@ One question per tick for ALL rollouts: "which alarms are in ALARM right now?" (
 with ``StateValue=ALARM``, paginated). Each rollout then checks its own alarm names against that set
 in memory. Existence checks (pre-flight: does every alarm a rollout names exist?) batch up to 100
 names per call, the API's limit. Both count against the DescribeAlarms budget family (AWS: 9 TPS).
+
+Metric analysis reads datapoints with ``GetMetricData``: every query due in a tick, for all rollouts,
+goes out in one call (AWS takes up to 500 queries a call; more calls only beyond that), under its own
+budget family (AWS: 50 TPS).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from controller.aws.calls import ApiCaller
 
-__all__ = ["DESCRIBE_ALARMS", "CloudWatchAdapter"]
+__all__ = ["DESCRIBE_ALARMS", "GET_METRIC_DATA", "MAX_QUERIES", "CloudWatchAdapter", "pack"]
 
 DESCRIBE_ALARMS = "cloudwatch.describe_alarms"
+GET_METRIC_DATA = "cloudwatch.get_metric_data"
+#: GetMetricData takes at most 500 queries (metric statistics and expressions alike) a call.
+MAX_QUERIES = 500
+Query = Mapping[str, Any]
+#: Query id -> {datapoint timestamp (epoch seconds): value}.
+Series = dict[str, dict[float, float]]
 #: DescribeAlarms takes at most 100 alarm names and returns at most 100 records per page.
 BATCH = 100
 _ALARM_TYPES = ["MetricAlarm", "CompositeAlarm"]
+
+
+def pack(groups: Sequence[Sequence[Query]], *, limit: int = MAX_QUERIES) -> list[list[Query]]:
+    """Groups of queries packed, in order, into as few calls of at most ``limit`` queries as possible
+    without splitting a group (an expression and its inputs must be in the same call)."""
+    calls: list[list[Query]] = []
+    for group in groups:
+        if len(group) > limit:
+            raise ValueError(f"a group of {len(group)} queries does not fit in one GetMetricData call")
+        if not calls or len(calls[-1]) + len(group) > limit:
+            calls.append([])
+        calls[-1].extend(group)
+    return calls
+
+
+def _stamp(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _states(response: dict[str, Any]) -> dict[str, str]:
@@ -70,3 +98,29 @@ class CloudWatchAdapter:
         """Those of ``names`` that do not exist, asked 100 names per call (no call for no names)."""
         wanted = set(names)
         return frozenset(wanted - set(await self.alarm_states(wanted)))
+
+    async def get_metric_data(self, groups: Sequence[Sequence[Query]], *, start: float, end: float) -> Series:
+        """Datapoints of every query (by Id) between ``start`` and ``end`` (epoch seconds), in as few
+        ``GetMetricData`` calls as 500 queries each allow (pages followed with NextToken)."""
+        found: Series = {}
+        for queries in pack(groups):
+            token: str | None = None
+            while True:
+                page: dict[str, Any] = {"NextToken": token} if token else {}
+                response = await self._caller.call(
+                    "GetMetricData",
+                    family=GET_METRIC_DATA,
+                    MetricDataQueries=list(queries),
+                    StartTime=_stamp(start),
+                    EndTime=_stamp(end),
+                    ScanBy="TimestampDescending",
+                    **page,
+                )
+                for result in response.get("MetricDataResults") or []:
+                    series = found.setdefault(str(result["Id"]), {})
+                    for at, value in zip(result.get("Timestamps") or [], result.get("Values") or [], strict=False):
+                        series[at.timestamp()] = float(value)
+                token = response.get("NextToken")
+                if not token:
+                    break
+        return found

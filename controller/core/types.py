@@ -159,7 +159,6 @@ class Measurement:
     value: float | None = None
     stable: float | None = None
     samples: float | None = None
-    error: str = ""
 
 
 @dataclass(frozen=True)

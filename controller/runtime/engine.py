@@ -45,6 +45,7 @@ import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from controller.analysis.metrics import measure_due
 from controller.aws import AwsClients
 from controller.aws.errors import NotFound
 from controller.core.types import Decision, Event, Phase, Request, Status, UpdateAlias
@@ -317,7 +318,20 @@ class Engine:
         requests = dict(await self._store.requests(r.spec.alias for r in due))
         direct = self._direct_requests(due, requests)
         requests.update(direct)
-        return TickReads(alarms_in_alarm=alarms, requests=requests, direct=frozenset(r.id for r in direct.values()))
+        # Metric analysis: every measurement due, for all rollouts, in one batched GetMetricData.
+        measurements = await measure_due(
+            self._aws.cloudwatch,
+            self._store,
+            [r.spec for r in due],
+            now=self._clock(),
+            time_scale=self.settings.time_scale,
+        )
+        return TickReads(
+            alarms_in_alarm=alarms,
+            requests=requests,
+            direct=frozenset(r.id for r in direct.values()),
+            measurements=measurements,
+        )
 
     def _direct_requests(
         self, due: list[Rollout], tagged: dict[tuple[str, str], Request]

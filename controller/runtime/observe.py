@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 
 from controller.aws import AwsClients
 from controller.aws.lambda_ import AliasState
-from controller.core.types import EventInvokeConfig, Observed, ProvisionedConfig, Record, Request, VersionInfo
+from controller.core.types import (
+    EventInvokeConfig,
+    Measurement,
+    Observed,
+    ProvisionedConfig,
+    Record,
+    Request,
+    VersionInfo,
+)
 from controller.runtime.records import function_name_of
 from controller.spec.model import BlueGreenStrategy, RolloutSpec
 
@@ -38,6 +46,8 @@ class TickReads:
     requests: Mapping[tuple[str, str], Request] = field(default_factory=dict)
     # Ids of those requests handed to the engine directly (``Engine.request``), not read from a tag.
     direct: frozenset[str] = frozenset()
+    # rollout key -> metric name -> the measurement taken this tick (one GetMetricData for all).
+    measurements: Mapping[str, Mapping[str, Measurement]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,7 @@ class Observer:
             missing_alarms=await self._missing_alarms(spec),
             alarms_in_alarm=reads.alarms_in_alarm,
             request=reads.requests.get((function, spec.alias)),
+            measurements=reads.measurements.get(spec.key, {}),
         )
         if read_settings:
             reserved, event_invoke = await self._settings(spec)

@@ -1,0 +1,185 @@
+"""Metric queries: the shell's side of ``spec.analysis.metrics``, batched for every rollout of a tick.
+
+Hooks answer one rollout at a time (``Provider.run``); metric queries do not fit that shape, because
+their cost must not grow with the number of rollouts: every measurement due in a tick, for all
+rollouts, is one ``GetMetricData`` call (up to 500 queries; more calls only beyond that). So this
+provider works on a batch: the core says which metrics are due (``controller.core.metrics.due_metrics``),
+``measure`` builds their queries, makes the call through ``CloudWatchAdapter.get_metric_data`` and
+hands back one ``Measurement`` per metric; the core judges them (Successful / Failed / Inconclusive).
+
+Per-version scoping is the point: a metric with ``scope: canary`` reads the ``AWS/Lambda`` metric
+with ``FunctionName``, ``Resource`` = ``function:alias`` and ``ExecutedVersion`` = the new version,
+so an alias-level alarm that fires because of the old version does not judge the fix. ``stable``
+scopes to the stable version, ``alias`` drops ``ExecutedVersion``; ``compareToStable`` runs the same
+query again scoped to the stable version, and ``minSamples`` adds an ``Invocations`` Sum beside it.
+
+Query ids are unique per call: ``r<rollout>m<metric><c|s|n>``, expression inputs suffixed with their
+own id (the expression is rewritten to match). Each measurement reads exactly one datapoint: the
+bucket of its period that starts at its window (``controller.core.metrics.window``); nothing there
+is "no data", never a pass. A failed call is logged and measures nothing this tick: the metrics stay
+due and the step stays held.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from controller.aws.cloudwatch import CloudWatchAdapter, Series
+from controller.aws.errors import AwsError
+from controller.core.codec import CodecError
+from controller.core.metrics import due_metrics, period_of, window
+from controller.core.types import Measurement, Record
+from controller.runtime.records import RecordStore, function_name_of
+from controller.spec.model import Metric, MetricQuery, RolloutSpec
+
+logger = logging.getLogger("controller.analysis.metrics")
+
+_QUERY_ID = re.compile(r"\b[a-z][a-zA-Z0-9_]*\b")
+#: Rollout key -> metric name -> the measurement taken this tick.
+Measurements = dict[str, dict[str, Measurement]]
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One metric measurement of one rollout: where its answer will be in the call's results."""
+
+    key: str
+    metric: Metric
+    version: str
+    start: float
+    end: float
+    value_id: str
+    stable_id: str | None = None
+    samples_id: str | None = None
+
+
+def dimensions(spec: RolloutSpec, version: str | None) -> list[dict[str, str]]:
+    """Lambda's per-version dimensions (``version`` None: the whole alias)."""
+    function = function_name_of(spec.function_name)
+    dims = [{"Name": "FunctionName", "Value": function}, {"Name": "Resource", "Value": f"{function}:{spec.alias}"}]
+    if version is not None:
+        dims.append({"Name": "ExecutedVersion", "Value": version})
+    return dims
+
+
+def _stat(query_id: str, query: MetricQuery, dims: list[dict[str, str]], period: int, *, data: bool) -> dict[str, Any]:
+    metric = {"Namespace": query.namespace, "MetricName": query.metric_name, "Dimensions": dims}
+    return {"Id": query_id, "MetricStat": {"Metric": metric, "Period": period, "Stat": query.stat}, "ReturnData": data}
+
+
+def queries_for(metric: Metric, *, prefix: str, dims: list[dict[str, str]], period: int) -> list[dict[str, Any]]:
+    """The GetMetricData queries whose result ``prefix`` is ``metric``'s value for ``dims``."""
+    if metric.expression is None:
+        (query,) = metric.queries
+        return [_stat(prefix, query, dims, period, data=True)]
+    ids = {q.id for q in metric.queries}
+    inputs = [_stat(f"{prefix}_{q.id}", q, dims, period, data=False) for q in metric.queries]
+    expression = _QUERY_ID.sub(
+        lambda m: f"{prefix}_{m.group(0)}" if m.group(0) in ids else m.group(0), metric.expression
+    )
+    return [*inputs, {"Id": prefix, "Expression": expression, "ReturnData": True}]
+
+
+def _scoped_version(metric: Metric, record: Record) -> str | None:
+    if metric.scope == "alias":
+        return None
+    return record.stable if metric.scope == "stable" else record.canary
+
+
+def plan(
+    items: Sequence[tuple[RolloutSpec, Record]], *, now: float, time_scale: float = 1.0
+) -> tuple[list[list[dict[str, Any]]], list[_Planned]]:
+    """The query groups (one per value) and where each due measurement's answers will be."""
+    groups: list[list[dict[str, Any]]] = []
+    planned: list[_Planned] = []
+    for r, (spec, record) in enumerate(items):
+        assert record.canary is not None
+        for metric in due_metrics(spec, record, now, time_scale=time_scale):
+            m = spec.analysis.metrics.index(metric)
+            period = period_of(metric, time_scale=time_scale)
+            start, end = window(now, period)
+            dims = dimensions(spec, _scoped_version(metric, record))
+            value_id = f"r{r}m{m}c"
+            groups.append(queries_for(metric, prefix=value_id, dims=dims, period=period))
+            stable_id = samples_id = None
+            if metric.compare_to_stable is not None:
+                stable_id = f"r{r}m{m}s"
+                groups.append(
+                    queries_for(metric, prefix=stable_id, dims=dimensions(spec, record.stable), period=period)
+                )
+            if metric.min_samples is not None:
+                samples_id = f"r{r}m{m}n"
+                invocations = MetricQuery(id="n", metric_name="Invocations", stat="Sum")
+                groups.append([_stat(samples_id, invocations, dims, period, data=True)])
+            planned.append(_Planned(spec.key, metric, record.canary, start, end, value_id, stable_id, samples_id))
+    return groups, planned
+
+
+def _point(series: Series, query_id: str | None, start: float) -> float | None:
+    return None if query_id is None else series.get(query_id, {}).get(start)
+
+
+def measurements_from(series: Series, planned: Sequence[_Planned], *, now: float) -> Measurements:
+    """Each planned measurement's value, baseline and samples: the datapoint of its window's bucket."""
+    out: Measurements = {}
+    for item in planned:
+        out.setdefault(item.key, {})[item.metric.name] = Measurement(
+            version=item.version,
+            at=now,
+            window_start=item.start,
+            value=_point(series, item.value_id, item.start),
+            stable=_point(series, item.stable_id, item.start),
+            samples=_point(series, item.samples_id, item.start),
+        )
+    return out
+
+
+async def measure(
+    cloudwatch: CloudWatchAdapter,
+    items: Sequence[tuple[RolloutSpec, Record]],
+    *,
+    now: float,
+    time_scale: float = 1.0,
+) -> Measurements:
+    """Take every measurement due at ``now`` for ``items`` in one batched read (no call if none is due)."""
+    groups, planned = plan(items, now=now, time_scale=time_scale)
+    if not planned:
+        return {}
+    start, end = min(p.start for p in planned), max(p.end for p in planned)
+    try:
+        series = await cloudwatch.get_metric_data(groups, start=start, end=end)
+    except AwsError as exc:
+        logger.warning("metric analysis: GetMetricData failed, measuring again next tick: %s", exc)
+        return {}
+    return measurements_from(series, planned, now=now)
+
+
+async def measure_due(
+    cloudwatch: CloudWatchAdapter,
+    store: RecordStore,
+    specs: Sequence[RolloutSpec],
+    *,
+    now: float,
+    time_scale: float = 1.0,
+) -> Measurements:
+    """``measure`` for the rollouts of a tick, with their records as stored (a record that cannot be
+    read measures nothing: its reconcile reports the problem)."""
+    items: list[tuple[RolloutSpec, Record]] = []
+    for spec in specs:
+        if not spec.analysis.metrics:
+            continue
+        try:
+            fn = await store.function(spec.function_name)
+            record = store.record(fn, spec.alias) if fn is not None else None
+        except (AwsError, CodecError):
+            continue
+        if record is not None and due_metrics(spec, record, now, time_scale=time_scale):
+            items.append((spec, record))
+    return await measure(cloudwatch, items, now=now, time_scale=time_scale)
+
+
+__all__ = ["Measurements", "dimensions", "measure", "measure_due", "measurements_from", "plan", "queries_for"]
