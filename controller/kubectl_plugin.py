@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--context", default=None, help="kubeconfig context to use")
         if verb == "promote":
             sub.add_argument("--full", action="store_true", help="finish now: skip every remaining step")
+            sub.add_argument(
+                "--skip-analysis",
+                action="store_true",
+                help="with --full: emergency bypass, finish even while a watched alarm or analysis fails",
+            )
         if verb == "get":
             sub.add_argument("-o", "--output", choices=("text", "json"), default="text")
     return parser
@@ -84,7 +89,10 @@ def whoami(args: argparse.Namespace) -> str:
 
 def send(args: argparse.Namespace) -> int:
     kubectl(args, "get", RESOURCE, args.name, "-o", "name")  # a clear error for an unknown name
-    request = new_request(args.verb, full=getattr(args, "full", False), by=whoami(args), now=time.time())
+    full, skip = getattr(args, "full", False), getattr(args, "skip_analysis", False)
+    if skip and not full:
+        raise PluginError("--skip-analysis goes with --full (promote NAME --full --skip-analysis)")
+    request = new_request(args.verb, full=full, skip_analysis=skip, by=whoami(args), now=time.time())
     patch = {"metadata": {"annotations": {REQUEST_ANNOTATION: encode_request(request)}}}
     kubectl(args, "patch", RESOURCE, args.name, "--type", "merge", "-p", json.dumps(patch))
     print(

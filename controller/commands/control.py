@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser, *, verb: str) -> None:
     parser.add_argument("name", metavar="NAME", help="the rollout: NAME or NAMESPACE/NAME")
     if verb == "promote":
         parser.add_argument("--full", action="store_true", help="skip every remaining step: 100%% now")
+        parser.add_argument(
+            "--skip-analysis",
+            action="store_true",
+            help="with --full: emergency bypass, finish even while a watched alarm or analysis fails",
+        )
     parser.add_argument("--wait", action="store_true", help="wait until the controller has handled the request")
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="with --wait: give up (exit 1) after S seconds (default 120)"
@@ -53,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
             verb=args.verb,
             name=args.name,
             full=getattr(args, "full", False),
+            skip_analysis=getattr(args, "skip_analysis", False),
             wait=args.wait,
             timeout=args.timeout,
             poll=args.poll_interval,
@@ -66,6 +72,7 @@ async def control(
     verb: str,
     name: str,
     full: bool = False,
+    skip_analysis: bool = False,
     wait: bool = False,
     timeout: float = 120.0,
     poll: float = 2.0,
@@ -75,9 +82,14 @@ async def control(
 ) -> int:
     """Leave the request; with ``wait``, report how the controller handled it. Returns the exit code."""
     out, err = out or sys.stdout, err or sys.stderr
+    if skip_analysis and not full:
+        print("error: --skip-analysis goes with --full (promote NAME --full --skip-analysis)", file=err)
+        return 2
     try:
         rollout = resolve(await managed_rollouts(aws), name)
-        request = new_request(verb, full=full, by=await aws.sts.caller_arn(), now=time.time())
+        request = new_request(
+            verb, full=full, skip_analysis=skip_analysis, by=await aws.sts.caller_arn(), now=time.time()
+        )
         replaced = rollout.pending_request()
         await aws.lambda_.tag(rollout.arn, {request_key(rollout.alias): encode_request(request)})
     except RolloutNotFound as exc:

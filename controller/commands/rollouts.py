@@ -76,7 +76,11 @@ def resolve(rollouts: Iterable[ManagedRollout], name: str) -> ManagedRollout:
     return found[0]
 
 
-def new_request(verb: str, *, full: bool, by: str, now: float) -> Request:
-    """A request with a fresh id; ``promote`` with ``full`` is the ``promote-full`` verb."""
-    chosen = Verb.PROMOTE_FULL if verb == "promote" and full else Verb(verb)
+def new_request(verb: str, *, full: bool, by: str, now: float, skip_analysis: bool = False) -> Request:
+    """A request with a fresh id; ``promote`` with ``full`` is the ``promote-full`` verb, and with
+    ``skip_analysis`` too the ``promote-bypass`` verb (the emergency bypass)."""
+    if skip_analysis and not (verb == "promote" and full):
+        raise ValueError("--skip-analysis goes with promote --full")
+    promote_full = Verb.PROMOTE_BYPASS if skip_analysis else Verb.PROMOTE_FULL
+    chosen = promote_full if verb == "promote" and full else Verb(verb)
     return Request(id=uuid.uuid4().hex[:12], verb=chosen, at=now, by=by)
