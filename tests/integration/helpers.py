@@ -25,6 +25,7 @@ from controller.emulator import Emulator
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.sink import MemorySink
 from controller.sources.files import FileSource
+from controller.spec.ownership import OwnershipPolicy
 
 T = TypeVar("T")
 
@@ -106,6 +107,7 @@ class EngineHarness:
         time_scale: float = 1.0,
         watch: tuple[str, str] | None = None,
         can_write: Callable[[], bool] = lambda: True,
+        ownership: OwnershipPolicy | None = None,
     ) -> None:
         self.emulator = emulator
         # (function, alias) read after every tick, so every routing the alias went through is seen.
@@ -117,7 +119,7 @@ class EngineHarness:
         # The budget's pacing is not under test here and would only make tests slow.
         budget = Budget(dict.fromkeys(DEFAULT_RATES, 10_000.0))
         self.aws = make_clients(AwsSettings(endpoint_url=emulator.url, region="us-east-1"), budget=budget)
-        settings = EngineSettings(interval=5.0, time_scale=time_scale)
+        settings = EngineSettings(interval=5.0, time_scale=time_scale, ownership=ownership)
         self.engine = Engine(
             self.aws, settings=settings, clock=self.clock, sinks=(self.sink,), rand=lambda: 0.5, can_write=can_write
         )

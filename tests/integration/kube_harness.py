@@ -29,7 +29,7 @@ import json
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -308,7 +308,13 @@ def env_vars(**values: str) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def operator_running(
-    cluster: KubeCluster, aws_url: str, *, identity: str = "op-1", interval: float = 0.2, lease_duration: float = 2.0
+    cluster: KubeCluster,
+    aws_url: str,
+    *,
+    identity: str = "op-1",
+    interval: float = 0.2,
+    lease_duration: float = 2.0,
+    extra_args: Sequence[str] = (),
 ) -> AsyncIterator[None]:
     """``lambda-rollouts operator`` in-process (the real command wiring), until the block ends.
 
@@ -332,6 +338,7 @@ async def operator_running(
             "--lease-namespace=default",
             f"--aws-endpoint-url={aws_url}",
             "--region=us-east-1",
+            *extra_args,
         ]
     )
 
