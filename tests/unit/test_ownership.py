@@ -245,3 +245,10 @@ def test_malformed_configs_are_refused(tmp_path: Path, text: str, expected: str)
 def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
     policy, errors = load_ownership(str(tmp_path / "nope.yaml"))
     assert policy is None and "No such file or directory" in str(errors[0])
+
+
+def test_the_shipped_example_config_loads() -> None:
+    example = Path(__file__).parents[2] / "examples" / "config" / "ownership.yaml"
+    policy, errors = load_ownership(str(example))
+    assert errors == [] and policy is not None
+    assert policy.patterns_for("payments")[0] == "payments-*"

@@ -29,8 +29,14 @@ def test_validate_accepts_every_example(capsys: pytest.CaptureFixture[str]) -> N
     assert run_validate("examples/") == 0
     out, err = capsys.readouterr()
     assert err == ""
-    files = sorted(path.as_posix() for path in Path("examples").glob("*.yaml"))
-    assert out.splitlines() == [f"{file}: 1 rollout valid" for file in files]
+    files = sorted(path.as_posix() for path in Path("examples").rglob("*.yaml"))
+    # examples/config/ holds the daemon's own config (not a rollout): listed, never skipped silently.
+    expected = [
+        f"{file}: no LambdaRollout documents" if file.startswith("examples/config/") else f"{file}: 1 rollout valid"
+        for file in files
+    ]
+    assert "examples/config/ownership.yaml: no LambdaRollout documents" in expected
+    assert out.splitlines() == expected
 
 
 def test_validate_json_output(capsys: pytest.CaptureFixture[str]) -> None:
