@@ -5,6 +5,10 @@ attempt different (the version or what to publish, the strategy, the analysis, t
 concurrency) gives a new hash and so a fresh chance, while edits that cannot change the outcome
 (``paused``, ``progressDeadline``, labels) keep it. The hash must agree across processes and hosts
 (it is stored in the record on the function), so it is sha256 over canonical JSON, never ``hash()``.
+
+That JSON is the costliest part of a ``decide``, and a spec is immutable and decided on every tick,
+so the hash is remembered per spec object (by identity, the object kept so its id cannot be reused):
+the answer is the same, only computed once per spec.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from typing import Any
 from controller.spec.model import RolloutSpec
 
 HASH_LENGTH = 10
+# Spec objects whose hash is remembered; past this many (far more than rollouts) it starts afresh.
+_MEMO_LIMIT = 8192
+_memo: dict[int, tuple[RolloutSpec, str]] = {}
 
 
 def _canonical(value: Any) -> Any:
@@ -32,6 +39,17 @@ def _canonical(value: Any) -> Any:
 
 def spec_hash(spec: RolloutSpec) -> str:
     """``HASH_LENGTH`` hex characters of sha256 over what shapes the rollout of ``spec``."""
+    known = _memo.get(id(spec))
+    if known is not None and known[0] is spec:
+        return known[1]
+    value = _digest(spec)
+    if len(_memo) >= _MEMO_LIMIT:
+        _memo.clear()
+    _memo[id(spec)] = (spec, value)
+    return value
+
+
+def _digest(spec: RolloutSpec) -> str:
     shaping = {
         "version": spec.version,
         "publish": _canonical(spec.publish),

@@ -7,8 +7,11 @@ later tick; it is simply skipped by the ticks that come while it is in flight, s
 handled by two tasks at once. The reads shared by all rollouts are made once per tick, before the
 tasks start: the alarms in ALARM (one paginated ``DescribeAlarms``), and the control requests (one
 ``GetResources`` per distinct alias name). An idle rollout then costs no AWS call at all; its alias
-is re-read only on a slow drift check, spread over time and capped per tick. ``tick`` (``--once``,
-tests, the benchmark) also waits for the reconciles it started; the daemon loop uses ``step``.
+is re-read only on a slow drift check, spread over time and capped per tick. A rollout whose last
+answer changed nothing is not even reconciled while none of that answer's inputs changed and the
+core's requeue instant has not come (``controller.runtime.quiet``): at a thousand waiting rollouts a
+quiet tick is the shared reads and a few comparisons each. ``tick`` (``--once``, tests, the
+benchmark) also waits for the reconciles it started; the daemon loop uses ``step``.
 
 Scheduling: ticks every ``interval`` seconds, earlier when the core asked to be woken
 (``requeue_after``, e.g. the end of a pause) or the source changed. A rollout that fails (AWS error,
@@ -52,6 +55,7 @@ from controller.core.types import Decision, Event, Phase, Request, Status, Updat
 from controller.observability.logs import RolloutLogger, rollout_logger
 from controller.runtime.backoff import backoff_delay
 from controller.runtime.observe import Observer, TickReads
+from controller.runtime.quiet import Quiet, remember, still_quiet
 from controller.runtime.reconcile import Clock, Outcome, Reconciler, WritesStopped
 from controller.runtime.records import RecordStore, function_name_of
 from controller.runtime.sink import ALARM, MISSING, OK, AliasWritten, FanoutSink, Reconciled, StatusSink
@@ -77,6 +81,9 @@ class EngineSettings:
     # On stop, reconciles in flight get this long to finish their writes before they are cancelled:
     # with the process's own exit it stays within the 10 s SIGTERM promise.
     shutdown_grace: float = 8.0
+    # A rollout whose last answer changed nothing is not reconciled again until an input changes or
+    # the core's requeue instant; one with a countdown in its status is refreshed at least this often.
+    quiet_refresh: float = 30.0
     # Which functions each namespace's rollouts may move (``--ownership-config``); None: no config.
     ownership: OwnershipPolicy | None = None
 
@@ -101,6 +108,8 @@ class Rollout:
     reaction_reported: bool = False
     # The last event passed on to the sinks (repeats of it are dropped).
     last_event: Event | None = None
+    # The last answer that changed nothing, with its inputs: while they hold, no reconcile is needed.
+    quiet: Quiet | None = field(default=None, repr=False)
 
 
 def blank_status(message: str = "") -> Status:
@@ -274,6 +283,8 @@ class Engine:
             # The source may have changed, or stop come, while the shared reads were made.
             for rollout in (r for r in due if self._due(r, now) and not self._stopping):
                 _track_alarm(rollout, reads, seen_at=now)
+                if rollout.spec.key not in forced and self._still_quiet(rollout, reads, now):
+                    continue
                 started.append(self._launch(rollout, reads, force=rollout.spec.key in forced))
         self.ticks += 1
         for listener in self.tick_listeners:
@@ -353,7 +364,26 @@ class Engine:
         forced.update(r.spec.key for r in drifting[:cap])
         return forced
 
+    def _still_quiet(self, rollout: Rollout, reads: TickReads, now: float) -> bool:
+        """The rollout's last answer changed nothing and none of its inputs changed since (``quiet``)."""
+        spec = rollout.spec
+        fn = self._store.known(spec.function_name)
+        return still_quiet(
+            rollout.quiet,
+            spec=spec,
+            tags=fn.tags if fn is not None else None,
+            now=now,
+            requested=(function_name_of(spec.function_name), spec.alias) in reads.requests,
+            firing=reads.alarms_in_alarm,
+            observer_settled=self._observer.alarms_settled(spec) and not self._observer.settings_due(spec),
+            time_scale=self.settings.time_scale,
+        )
+
     async def _reconcile_one(self, rollout: Rollout, reads: TickReads, *, force: bool) -> None:
+        # The inputs as they were before anything was read: a change while it runs voids the skip.
+        rollout.quiet = None
+        began, fn = self._clock(), self._store.known(rollout.spec.function_name)
+        tags = dict(fn.tags) if fn is not None else None
         started = time.perf_counter()
         try:
             outcome = await self._reconciler.reconcile(rollout.spec, reads, read_aliases=force)
@@ -377,6 +407,8 @@ class Engine:
         report = Reconciled(time.perf_counter() - started, alarm_states=states)
         await self.sink.reconciled(spec=rollout.spec, report=report)
         await self._succeeded(rollout, outcome)
+        refresh = self.settings.quiet_refresh
+        rollout.quiet = remember(outcome.decision, spec=rollout.spec, tags=tags, started=began, refresh=refresh)
 
     async def _alias_written(self, spec: RolloutSpec, action: UpdateAlias) -> None:
         """Report an alias write; the one restoring stable after an alarm carries the reaction time."""

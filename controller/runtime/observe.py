@@ -203,6 +203,11 @@ class Observer:
         for spec in todo:
             self._alarms_checked[spec.key] = tuple(spec.analysis.alarms)
 
+    def alarms_settled(self, spec: RolloutSpec) -> bool:
+        """Every watched alarm was found to exist and the list did not change: nothing to check."""
+        missing = any(n in self._missing_alarm_names for n in spec.analysis.alarms)
+        return not missing and not self._needs_alarm_check(spec)
+
     def _needs_alarm_check(self, spec: RolloutSpec) -> bool:
         alarms = tuple(spec.analysis.alarms)
         if not alarms:

@@ -83,6 +83,10 @@ class RecordStore:
         known = self._functions.setdefault(name, FunctionTags(arn=info.arn, tags=dict(tags)))
         return known
 
+    def known(self, function: str) -> FunctionTags | None:
+        """The function's cached tags, or None when they were never read (no AWS call)."""
+        return self._functions.get(function_name_of(function))
+
     def forget(self, function: str) -> None:
         """Drop the cached tags, e.g. after the function vanished, so the next read starts afresh."""
         fn = self._functions.pop(function_name_of(function), None)
