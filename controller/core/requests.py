@@ -106,9 +106,36 @@ def _promote(ctx: Ctx, request: Request) -> Ctx | Decision:
     return ctx.with_record(record).note("promote ignored: no pause to skip")
 
 
+def _emergency_start(ctx: Ctx) -> Record:
+    """The desired version's attempt, started for a bypass: its failed mark cleared, at the final step.
+
+    The emergency this is for: the version was rolled back (an alarm that fires because of the OLD
+    version, say) and the fix must go out now.
+    """
+    record = ctx.record
+    assert ctx.desired is not None
+    return dataclasses.replace(
+        record,
+        spec_hash=ctx.spec_hash,
+        canary=ctx.desired,
+        weight=0,
+        step_index=0,
+        started_at=ctx.now,
+        step_started_at=ctx.now,
+        phase=Phase.PROGRESSING,
+        failed=tuple(f for f in record.failed if f.version != ctx.desired),
+        hooks=(),
+        metrics=(),
+        weight_at=None,
+    )
+
+
 def _promote_full(ctx: Ctx, request: Request, *, bypass: bool = False) -> Ctx | Decision:
     record = ctx.record
     verb = request.verb.value
+    if bypass and record.canary is None and ctx.desired not in (None, record.stable) and record.stable is not None:
+        record = _emergency_start(ctx)
+        ctx = ctx.with_record(record)
     if record.canary is None:
         return ctx.note(f"{verb} ignored: no rollout in progress")
     if record.weight >= 100 and (not bypass or record.bypass):

@@ -11,6 +11,11 @@ while the new version is warming, and everything when it reads the alias.
 
 Lifecycle hooks answer as ``hooks_pass`` says at the time they run; every run is logged in
 ``hook_runs`` (independent of the record) so invariants can check what ran before which write.
+
+Metric analysis: like the shell, each tick measures the metrics the core says are due
+(``due_metrics``) and hands them over in ``Observed.measurements``; the outcome is ``metric_verdict``
+at that time (Successful: value 0; Failed: a huge value; Inconclusive: no data; the simulated
+metrics use ``threshold.max`` / ``compareToStable``). Every measurement is logged in ``measured``.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from dataclasses import dataclass, field
 from controller.core.context import warming
 from controller.core.decide import confirm, decide
 from controller.core.hooks import record_hook
+from controller.core.metrics import due_metrics, period_of, window
 from controller.core.types import (
     Action,
     AliasRouting,
     Decision,
     DeleteProvisionedConcurrency,
     EventInvokeConfig,
+    Measurement,
     Observed,
     ProvisionedConfig,
     ProvisionedStatus,
@@ -79,6 +86,23 @@ class World:
     hooks_pass: bool = True
     # (when, hook name, version, verdict) for every hook that ran to an answer.
     hook_runs: list[tuple[float, str, str, Verdict]] = field(default_factory=list)
+    metric_verdict: Verdict = Verdict.SUCCESSFUL
+    # (when, metric name, version, verdict, start of the measured period) for every measurement taken.
+    measured: list[tuple[float, str, str, Verdict, float]] = field(default_factory=list)
+    _measurements: dict[str, Measurement] = field(default_factory=dict)
+
+    def measure(self) -> None:
+        """Take the measurements due now, as the shell does once per tick before reconciling."""
+        self._measurements = {}
+        record = self.record
+        if record is None or record.canary is None:
+            return
+        for metric in due_metrics(self.spec, record, self.now, time_scale=self.time_scale):
+            start, _ = window(self.now, period_of(metric, time_scale=self.time_scale))
+            verdict = self.metric_verdict
+            value = {Verdict.SUCCESSFUL: 0.0, Verdict.FAILED: 1e9}.get(verdict)
+            self._measurements[metric.name] = Measurement(record.canary, self.now, start, value, 0.0)
+            self.measured.append((self.now, metric.name, record.canary, verdict, start))
 
     def provisioned_view(self) -> dict[str, ProvisionedConfig]:
         view = {}
@@ -108,6 +132,7 @@ class World:
             event_invoke=self.event_invoke,
             provisioned_read=poll,
             provisioned=self.provisioned_view() if poll else {},
+            measurements=dict(self._measurements),
         )
 
     def ask(self, verb: Verb, by: str = "ops") -> None:
@@ -125,6 +150,7 @@ class World:
     def tick(self, *, read: bool = True, crash: str | None = None) -> Decision:
         """One reconcile. ``crash``: "before-write" (after persisting the write-ahead record) or
         "before-confirm" (after the alias write, before persisting the confirmation)."""
+        self.measure()
         decision = self.decide(read=read)
         self.decisions.append(decision)
         if decision.record_changed:

@@ -13,6 +13,13 @@ version only.
 Half of the examples declare both lifecycle hooks (which pass or fail at random, flipped by a
 disturbance) and half of them revert drift instead of holding: an eighth rule says no traffic reaches
 the new version before its ``beforeAllowTraffic`` hook passed for the attempt in flight.
+
+Half of the examples declare metric analysis, whose measurements pass, fail or have no data at random
+(flipped by a disturbance): a ninth rule says no step moves past a weight without a passing
+measurement of every declared metric, taken after that weight was applied (the latest one of each).
+
+``promote --full --skip-analysis`` (``promote-bypass``) is the documented emergency bypass of the
+alarms, hooks, analysis and the warm-up; like ``retry`` it gives a failed version its chance again.
 """
 
 from __future__ import annotations
@@ -36,11 +43,14 @@ from controller.spec.model import (
     Hook,
     Hooks,
     LinearStrategy,
+    Metric,
+    MetricQuery,
     Pause,
     PresetStrategy,
     RolloutSpec,
     SetWeight,
     Strategy,
+    Threshold,
 )
 
 STRATEGIES: tuple[Strategy, ...] = (
@@ -55,6 +65,10 @@ STRATEGIES: tuple[Strategy, ...] = (
 )
 VERSIONS = ("1", "2", "3")
 WARM = Concurrency(reserved=10, provisioned=2, warmup_timeout=90.0)
+METRICS = (
+    Metric("error-rate", (MetricQuery("m", "Errors", "Sum"),), threshold=Threshold(max=5.0), failure_limit=2),
+    Metric("latency", (MetricQuery("m", "Duration", "p99"),), threshold=Threshold(max=1e6), interval=120.0),
+)
 HOOKS = Hooks(before_allow_traffic=Hook(function="pre"), after_allow_traffic=Hook(url="https://example.com/post"))
 ROUTINGS = st.one_of(
     st.none(),
@@ -79,6 +93,7 @@ DISTURBANCES = st.one_of(
     st.tuples(st.just("version"), st.sampled_from(VERSIONS)),
     st.tuples(st.just("paused"), st.booleans()),
     st.tuples(st.just("hooks"), st.booleans()),
+    st.tuples(st.just("measure"), st.sampled_from(list(Verdict)[:3])),
 )
 # Mostly reconciles and clock jumps, so that rollouts get far enough for the disturbances to matter.
 OPS = st.lists(st.one_of(TICKS, TICKS, TICKS, DISTURBANCES), max_size=60)
@@ -145,7 +160,8 @@ class Checker:
         # 1. traffic to the canary never goes down except by rollback, abort or supersede.
         before, after = traffic(canary, self.last_main), traffic(canary, routing)
         # 8. no traffic to the new version before its beforeAllowTraffic hook passed, in this attempt.
-        if self.world.spec.hooks.before_allow_traffic is not None and before <= 1e-9 < after:
+        hooks_apply = not record.bypass
+        if self.world.spec.hooks.before_allow_traffic is not None and before <= 1e-9 < after and hooks_apply:
             runs = [r for r in self.world.hook_runs if r[1] == BEFORE_ALLOW_TRAFFIC and r[2] == canary]
             assert runs and runs[-1][3] is Verdict.SUCCESSFUL, (canary, runs)
             assert self.last_rollback_at <= runs[-1][0] <= at, (runs, self.last_rollback_at, at)
@@ -154,6 +170,16 @@ class Checker:
         if self.world.spec.concurrency is not None and after > 0 and not self.bypassed:
             assert self.world.is_warm(canary), (canary, self.world.provisioned, at)
         assert after >= before - 1e-9, (self.last_main, routing)
+        # 9. no step moves past a weight before every metric's latest measurement since it passed.
+        if self.world.spec.analysis.metrics and 1e-9 < before < after - 1e-9 and not self.exempt:
+            assert self.last_applied_at is not None and not self.bypassed
+            for metric in self.world.spec.analysis.metrics:
+                taken = [
+                    m
+                    for m in self.world.measured
+                    if m[1] == metric.name and m[2] == canary and m[4] >= self.last_applied_at and m[0] <= at
+                ]
+                assert taken and taken[-1][3] is Verdict.SUCCESSFUL, (metric.name, taken, self.last_applied_at, at)
         # 3. no pause is shortened, measured from when the previous weight was applied.
         if after > before + 1e-9 and not self.exempt and self.last_applied_at is not None:
             needed = pause_between(self.world, before, after)
@@ -197,6 +223,7 @@ def make_world(
     *,
     hooks: Hooks | None = None,
     revert: bool = False,
+    metrics: tuple[Metric, ...] = (),
 ) -> World:
     spec = RolloutSpec(
         namespace="ns",
@@ -205,7 +232,7 @@ def make_world(
         alias="prod",
         strategy=strategy,
         version="2",
-        analysis=Analysis(alarms=("errors",)),
+        analysis=Analysis(alarms=("errors",), metrics=metrics),
         progress_deadline=deadline,
         concurrency=concurrency,
         hooks=hooks or Hooks(),
@@ -234,6 +261,7 @@ def finished(world: World) -> bool:
     concurrency=st.sampled_from((None, WARM)),
     hooks=st.sampled_from((None, HOOKS)),
     revert=st.booleans(),
+    metrics=st.sampled_from(((), METRICS)),
     ops=OPS,
 )
 def test_invariants_hold_over_random_histories(
@@ -242,9 +270,10 @@ def test_invariants_hold_over_random_histories(
     concurrency: Concurrency | None,
     hooks: Hooks | None,
     revert: bool,
+    metrics: tuple[Metric, ...],
     ops: list[tuple[object, ...]],
 ) -> None:
-    world = make_world(strategy, deadline, concurrency, hooks=hooks, revert=revert)
+    world = make_world(strategy, deadline, concurrency, hooks=hooks, revert=revert, metrics=metrics)
     checker = Checker(world)
     for op in ops:
         kind = op[0]
@@ -273,12 +302,12 @@ def test_invariants_hold_over_random_histories(
             verb = op[1]
             assert isinstance(verb, Verb)
             world.ask(verb)
-            if verb is Verb.RETRY:
+            if verb in (Verb.RETRY, Verb.PROMOTE_BYPASS):
                 checker.failed = {f for f in checker.failed if f[0] != world.spec.version}
-            if verb in (Verb.PROMOTE, Verb.PROMOTE_FULL, Verb.RESUME):
+            if verb in (Verb.PROMOTE, Verb.PROMOTE_FULL, Verb.PROMOTE_BYPASS, Verb.RESUME):
                 checker.exempt = True
                 checker.carry = world.record is not None and world.record.pending is not None
-            checker.bypassed = checker.bypassed or verb is Verb.PROMOTE_FULL
+            checker.bypassed = checker.bypassed or verb in (Verb.PROMOTE_FULL, Verb.PROMOTE_BYPASS)
         elif kind == "drift":
             world.alias = op[1]  # type: ignore[assignment]
             checker.exempt = True
@@ -289,6 +318,8 @@ def test_invariants_hold_over_random_histories(
             world.with_spec(paused=op[1])
         elif kind == "hooks":
             world.hooks_pass = bool(op[1])
+        elif kind == "measure":
+            world.metric_verdict = op[1]  # type: ignore[assignment]
 
 
 @settings(max_examples=200, deadline=None)
