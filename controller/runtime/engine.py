@@ -374,6 +374,7 @@ class Engine:
             tags=fn.tags if fn is not None else None,
             now=now,
             requested=(function_name_of(spec.function_name), spec.alias) in reads.requests,
+            measured=spec.key in reads.measurements,
             firing=reads.alarms_in_alarm,
             observer_settled=self._observer.alarms_settled(spec) and not self._observer.settings_due(spec),
             time_scale=self.settings.time_scale,

@@ -10,7 +10,8 @@ Why the skip is safe, input by input (``decide`` is pure, so equal inputs give t
 - the spec: the same object (``Engine.apply`` replaces it only when it changed);
 - the record, the owner and managed-marker tags: the function's cached tags equal the copy taken
   when the reconcile started (the record is decoded from them; any write or re-read changes them);
-- the shared reads of the tick: no watched alarm in ALARM, no control request for the rollout;
+- the shared reads of the tick: no watched alarm in ALARM, no control request for the rollout, no
+  metric measurement taken for it;
 - what ``observe`` would learn: no alarm-existence check due and none missing, no declared settings
   due, not warming (provisioned configs are polled then), no metric measurement due;
 - reads the engine forces: never skipped on a drift check (the alias is read) or at start-up;
@@ -86,6 +87,7 @@ def still_quiet(
     tags: Mapping[str, str] | None,
     now: float,
     requested: bool,
+    measured: bool,
     firing: frozenset[str],
     observer_settled: bool,
     time_scale: float,
@@ -93,7 +95,7 @@ def still_quiet(
     """Whether the remembered decision is still the core's answer (see the module docstring)."""
     if quiet is None or quiet.spec is not spec or now >= quiet.until or tags is None:
         return False
-    if requested or not observer_settled or any(name in firing for name in spec.analysis.alarms):
+    if requested or measured or not observer_settled or any(name in firing for name in spec.analysis.alarms):
         return False
     if quiet.tags != tags or quiet.record.pending is not None or warming(spec, quiet.record):
         return False

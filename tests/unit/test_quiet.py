@@ -147,6 +147,7 @@ def test_the_skip_ends_with_any_changed_input() -> None:
         "tags": dict(tags),
         "now": world.now + 5,
         "requested": False,
+        "measured": False,
         "firing": frozenset[str](),
         "observer_settled": True,
         "time_scale": 1.0,
@@ -156,6 +157,7 @@ def test_the_skip_ends_with_any_changed_input() -> None:
         {"spec": dataclasses.replace(world.spec)},  # a new spec object (the source changed)
         {"tags": {"record": "y"}},  # the record or the owner tag changed
         {"requested": True},  # a control request waits
+        {"measured": True},  # a metric was measured for it this tick
         {"firing": frozenset({"errors"})},  # a watched alarm is in ALARM
         {"observer_settled": False},  # an alarm check or declared settings are due
         {"tags": None},  # the function's tags were forgotten (NotFound)
