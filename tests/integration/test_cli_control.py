@@ -206,3 +206,19 @@ def test_wait_times_out_without_a_controller(aws: Emulator, harness: EngineHarne
     )
     assert code == 1 and "timed out after 0.2s" in err.getvalue()
     assert request_key(ALIAS) in function_tags(aws, FUNCTION)  # still there for when it starts
+
+
+def test_promote_full_skip_analysis_is_the_emergency_bypass(aws: Emulator, harness: EngineHarness) -> None:
+    h, me = harness, caller(aws)
+    h.tick()
+    h.tick(1)
+    out, err = io.StringIO(), io.StringIO()
+    assert h.run(control(h.aws, verb="promote", name="orders", skip_analysis=True, out=out, err=err)) == 2
+    assert "--skip-analysis goes with --full" in err.getvalue()
+    assert request_key(ALIAS) not in function_tags(aws, FUNCTION)  # a usage error leaves nothing
+    out = io.StringIO()
+    code = h.run(control(h.aws, verb="promote", name="orders", full=True, skip_analysis=True, out=out, err=err))
+    assert code == 0 and "promote-bypass requested" in out.getvalue()
+    h.tick(1)
+    assert alias_routing(aws, FUNCTION, ALIAS) == ("2", {})
+    assert last_entry(aws) == ("2", "Promoted", "EmergencyBypass", me)
