@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-# The integration helpers (documents, call-log readers) are shared with this end-to-end test.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-
-from helpers import CLI, alias_routing, alias_writes, canary, cli_env, rollout_document, write_document
-
 from controller.emulator import Emulator
+from tests.integration.helpers import (
+    CLI,
+    alias_routing,
+    alias_writes,
+    canary,
+    cli_env,
+    rollout_document,
+    write_document,
+)
 
 pytestmark = pytest.mark.e2e
 

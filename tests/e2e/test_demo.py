@@ -16,7 +16,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,14 +23,10 @@ from pathlib import Path
 
 import pytest
 
-# The integration helpers (CLI, environment) are shared with this end-to-end test.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-
-from helpers import CLI, alias_routing, cli_env, function_tags
-
 from controller.core.codec import decode_record
 from controller.core.types import Phase
 from controller.emulator import Emulator, EmulatorSettings
+from tests.integration.helpers import CLI, alias_routing, cli_env, function_tags
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,15 +29,11 @@ from typing import Any
 import pytest
 import yaml
 
-# The integration helpers (documents, alias reads) are shared with this end-to-end test.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-
-from helpers import CLI, alias_routing, canary, rollout_document, write_document
-
 from controller.emulator import Emulator
 from controller.emulator.proxy import FaultProxy, FaultRule
 from controller.observability.http import Health, ObservabilityServer
 from controller.observability.metrics import Metrics
+from tests.integration.helpers import CLI, alias_routing, canary, rollout_document, write_document
 
 pytestmark = pytest.mark.e2e
 

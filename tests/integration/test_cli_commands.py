@@ -6,9 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from helpers import CLI, alias_routing, canary, cli_env, rollout_document, write_calls, write_document
-
 from controller.emulator import Emulator
+from tests.integration.helpers import CLI, alias_routing, canary, cli_env, rollout_document, write_calls, write_document
 
 
 def cli(emulator: Emulator, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import (
+
+from controller.commands.control import control
+from controller.core.codec import decode_record, request_key
+from controller.core.types import HistoryEntry, Phase, Record
+from controller.emulator import Emulator
+from tests.integration.helpers import (
     CLI,
     EngineHarness,
     alias_routing,
@@ -25,11 +30,6 @@ from helpers import (
     rollout_document,
     write_document,
 )
-
-from controller.commands.control import control
-from controller.core.codec import decode_record, request_key
-from controller.core.types import HistoryEntry, Phase, Record
-from controller.emulator import Emulator
 
 FUNCTION, ALIAS = "orders", "live"
 

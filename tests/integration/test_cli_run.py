@@ -7,9 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from helpers import CLI, alias_routing, canary, cli_env, rollout_document, write_document
-
 from controller.emulator import Emulator
+from tests.integration.helpers import CLI, alias_routing, canary, cli_env, rollout_document, write_document
 
 
 def test_run_follows_new_files_and_exits_on_sigterm(aws: Emulator, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import subprocess
 import time
 from pathlib import Path
 
-from helpers import CLI, EngineHarness, alias_routing, canary, cli_env, phase_is, rollout_document, write_document
 from rich.console import Console
 
 from controller.commands.control import control
@@ -21,6 +20,16 @@ from controller.core.types import Phase
 from controller.emulator import Emulator
 from controller.observability.view import render
 from controller.sources.files import FileSource
+from tests.integration.helpers import (
+    CLI,
+    EngineHarness,
+    alias_routing,
+    canary,
+    cli_env,
+    phase_is,
+    rollout_document,
+    write_document,
+)
 
 FUNCTION, ALIAS, ALARM = "orders", "live", "orders-errors"
 TRAFFIC = re.compile(r"stable (\S+): ([\d.]+)%(?: \| canary (\S+): ([\d.]+)%)?")

@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import (
+
+from controller.core.reasons import Reason
+from controller.core.types import Phase, Verb
+from controller.emulator import Emulator
+from tests.integration.helpers import (
     WRITE_OPERATIONS,
     EngineHarness,
     alias_routing,
@@ -26,10 +30,6 @@ from helpers import (
     send_request,
     write_document,
 )
-
-from controller.core.reasons import Reason
-from controller.core.types import Phase, Verb
-from controller.emulator import Emulator
 
 DLQ = "arn:aws:sqs:us-east-1:123456789012:warm-dlq"
 DONE = "arn:aws:sqs:us-east-1:123456789012:warm-done"

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from helpers import EngineHarness, canary, phase_is, rollout_document, write_document
-
 from controller.core.types import Phase
 from controller.emulator import Emulator
+from tests.integration.helpers import EngineHarness, canary, phase_is, rollout_document, write_document
 
 ROLLOUTS = 50
 

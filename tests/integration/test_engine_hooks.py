@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from helpers import EngineHarness, alias_routing, canary, phase_is, rollout_document, write_document
 
 from controller.core.types import Phase
 from controller.emulator import Emulator
 from controller.emulator.server import zip_code
+from tests.integration.helpers import EngineHarness, alias_routing, canary, phase_is, rollout_document, write_document
 
 
 @pytest.fixture

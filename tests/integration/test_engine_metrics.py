@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import (
+
+from controller.core.codec import decode_record
+from controller.core.types import Phase, Record, Verb
+from controller.demo.traffic import TrafficSimulator, VersionProfile
+from controller.emulator import Emulator
+from tests.integration.helpers import (
     EngineHarness,
     FakeClock,
     alias_routing,
@@ -25,11 +30,6 @@ from helpers import (
     send_request,
     write_document,
 )
-
-from controller.core.codec import decode_record
-from controller.core.types import Phase, Record, Verb
-from controller.demo.traffic import TrafficSimulator, VersionProfile
-from controller.emulator import Emulator
 
 GOOD, BAD = VersionProfile(error_rate=0.0), VersionProfile(error_rate=0.5)
 

@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import EngineHarness, alias_routing, alias_writes, canary, function_tags, rollout_document, write_calls
-from helpers import write_document as write
 
 from controller.cli import main
 from controller.core.codec import MANAGED_KEY
@@ -21,6 +19,16 @@ from controller.core.reasons import Reason
 from controller.core.types import Phase
 from controller.emulator import Emulator
 from controller.spec.ownership import OwnershipPolicy
+from tests.integration.helpers import (
+    EngineHarness,
+    alias_routing,
+    alias_writes,
+    canary,
+    function_tags,
+    rollout_document,
+    write_calls,
+)
+from tests.integration.helpers import write_document as write
 
 FUNCTION = "pay-api"
 

@@ -11,7 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import (
+
+from controller.core.reasons import Reason
+from controller.core.types import Phase, Verb
+from controller.emulator import Emulator
+from tests.integration.helpers import (
     EngineHarness,
     alias_routing,
     canary,
@@ -20,10 +24,6 @@ from helpers import (
     send_request,
     write_document,
 )
-
-from controller.core.reasons import Reason
-from controller.core.types import Phase, Verb
-from controller.emulator import Emulator
 
 KEY = "default/pay"
 

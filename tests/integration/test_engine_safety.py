@@ -6,7 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import (
+
+from controller.core.types import Phase
+from controller.emulator import Emulator
+from tests.integration.helpers import (
     EngineHarness,
     alias_routing,
     alias_writes,
@@ -16,9 +19,6 @@ from helpers import (
     write_calls,
     write_document,
 )
-
-from controller.core.types import Phase
-from controller.emulator import Emulator
 
 
 @pytest.fixture

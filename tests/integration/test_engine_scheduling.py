@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import CLI, alias_routing, alias_writes, canary, cli_env, rollout_document, write_document
 
 from controller.aws import AwsSettings, Budget, make_clients
 from controller.aws.budget import DEFAULT_RATES
@@ -26,6 +25,15 @@ from controller.emulator import Emulator
 from controller.emulator.proxy import FaultProxy, FaultRule
 from controller.runtime.engine import Engine, EngineSettings
 from controller.sources.files import FileSource
+from tests.integration.helpers import (
+    CLI,
+    alias_routing,
+    alias_writes,
+    canary,
+    cli_env,
+    rollout_document,
+    write_document,
+)
 
 
 @pytest.fixture

@@ -9,7 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import (
+
+from controller.core.codec import request_key
+from controller.core.types import Phase, Request, Verb
+from controller.emulator import Emulator
+from controller.runtime.sink import ALARM, MISSING, OK
+from tests.integration.helpers import (
     EngineHarness,
     FakeClock,
     alias_routing,
@@ -20,11 +25,6 @@ from helpers import (
     write_calls,
     write_document,
 )
-
-from controller.core.codec import request_key
-from controller.core.types import Phase, Request, Verb
-from controller.emulator import Emulator
-from controller.runtime.sink import ALARM, MISSING, OK
 
 KEY = "default/pay"
 

@@ -10,7 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import (
+
+from controller.core.types import Phase, Verb
+from controller.emulator import Emulator
+from tests.integration.helpers import (
     EngineHarness,
     alias_routing,
     alias_writes,
@@ -20,9 +23,6 @@ from helpers import (
     send_request,
     write_document,
 )
-
-from controller.core.types import Phase, Verb
-from controller.emulator import Emulator
 
 
 @pytest.fixture

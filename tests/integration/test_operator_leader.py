@@ -11,10 +11,9 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from helpers import alias_routing, canary, rollout_document
-from kube_harness import LEASES, KubeCluster, eventually, kube_cluster, operator_running
-
 from controller.emulator import Emulator
+from tests.integration.helpers import alias_routing, canary, rollout_document
+from tests.integration.kube_harness import LEASES, KubeCluster, eventually, kube_cluster, operator_running
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from helpers import alias_routing, canary, rollout_document, write_calls
-from kube_harness import eventually, kube_cluster, operator_running
-
 from controller.emulator import Emulator
+from tests.integration.helpers import alias_routing, canary, rollout_document, write_calls
+from tests.integration.kube_harness import eventually, kube_cluster, operator_running
 
 
 def test_a_rollout_in_a_namespace_not_allowed_is_invalid_not_owner(aws: Emulator, tmp_path: Path) -> None:

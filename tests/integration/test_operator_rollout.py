@@ -11,10 +11,16 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from helpers import alias_routing, canary, rollout_document, write_calls, written_weights
-from kube_harness import KubeCluster, env_vars, eventually, kube_cluster, operator_running, status_history
-
 from controller.emulator import Emulator
+from tests.integration.helpers import alias_routing, canary, rollout_document, write_calls, written_weights
+from tests.integration.kube_harness import (
+    KubeCluster,
+    env_vars,
+    eventually,
+    kube_cluster,
+    operator_running,
+    status_history,
+)
 
 FUNCTION, ALIAS = "orders", "live"
 

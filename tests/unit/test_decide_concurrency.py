@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from simulator import World, versions
-
 from controller.commands.get import Row, row_from_status
 from controller.core.reasons import Reason
 from controller.core.types import (
@@ -36,6 +34,7 @@ from controller.spec.model import (
     RolloutSpec,
     SetWeight,
 )
+from tests.unit.simulator import World, versions
 
 DLQ = "arn:aws:sqs:us-east-1:123456789012:dlq"
 ASYNC = AsyncInvoke(maximum_retry_attempts=1, maximum_event_age_seconds=3600, on_failure=DLQ)

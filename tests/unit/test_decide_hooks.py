@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from simulator import World, versions
-
 from controller.analysis.hooks import judge_invocation
 from controller.core.hooks import AFTER_ALLOW_TRAFFIC, BEFORE_ALLOW_TRAFFIC, RECHECK_AFTER, record_hook
 from controller.core.reasons import Reason
@@ -22,6 +20,7 @@ from controller.spec.model import (
     SetWeight,
     Strategy,
 )
+from tests.unit.simulator import World, versions
 
 PRE = Hook(function="pre")
 POST = Hook(url="https://hooks.example.com/post")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from simulator import World, versions
 
 from controller.core.decide import decide
 from controller.core.metrics import cloudwatch_period, due_metrics, fold, judge, next_due, window
@@ -22,6 +21,7 @@ from controller.spec.model import (
     SetWeight,
     Threshold,
 )
+from tests.unit.simulator import World, versions
 
 ERRORS = Metric("error-rate", (MetricQuery("m", "Errors", "Sum"),), threshold=Threshold(max=5.0))
 START = 1_020.0  # a whole minute: the first measurement of a weight confirmed now is due at START + 60

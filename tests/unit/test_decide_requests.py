@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from simulator import World, versions
-
 from controller.core.types import AliasRouting, Phase, UpdateAlias, Verb
 from controller.spec.model import (
     Analysis,
@@ -15,6 +13,7 @@ from controller.spec.model import (
     SetWeight,
     Strategy,
 )
+from tests.unit.simulator import World, versions
 
 
 def make_spec(version: str = "2", strategy: Strategy | None = None) -> RolloutSpec:

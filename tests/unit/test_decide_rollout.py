@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from simulator import World, versions
 
 from controller.core.decide import confirm, decide, rebase
 from controller.core.spec_hash import spec_hash
@@ -32,6 +31,7 @@ from controller.spec.model import (
     RolloutSpec,
     SetWeight,
 )
+from tests.unit.simulator import World, versions
 
 CANARY5 = PresetStrategy("Canary10Percent5Minutes")
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from simulator import World, versions
 
 from controller.core.hooks import BEFORE_ALLOW_TRAFFIC
 from controller.core.plan import build_plan
@@ -52,6 +51,7 @@ from controller.spec.model import (
     Strategy,
     Threshold,
 )
+from tests.unit.simulator import World, versions
 
 STRATEGIES: tuple[Strategy, ...] = (
     PresetStrategy("Canary10Percent5Minutes"),

@@ -13,13 +13,13 @@ import dataclasses
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from simulator import World
-from test_invariants import HOOKS, OPS, STRATEGIES, WARM, make_world
 
 from controller.core.context import warming
 from controller.core.types import Decision, Phase, Verb
 from controller.runtime.quiet import remember, settled, still_quiet
 from controller.spec.model import Concurrency, Hooks, Strategy
+from tests.unit.simulator import World
+from tests.unit.test_invariants import HOOKS, OPS, STRATEGIES, WARM, make_world
 
 
 def skippable(world: World, decision: Decision) -> bool:

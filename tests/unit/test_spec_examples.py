@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from test_spec_invalid import REPO, run_validate
 
 from controller.spec.loader import load_paths
 from controller.spec.model import (
@@ -18,6 +17,7 @@ from controller.spec.model import (
     PresetStrategy,
     SetWeight,
 )
+from tests.unit.test_spec_invalid import REPO, run_validate
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,1 @@
+"""End-to-end tests with real servers and subprocesses; they reuse ``tests.integration.helpers``."""

@@ -1,0 +1,1 @@
+"""Integration tests against the strict emulator; shared helpers live in ``tests.integration.helpers``."""

@@ -1,0 +1,1 @@
+"""Unit tests of the pure core and spec layers; shared builders live in ``tests.unit.simulator``."""
