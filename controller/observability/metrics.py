@@ -19,7 +19,7 @@ Shape decisions, and why:
   ``time() - lambda_rollouts_rollout_phase_started_timestamp_seconds`` gives the running phase.
 - Phase transitions are reported by the engine with the core's ``reason``; the mapping of those
   reasons to the small, documented label sets of rollbacks and promotions lives here
-  (``rollback_reason_label`` / ``promotion_kind_label``), so dashboards do not depend on the exact
+  (``rollback_reason_label`` / ``promotion_kind``), so dashboards do not depend on the exact
   wording of core reasons.
 """
 
@@ -38,7 +38,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics import MetricWrapperBase
 
 from controller import __version__
-from controller.core.types import Event, Phase, Status
+from controller.core.reasons import Outcome, Reason
+from controller.core.types import Event, Phase, Status, Verb
 from controller.runtime.sink import AliasWritten, Reconciled
 from controller.spec.model import (
     AllAtOnceStrategy,
@@ -64,20 +65,18 @@ _ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING})
 # Exact core reasons first; the keyword table below catches wording this table does not know yet,
 # so a new core reason lands in a sensible bucket instead of disappearing from the rollback panel.
 _ROLLBACK_REASON_BY_CORE_REASON: Mapping[str, str] = {
-    "AlarmFired": "alarm",
-    "AlarmInAlarm": "alarm",
-    "AnalysisFailed": "analysis",
-    "AnalysisInconclusive": "analysis",
-    "HookFailed": "analysis",
-    "ProgressDeadlineExceeded": "deadline",
-    "WarmupTimeout": "deadline",
-    "Aborted": "manual",
-    "AbortRequested": "manual",
-    "Undone": "manual",
-    "UndoRequested": "manual",
-    "FastRollback": "manual",
-    "Superseded": "supersede",
+    Reason.ALARM_FIRED: "alarm",
+    Reason.ANALYSIS_FAILED: "analysis",
+    Reason.HOOK_FAILED: "analysis",
+    Reason.PROGRESS_DEADLINE_EXCEEDED: "deadline",
+    Reason.WARMUP_TIMEOUT: "deadline",
+    Reason.ABORTED: "manual",
+    Reason.UNDONE: "manual",
+    Reason.SPEC_REVERTED: "manual",
+    Reason.SUPERSEDED: "supersede",
 }
+# A promotion finished by one of these history reasons is ``full``.
+_FULL_PROMOTIONS = frozenset({Reason.PROMOTE_FULL, Reason.EMERGENCY_BYPASS})
 _ROLLBACK_KEYWORDS: tuple[tuple[str, str], ...] = (
     ("alarm", "alarm"),
     ("deadline", "deadline"),
@@ -115,14 +114,28 @@ def rollback_reason_label(reason: str) -> str:
     return "analysis"
 
 
-def promotion_kind_label(reason: str) -> str:
-    """Map the reason of a transition to Healthy to one of ``PROMOTION_KINDS``."""
-    lowered = reason.lower()
-    if "full" in lowered:
-        return "full"
-    if any(word in lowered for word in ("manual", "request", "promoteverb", "operator", "user")):
-        return "manual"
-    return "auto"
+def promotion_kind(status: Status) -> str:
+    """One of ``PROMOTION_KINDS`` for the attempt that just made ``status.stable_version`` Healthy.
+
+    The core always reaches Healthy with reason ``Promoted``, so the kind is read from the attempt's
+    history: ``full`` if a ``promote --full`` (or the bypass) finished it, ``manual`` if a ``promote``
+    request was logged during it, ``auto`` otherwise.
+    """
+    kind, seen_end = "auto", False
+    for entry in reversed(status.history):
+        if entry.version != status.stable_version:
+            break
+        if entry.outcome == Outcome.PROMOTED:
+            if entry.reason in _FULL_PROMOTIONS:
+                return "full"
+            if seen_end:
+                break  # an earlier attempt of the same version
+            seen_end = True
+        elif entry.outcome == Outcome.REQUESTED and entry.reason == Verb.PROMOTE:
+            kind = "manual"
+        elif entry.outcome != Outcome.REQUESTED:
+            break
+    return kind
 
 
 def strategy_label(strategy: Strategy) -> str:
@@ -365,8 +378,13 @@ class Metrics:
             if state.phase is None:
                 state.phase = status.phase
 
-    def rollout_event(self, spec: RolloutSpec, *, from_phase: Phase, to_phase: Phase, reason: str, now: float) -> None:
-        """Count a transition and derive phase times, attempt durations, rollbacks and promotions from it."""
+    def rollout_event(
+        self, spec: RolloutSpec, *, from_phase: Phase, to_phase: Phase, reason: str, now: float, promotion: str = "auto"
+    ) -> None:
+        """Count a transition and derive phase times, attempt durations, rollbacks and promotions from it.
+
+        ``promotion`` is the kind counted when the transition promotes (``promotion_kind``).
+        """
         with self._lock:
             state = self._state(spec)
             if from_phase != to_phase:
@@ -379,8 +397,8 @@ class Metrics:
             rollback = self._rollback_reason(from_phase=from_phase, to_phase=to_phase, reason=reason)
             if rollback is not None:
                 self._child(self.rollbacks, spec, rollback).inc()
-            if to_phase == Phase.HEALTHY and from_phase in _ACTIVE_PHASES:
-                self._child(self.promotions, spec, promotion_kind_label(reason)).inc()
+            if rollback is None and to_phase == Phase.HEALTHY and from_phase in _ACTIVE_PHASES:
+                self._child(self.promotions, spec, promotion).inc()
 
             if to_phase in ROLLOUT_OUTCOMES and from_phase in _ACTIVE_PHASES:
                 if state.started_at is not None:
@@ -400,6 +418,8 @@ class Metrics:
             return None  # nothing was in flight, so nothing was rolled back
         if to_phase == Phase.DEGRADED:
             return rollback_reason_label(reason)
+        if reason == Reason.SPEC_REVERTED:
+            return "manual"  # the spec set back to the stable version withdrew the new one
         label = rollback_reason_label(reason)
         return label if label == "supersede" else None
 
@@ -477,7 +497,12 @@ class MetricsSink:
         self._phases[spec.key] = status.phase
         if previous is not None and previous.phase != status.phase:
             self.metrics.rollout_event(
-                spec, from_phase=previous.phase, to_phase=status.phase, reason=status.reason, now=self._clock()
+                spec,
+                from_phase=previous.phase,
+                to_phase=status.phase,
+                reason=status.reason,
+                now=self._clock(),
+                promotion=promotion_kind(status),
             )
 
     async def event(self, *, spec: RolloutSpec, event: Event) -> None:

@@ -22,7 +22,6 @@ from controller.observability.metrics import (
     Metrics,
     MetricsSink,
     error_kind_label,
-    promotion_kind_label,
     rollback_reason_label,
     strategy_label,
 )
@@ -226,15 +225,6 @@ def test_undo_of_a_finished_rollout_is_a_manual_rollback() -> None:
 def test_rollback_reason_labels(reason: str, label: str) -> None:
     assert rollback_reason_label(reason) == label
     assert label in ROLLBACK_REASONS
-
-
-@pytest.mark.parametrize(
-    ("reason", "kind"),
-    [("Promoted", "auto"), ("Completed", "auto"), ("PromotedFull", "full"), ("PromoteRequested", "manual")],
-)
-def test_promotion_kind_labels(reason: str, kind: str) -> None:
-    assert promotion_kind_label(reason) == kind
-    assert kind in PROMOTION_KINDS
 
 
 def test_reconcile_and_error_kinds_are_bounded() -> None:
