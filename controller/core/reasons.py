@@ -11,6 +11,7 @@ import enum
 
 class Reason(enum.StrEnum):
     # Invalid: nothing is written to AWS.
+    INVALID_SPEC = "InvalidSpec"
     FUNCTION_NOT_FOUND = "FunctionNotFound"
     VERSION_NOT_FOUND = "VersionNotFound"
     INVALID_VERSION = "InvalidVersion"
@@ -25,7 +26,6 @@ class Reason(enum.StrEnum):
     ROLLOUT_STARTED = "RolloutStarted"
     WEIGHT_SHIFTED = "WeightShifted"
     BAKING = "Baking"
-    WRITING_ALIAS = "WritingAlias"
     SUPERSEDED = "Superseded"
     PREVIEW_READY = "PreviewReady"
     CUTTING_OVER = "CuttingOver"

@@ -7,11 +7,13 @@ persists ``Decision.record`` (as tags on the function) when it changed. Times ar
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from controller.core.ownership import Ownership
+from controller.core.reasons import Reason
 from controller.spec.model import Hook
 
 # Weights are compared with a tolerance because AWS returns them as JSON floats.
@@ -359,6 +361,32 @@ class Status:
     # duration, the warm-up's timeout, 0 for a write step); None when it is unbounded (a pause until
     # promote). Exported so that alerts judge "stuck" exactly as the core does.
     step_allowance: float | None = None
+
+
+def blank_status(message: str = "") -> Status:
+    """A status before anything was decided (Pending, no versions)."""
+    return Status(
+        phase=Phase.PENDING,
+        stable_version=None,
+        canary_version=None,
+        canary_weight=0,
+        current_step=0,
+        steps=0,
+        step_started_at=None,
+        message=message,
+        reason="",
+    )
+
+
+def invalid_status(errors: tuple[str, ...], *, previous: Status | None = None) -> Status:
+    """An invalid document's status in both modes: held where ``previous`` left it, nothing touched."""
+    return dataclasses.replace(
+        previous or blank_status(),
+        phase=Phase.INVALID,
+        reason=Reason.INVALID_SPEC,
+        errors=errors,
+        message="document invalid: held where it is, nothing in AWS is touched until it is fixed",
+    )
 
 
 @dataclass(frozen=True)

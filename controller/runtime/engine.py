@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from controller.analysis.metrics import measure_due
 from controller.aws import AwsClients
 from controller.aws.errors import NotFound
-from controller.core.types import Decision, Event, Phase, Request, Status, UpdateAlias
+from controller.core.types import Decision, Event, Phase, Request, Status, UpdateAlias, blank_status, invalid_status
 from controller.observability.logs import RolloutLogger, rollout_logger
 from controller.runtime.backoff import backoff_delay
 from controller.runtime.observe import Observer, TickReads
@@ -110,20 +110,6 @@ class Rollout:
     last_event: Event | None = None
     # The last answer that changed nothing, with its inputs: while they hold, no reconcile is needed.
     quiet: Quiet | None = field(default=None, repr=False)
-
-
-def blank_status(message: str = "") -> Status:
-    return Status(
-        phase=Phase.PENDING,
-        stable_version=None,
-        canary_version=None,
-        canary_weight=0,
-        current_step=0,
-        steps=0,
-        step_started_at=None,
-        message=message,
-        reason="",
-    )
 
 
 class Engine:
@@ -246,13 +232,7 @@ class Engine:
         rollout.held = errors
         if errors:
             rollout.failures, rollout.retry_at = 0, 0.0
-            held = dataclasses.replace(
-                rollout.status or blank_status(),
-                phase=Phase.INVALID,
-                errors=errors,
-                message="document invalid: held where it is, nothing in AWS is touched",
-            )
-            await self._report(rollout, held, ())
+            await self._report(rollout, invalid_status(errors, previous=rollout.status), ())
 
     # ---- start-up and ticks --------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import kopf
 
 from controller.core.codec import decode_request
-from controller.core.types import Event, HistoryEntry, Phase, Request, Status, Verb, Warmup
+from controller.core.types import Event, HistoryEntry, Phase, Request, Status, Verb, Warmup, invalid_status
 from controller.kubectl_plugin import REQUEST_ANNOTATION
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.kubeapi import ApiError, Endpoint, KubeApi, decode_ca
@@ -233,22 +233,6 @@ def warmup_body(warmup: Warmup | None) -> dict[str, Any] | None:
         "requested": warmup.requested,
         "status": warmup.status,
     }
-
-
-def invalid_status(errors: Sequence[str]) -> Status:
-    """The status of a resource that never was valid: nothing happened in AWS."""
-    return Status(
-        phase=Phase.INVALID,
-        stable_version=None,
-        canary_version=None,
-        canary_weight=0,
-        current_step=0,
-        steps=0,
-        step_started_at=None,
-        message="the document is invalid; nothing in AWS is touched until it is fixed",
-        reason="InvalidSpec",
-        errors=tuple(errors),
-    )
 
 
 class KubeStatusWriter:
@@ -465,7 +449,7 @@ class Operator:
 
     async def _tidy(self, resource: Resource) -> None:
         if resource.spec is None and resource.errors:
-            await self.writer.write(resource, invalid_status(resource.errors), generation=resource.generation)
+            await self.writer.write(resource, invalid_status(tuple(resource.errors)), generation=resource.generation)
         if resource.request:
             await self._forward_request(resource)
         wants_finalizer = resource.revert_on_deletion and not resource.deleting
