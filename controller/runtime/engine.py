@@ -8,13 +8,13 @@ handled by two tasks at once. The reads shared by all rollouts are made once per
 tasks start: the alarms in ALARM (one paginated ``DescribeAlarms``), the control requests (one
 ``GetResources`` per distinct alias name), and every metric-analysis measurement due for any rollout
 (one batched ``GetMetricData``, ``controller.analysis.metrics``; a failed call measures nothing and
-the steps stay held). An idle rollout then costs no AWS call at all; its alias
-is re-read only on a slow drift check, spread over time and capped per tick. A rollout whose last
-answer changed nothing is not even reconciled while none of that answer's inputs changed and the
-core's requeue instant has not come (``controller.runtime.quiet``; a rollout measured this tick is
-always reconciled): at a thousand waiting rollouts a
-quiet tick is the shared reads and a few comparisons each. ``tick`` (``--once``, tests, the
-benchmark) also waits for the reconciles it started; the daemon loop uses ``step``.
+the steps stay held). An idle rollout then costs no AWS call at all; its alias is re-read only on a
+slow drift check, spread over time and capped per tick. A rollout whose last answer changed nothing
+is not even reconciled while none of that answer's inputs changed and the core's requeue instant has
+not come (``controller.runtime.quiet``; a rollout measured this tick is always reconciled): at a
+thousand waiting rollouts a quiet tick is the shared reads and a few comparisons each. ``tick``
+(``--once``, tests, the benchmark) also waits for the reconciles it started; the daemon loop uses
+``step``.
 
 Scheduling: ticks every ``interval`` seconds, earlier when the core asked to be woken
 (``requeue_after``, e.g. the end of a pause) or the source changed. A rollout that fails (AWS error,
