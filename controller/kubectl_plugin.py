@@ -90,8 +90,6 @@ def whoami(args: argparse.Namespace) -> str:
 def send(args: argparse.Namespace) -> int:
     kubectl(args, "get", RESOURCE, args.name, "-o", "name")  # a clear error for an unknown name
     full, skip = getattr(args, "full", False), getattr(args, "skip_analysis", False)
-    if skip and not full:
-        raise PluginError("--skip-analysis goes with --full (promote NAME --full --skip-analysis)")
     request = new_request(args.verb, full=full, skip_analysis=skip, by=whoami(args), now=time.time())
     patch = {"metadata": {"annotations": {REQUEST_ANNOTATION: encode_request(request)}}}
     kubectl(args, "patch", RESOURCE, args.name, "--type", "merge", "-p", json.dumps(patch))
@@ -131,6 +129,9 @@ def get(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "skip_analysis", False) and not args.full:
+        print("error: --skip-analysis goes with --full (promote NAME --full --skip-analysis)", file=sys.stderr)
+        return 2  # a usage error, as for ``lambda-rollouts promote``
     try:
         return get(args) if args.verb == "get" else send(args)
     except PluginError as exc:
