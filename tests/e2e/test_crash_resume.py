@@ -24,6 +24,7 @@ from tests.integration.helpers import (
     canary,
     cli_env,
     rollout_document,
+    seed_alias,
     write_document,
 )
 
@@ -65,8 +66,7 @@ class AliasWatcher:
 
 def test_sigkill_mid_pause_resumes_on_the_same_step(emulator: Emulator, tmp_path: Path) -> None:
     emulator.reset()
-    emulator.seed_function("resume", versions=2)
-    emulator.client("lambda").create_alias(FunctionName="resume", Name="live", FunctionVersion="1")
+    seed_alias(emulator, "resume")
     write_document(
         tmp_path, rollout_document("resume", function="resume", version="2", strategy=canary(20, PAUSE, 50, PAUSE))
     )

@@ -33,7 +33,15 @@ from controller.emulator import Emulator
 from controller.emulator.proxy import FaultProxy, FaultRule
 from controller.observability.http import Health, ObservabilityServer
 from controller.observability.metrics import Metrics
-from tests.integration.helpers import CLI, alias_routing, canary, rollout_document, write_document
+from tests.integration.helpers import (
+    CLI,
+    alias_routing,
+    canary,
+    put_errors_alarm,
+    rollout_document,
+    seed_alias,
+    write_document,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -232,20 +240,9 @@ def wait_until(check: Callable[[], bool], what: str, *, timeout: float = 30.0) -
 
 
 def seed(emulator: Emulator, function: str, *, alarm: str | None = None) -> None:
-    emulator.seed_function(function, versions=2)
-    emulator.client("lambda").create_alias(FunctionName=function, Name="live", FunctionVersion="1")
+    seed_alias(emulator, function)
     if alarm is not None:
-        emulator.client("cloudwatch").put_metric_alarm(
-            AlarmName=alarm,
-            MetricName="Errors",
-            Namespace="AWS/Lambda",
-            Dimensions=[{"Name": "FunctionName", "Value": function}],
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=1.0,
-            ComparisonOperator="GreaterThanOrEqualToThreshold",
-        )
+        put_errors_alarm(emulator.client("cloudwatch"), alarm, function=function)
 
 
 def document(name: str, version: str, strategy: dict[str, Any], **spec: Any) -> dict[str, Any]:

@@ -1,19 +1,28 @@
 """Shared helpers for the engine and CLI integration tests: documents, a driven engine, the call log.
 
 Tests drive the engine tick by tick with a fake clock (``EngineHarness``), so a 5-minute preset runs
-in milliseconds and no test sleeps; only the subprocess tests use real (short) intervals. What AWS
-saw is checked in the strict emulator's call log, never in mocks.
+in milliseconds and no test sleeps; only the subprocess tests use real (short) intervals, and they
+poll with deadlines (``daemon``, ``stop_with_sigterm``, ``http_ok``). What AWS saw is checked in the
+strict emulator's call log, never in mocks. The seeding helpers take boto3 clients where they can,
+so ``bench/ticks.py`` (whose emulator runs in another process) seeds the same world as the tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import socket
+import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 import yaml
 
@@ -80,6 +89,67 @@ def canary(*weights_and_pauses: int | float | None) -> dict[str, Any]:
         else:
             steps.append({"pause": {} if value is None else {"duration": f"{value}s"}})
     return {"canary": {"steps": steps}}
+
+
+def seed_alias(
+    emulator: Emulator,
+    function: str,
+    *,
+    versions: int = 2,
+    alias: str = "live",
+    version: str = "1",
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Where most rollouts start: ``function`` with ``versions`` published versions and ``alias`` on ``version``."""
+    emulator.seed_function(function, versions=versions, tags=tags)
+    emulator.client("lambda").create_alias(FunctionName=function, Name=alias, FunctionVersion=version)
+
+
+def put_errors_alarm(cloudwatch: Any, name: str, *, function: str | None = None, **overrides: Any) -> None:
+    """An alarm on Lambda ``Errors`` (Sum over 60 s, at least 1), optionally for one ``function``.
+
+    Takes a boto3 CloudWatch client rather than the emulator so the benchmark can seed through its own.
+    ``overrides`` are further ``PutMetricAlarm`` parameters (``TreatMissingData``, ``Threshold``...).
+    """
+    params: dict[str, Any] = {
+        "AlarmName": name,
+        "MetricName": "Errors",
+        "Namespace": "AWS/Lambda",
+        "Statistic": "Sum",
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "Threshold": 1.0,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+    }
+    if function is not None:
+        params["Dimensions"] = [{"Name": "FunctionName", "Value": function}]
+    cloudwatch.put_metric_alarm(**(params | overrides))
+
+
+def put_hand_alarm(cloudwatch: Any, name: str) -> None:
+    """An errors alarm only the test moves (``set_alarm``), with no data behind it.
+
+    ``TreatMissingData: ignore`` makes the emulator's evaluation (every 0.2 s) leave a state set by
+    hand alone; with ``notBreaching`` it would put an ALARM back to OK within 0.2 s, racing the tick
+    that is meant to see it.
+    """
+    put_errors_alarm(cloudwatch, name, TreatMissingData="ignore")
+
+
+def set_alarm(cloudwatch: Any, name: str, state: str) -> None:
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test")
+
+
+def paused_rollout_document(name: str, *, namespace: str = "default") -> dict[str, Any]:
+    """``name`` 1 -> 2 watching ``<name>-errors``, waiting for ``promote`` at 10%: the idle rollout of cost checks."""
+    return rollout_document(
+        name,
+        function=name,
+        version="2",
+        strategy=canary(10, None, 50, None),
+        alarms=[f"{name}-errors"],
+        namespace=namespace,
+    )
 
 
 class FakeClock:
@@ -166,6 +236,12 @@ class EngineHarness:
     def close(self) -> None:
         self._runner.close()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
 
 def phase_is(harness: EngineHarness, name: str, *phases: Phase) -> Callable[[], bool]:
     def check() -> bool:
@@ -241,3 +317,42 @@ def cli_env(emulator: Emulator) -> dict[str, str]:
 
 
 CLI = [sys.executable, "-m", "controller.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_ok(url: str) -> bool:
+    """True when ``url`` answers 200 (a readiness probe's view); False while nothing listens yet."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def daemon(args: list[str], *, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m controller.cli ARGS`` for the block, its stderr in ``log``; killed (SIGKILL) if still running.
+
+    The log is a file, not a pipe: a chatty daemon can never block on a full pipe nobody reads.
+    """
+    with log.open("wb") as stream:
+        process = subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=stream)
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def stop_with_sigterm(process: subprocess.Popen[bytes], *, within: float = 10.0) -> None:
+    """SIGTERM must end the daemon with exit code 0 within ``within`` seconds."""
+    stopping = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(within + 2) == 0
+    assert time.monotonic() - stopping < within

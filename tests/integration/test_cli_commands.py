@@ -7,7 +7,16 @@ import subprocess
 from pathlib import Path
 
 from controller.emulator import Emulator
-from tests.integration.helpers import CLI, alias_routing, canary, cli_env, rollout_document, write_calls, write_document
+from tests.integration.helpers import (
+    CLI,
+    alias_routing,
+    canary,
+    cli_env,
+    rollout_document,
+    seed_alias,
+    write_calls,
+    write_document,
+)
 
 
 def cli(emulator: Emulator, *args: str) -> subprocess.CompletedProcess[str]:
@@ -17,8 +26,7 @@ def cli(emulator: Emulator, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_plan_prints_next_actions_and_changes_nothing(aws: Emulator, tmp_path: Path) -> None:
-    aws.seed_function("orders", versions=2)
-    aws.client("lambda").create_alias(FunctionName="orders", Name="live", FunctionVersion="1")
+    seed_alias(aws, "orders")
     write_document(tmp_path, rollout_document("orders", function="orders", version="2", strategy=canary(10, 60)))
     write_document(
         tmp_path, rollout_document("broken", function="orders", alias="beta", version="7", strategy=canary(10, 60))
@@ -43,8 +51,7 @@ def test_plan_refuses_an_invalid_document(aws: Emulator, tmp_path: Path) -> None
 
 
 def test_run_once_then_get_shows_records_and_invalid_rollouts(aws: Emulator, tmp_path: Path) -> None:
-    aws.seed_function("orders", versions=2)
-    aws.client("lambda").create_alias(FunctionName="orders", Name="live", FunctionVersion="1")
+    seed_alias(aws, "orders")
     write_document(tmp_path, rollout_document("orders", function="orders", version="2", strategy=canary(10, 600)))
     write_document(tmp_path, rollout_document("ghost", function="ghost", version="2", strategy=canary(10, 60)))
     (tmp_path / "junk.yaml").write_text("apiVersion: lambda.rollouts.dev/v1alpha1\nkind: LambdaRollout\nspec: [\n")
@@ -72,8 +79,7 @@ def test_run_once_then_get_shows_records_and_invalid_rollouts(aws: Emulator, tmp
 
 
 def test_get_shows_the_history_with_who_asked(aws: Emulator, tmp_path: Path) -> None:
-    aws.seed_function("orders", versions=2)
-    aws.client("lambda").create_alias(FunctionName="orders", Name="live", FunctionVersion="1")
+    seed_alias(aws, "orders")
     write_document(tmp_path, rollout_document("orders", function="orders", version="2", strategy=canary(10, 600)))
     assert cli(aws, "run", "--source", str(tmp_path), "--once").returncode == 0
 

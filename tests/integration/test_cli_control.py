@@ -28,6 +28,7 @@ from tests.integration.helpers import (
     cli_env,
     function_tags,
     rollout_document,
+    seed_alias,
     write_document,
 )
 
@@ -37,8 +38,7 @@ FUNCTION, ALIAS = "orders", "live"
 @pytest.fixture
 def source(aws: Emulator, tmp_path: Path) -> Path:
     """orders:live on version 1, a document moving it to 2: 10%, wait for promote, 50%, wait, 100%."""
-    aws.seed_function(FUNCTION, versions=3)
-    aws.client("lambda").create_alias(FunctionName=FUNCTION, Name=ALIAS, FunctionVersion="1")
+    seed_alias(aws, FUNCTION, versions=3, alias=ALIAS)
     write_document(
         tmp_path, rollout_document("orders", function=FUNCTION, version="2", strategy=canary(10, None, 50, None))
     )
@@ -47,9 +47,8 @@ def source(aws: Emulator, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def harness(aws: Emulator, source: Path) -> Iterator[EngineHarness]:
-    h = EngineHarness(aws, source)
-    yield h
-    h.close()
+    with EngineHarness(aws, source) as h:
+        yield h
 
 
 def caller(aws: Emulator) -> str:
@@ -159,8 +158,7 @@ def test_an_unknown_rollout_name_is_a_clear_error_and_writes_nothing(aws: Emulat
 
 
 def test_an_ambiguous_name_lists_the_candidates(aws: Emulator, source: Path) -> None:
-    aws.seed_function("billing", versions=2)
-    aws.client("lambda").create_alias(FunctionName="billing", Name=ALIAS, FunctionVersion="1")
+    seed_alias(aws, "billing", alias=ALIAS)
     other = rollout_document("orders", function="billing", version="2", strategy=canary(10, None), namespace="team-b")
     write_document(source, other, "other.yaml")
     h = EngineHarness(aws, source)

@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 
 from controller.emulator import Emulator
-from tests.integration.helpers import CLI, alias_routing, canary, cli_env, rollout_document, write_document
+from tests.integration.helpers import CLI, alias_routing, canary, cli_env, rollout_document, seed_alias, write_document
 
 
 def test_run_follows_new_files_and_exits_on_sigterm(aws: Emulator, tmp_path: Path) -> None:
-    aws.seed_function("daemon", versions=2)
-    aws.client("lambda").create_alias(FunctionName="daemon", Name="live", FunctionVersion="1")
+    seed_alias(aws, "daemon")
     args = [*CLI, "run", "--source", str(tmp_path), "--interval", "0.2", "--log-format", "json"]
     process = subprocess.Popen(args, env=cli_env(aws), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -27,7 +27,9 @@ from tests.integration.helpers import (
     canary,
     cli_env,
     phase_is,
+    put_errors_alarm,
     rollout_document,
+    seed_alias,
     write_document,
 )
 
@@ -36,18 +38,8 @@ TRAFFIC = re.compile(r"stable (\S+): ([\d.]+)%(?: \| canary (\S+): ([\d.]+)%)?")
 
 
 def seed(aws: Emulator, source: Path, *, name: str = "orders", function: str = FUNCTION) -> None:
-    aws.seed_function(function, versions=2)
-    aws.client("lambda").create_alias(FunctionName=function, Name=ALIAS, FunctionVersion="1")
-    aws.client("cloudwatch").put_metric_alarm(
-        AlarmName=ALARM,
-        Namespace="AWS/Lambda",
-        MetricName="Errors",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=5,
-        ComparisonOperator="GreaterThanThreshold",
-    )
+    seed_alias(aws, function, alias=ALIAS)
+    put_errors_alarm(aws.client("cloudwatch"), ALARM, Threshold=5, ComparisonOperator="GreaterThanThreshold")
     document = rollout_document(name, function=function, version="2", strategy=canary(10, 5, 50, 5), alarms=[ALARM])
     write_document(source, document)
 

@@ -10,11 +10,8 @@ is real (a fraction of a second).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from controller.core.reasons import Reason
 from controller.core.types import Phase, Verb
@@ -27,6 +24,7 @@ from tests.integration.helpers import (
     canary,
     phase_is,
     rollout_document,
+    seed_alias,
     send_request,
     write_document,
 )
@@ -41,20 +39,6 @@ WRITES = WRITE_OPERATIONS | {
 }
 
 
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    path = tmp_path / "rollouts"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def harness(aws: Emulator, docs: Path) -> Iterator[EngineHarness]:
-    h = EngineHarness(aws, docs)
-    yield h
-    h.close()
-
-
 def document(version: str, strategy: dict[str, Any], **spec: Any) -> dict[str, Any]:
     doc = rollout_document("warm", function="warm", version=version, strategy=strategy)
     doc["spec"].update(spec)
@@ -62,8 +46,7 @@ def document(version: str, strategy: dict[str, Any], **spec: Any) -> dict[str, A
 
 
 def seeded(aws: Emulator, versions: int = 2) -> None:
-    aws.seed_function("warm", versions=versions)
-    aws.client("lambda").create_alias(FunctionName="warm", Name="live", FunctionVersion="1")
+    seed_alias(aws, "warm", versions=versions)
     aws.clear_calls()  # the log then holds only what the controller did
 
 

@@ -9,7 +9,7 @@ URL hooks go to a small aiohttp server on 127.0.0.1 that runs on the harness's e
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +19,15 @@ from aiohttp import web
 from controller.core.types import Phase
 from controller.emulator import Emulator
 from controller.emulator.server import zip_code
-from tests.integration.helpers import EngineHarness, alias_routing, canary, phase_is, rollout_document, write_document
-
-
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    path = tmp_path / "rollouts"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def harness(aws: Emulator, docs: Path) -> Iterator[EngineHarness]:
-    h = EngineHarness(aws, docs)
-    yield h
-    h.close()
+from tests.integration.helpers import (
+    EngineHarness,
+    alias_routing,
+    canary,
+    phase_is,
+    rollout_document,
+    seed_alias,
+    write_document,
+)
 
 
 def hook_function(emulator: Emulator, name: str, **env: str) -> None:
@@ -48,8 +42,7 @@ def hook_function(emulator: Emulator, name: str, **env: str) -> None:
 
 
 def start(aws: Emulator, docs: Path, harness: EngineHarness, *, strategy: dict[str, Any], **spec: Any) -> None:
-    aws.seed_function("pay", versions=2)
-    aws.client("lambda").create_alias(FunctionName="pay", Name="live", FunctionVersion="1")
+    seed_alias(aws, "pay")
     document = rollout_document("pay", function="pay", version="2", strategy=strategy)
     document["spec"].update(spec)
     write_document(docs, document)

@@ -26,7 +26,9 @@ from tests.integration.helpers import (
     alias_routing,
     canary,
     function_tags,
+    put_errors_alarm,
     rollout_document,
+    seed_alias,
     send_request,
     write_document,
 )
@@ -51,25 +53,16 @@ def error_rate(**extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    path = tmp_path / "rollouts"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def harness(aws: Emulator, docs: Path) -> Iterator[EngineHarness]:
     # Whole seconds, so that one-second periods line up with the ticks.
-    h = EngineHarness(aws, docs, clock=FakeClock(float(int(time.time()))))
-    yield h
-    h.close()
+    with EngineHarness(aws, docs, clock=FakeClock(float(int(time.time())))) as h:
+        yield h
 
 
 def deploy(
     aws: Emulator, docs: Path, h: EngineHarness, name: str, *, metrics: list[dict[str, Any]], **spec: Any
 ) -> None:
-    aws.seed_function(name, versions=2)
-    aws.client("lambda").create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    seed_alias(aws, name)
     document = rollout_document(name, function=name, version="2", strategy=spec.pop("strategy", canary(10, 2, 50, 2)))
     document["spec"]["analysis"] = {"metrics": metrics, **spec.pop("analysis", {})}
     document["spec"].update(spec)
@@ -110,19 +103,8 @@ def alias_alarm(aws: Emulator, name: str) -> str:
     alarm = f"{name}-alias-errors"
     cloudwatch = aws.client("cloudwatch")
     dims = [{"Name": "FunctionName", "Value": name}, {"Name": "Resource", "Value": f"{name}:live"}]
-    cloudwatch.put_metric_alarm(
-        AlarmName=alarm,
-        Namespace="AWS/Lambda",
-        MetricName="Errors",
-        Dimensions=dims,
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-        # Keeps it firing across minute boundaries of the real clock the emulator evaluates on.
-        TreatMissingData="breaching",
-    )
+    # Breaching when missing: keeps it firing across minute boundaries of the real clock the emulator evaluates on.
+    put_errors_alarm(cloudwatch, alarm, Dimensions=dims, TreatMissingData="breaching")
     datum = {"MetricName": "Errors", "Dimensions": dims, "Value": 50.0, "Timestamp": datetime.now(UTC)}
     cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=[datum])
     aws.wait_for(lambda: alarm_state(aws, alarm) == "ALARM", timeout=5)

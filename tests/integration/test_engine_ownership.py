@@ -6,8 +6,7 @@ nothing at all (no alias, no tag), while the same rollout in an allowed namespac
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from tests.integration.helpers import (
     canary,
     function_tags,
     rollout_document,
+    seed_alias,
     write_calls,
 )
 from tests.integration.helpers import write_document as write
@@ -34,27 +34,10 @@ FUNCTION = "pay-api"
 
 
 @pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    path = tmp_path / "rollouts"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def seeded(aws: Emulator) -> Emulator:
-    aws.seed_function(FUNCTION, versions=2, tags={OWNER_TAG: "team-b"})
-    aws.client("lambda").create_alias(FunctionName=FUNCTION, Name="live", FunctionVersion="1")
+    seed_alias(aws, FUNCTION, tags={OWNER_TAG: "team-b"})
     aws.clear_calls()
     return aws
-
-
-@contextlib.contextmanager
-def harness(aws: Emulator, docs: Path, ownership: OwnershipPolicy | None = None) -> Iterator[EngineHarness]:
-    h = EngineHarness(aws, docs, ownership=ownership)
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def promoted(h: EngineHarness, name: str, namespace: str) -> Callable[[], bool]:
@@ -77,7 +60,7 @@ def test_a_rollout_in_another_namespace_than_the_owner_tag_is_invalid_and_writes
     seeded: Emulator, docs: Path
 ) -> None:
     write(docs, document("team-a"))
-    with harness(seeded, docs) as h:
+    with EngineHarness(seeded, docs) as h:
         for _ in range(3):
             h.tick(5)
         status = h.status("pay", "team-a")
@@ -90,7 +73,7 @@ def test_a_rollout_in_another_namespace_than_the_owner_tag_is_invalid_and_writes
 
 def test_the_same_rollout_in_the_owning_namespace_proceeds(seeded: Emulator, docs: Path) -> None:
     write(docs, document("team-b"))
-    with harness(seeded, docs) as h:
+    with EngineHarness(seeded, docs) as h:
         h.drive(promoted(h, "pay", "team-b"))
     assert alias_routing(seeded, FUNCTION, "live") == ("2", {})
     assert function_tags(seeded, FUNCTION)[MANAGED_KEY] == "live=team-b/pay"
@@ -98,7 +81,7 @@ def test_the_same_rollout_in_the_owning_namespace_proceeds(seeded: Emulator, doc
 
 def test_tagging_the_function_for_a_refused_namespace_lets_it_proceed(seeded: Emulator, docs: Path) -> None:
     write(docs, document("team-a"))
-    with harness(seeded, docs) as h:
+    with EngineHarness(seeded, docs) as h:
         h.tick()
         assert h.status("pay", "team-a").reason == Reason.NOT_OWNER
         lam = seeded.client("lambda")
@@ -121,7 +104,7 @@ def test_with_an_ownership_config_a_namespace_not_listed_is_refused(aws: Emulato
     stranger = rollout_document("s", function="search-api", version="2", strategy=canary(50, 1), namespace="other")
     write(docs, stranger, "stranger.yaml")  # a namespace the config does not list
     aws.clear_calls()
-    with harness(aws, docs, ownership=policy) as h:
+    with EngineHarness(aws, docs, ownership=policy) as h:
         h.drive(promoted(h, "pay", "payments"))
         for name, namespace in (("steal", "search"), ("s", "other")):
             status = h.status(name, namespace)
@@ -140,7 +123,7 @@ def test_a_managed_function_is_not_taken_over_from_another_namespace(aws: Emulat
     lam.create_alias(FunctionName=FUNCTION, Name="live", FunctionVersion="1")
     lam.create_alias(FunctionName=FUNCTION, Name="beta", FunctionVersion="1")
     write(docs, document("team-a"), "a.yaml")
-    with harness(aws, docs) as h:
+    with EngineHarness(aws, docs) as h:
         h.drive(promoted(h, "pay", "team-a"))
         tags_before = function_tags(aws, FUNCTION)
         aws.clear_calls()

@@ -7,10 +7,7 @@ or a spec edit each bring it back on the very tick they happen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from controller.core.reasons import Reason
 from controller.core.types import Phase, Verb
@@ -20,41 +17,21 @@ from tests.integration.helpers import (
     alias_routing,
     canary,
     phase_is,
+    put_hand_alarm,
     rollout_document,
+    seed_alias,
     send_request,
+    set_alarm,
     write_document,
 )
 
 KEY = "default/pay"
 
 
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    return tmp_path
-
-
-@pytest.fixture
-def harness(aws: Emulator, docs: Path) -> Iterator[EngineHarness]:
-    h = EngineHarness(aws, docs)
-    yield h
-    h.close()
-
-
 def start(aws: Emulator, docs: Path, harness: EngineHarness, *steps: int | float | None) -> None:
     """A rollout of pay 1 -> 2 watching one alarm, driven until it waits at its first pause."""
-    aws.seed_function("pay", versions=2)
-    aws.client("lambda").create_alias(FunctionName="pay", Name="live", FunctionVersion="1")
-    aws.client("cloudwatch").put_metric_alarm(
-        AlarmName="pay-errors",
-        MetricName="Errors",
-        Namespace="AWS/Lambda",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-        TreatMissingData="notBreaching",
-    )
+    seed_alias(aws, "pay")
+    put_hand_alarm(aws.client("cloudwatch"), "pay-errors")
     document = rollout_document("pay", function="pay", version="2", strategy=canary(*steps), alarms=["pay-errors"])
     write_document(docs, document)
     harness.reload()
@@ -85,7 +62,7 @@ def test_a_rollout_waiting_for_promote_is_not_reconciled_until_an_alarm_fires(
         assert_skipped(aws, harness)
     assert harness.status("pay") == status
 
-    aws.client("cloudwatch").set_alarm_state(AlarmName="pay-errors", StateValue="ALARM", StateReason="test")
+    set_alarm(aws.client("cloudwatch"), "pay-errors", "ALARM")
     harness.tick(1.0)
 
     assert alias_routing(aws, "pay", "live") == ("1", {})

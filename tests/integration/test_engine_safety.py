@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,50 +14,20 @@ from tests.integration.helpers import (
     alias_writes,
     canary,
     function_tags,
+    put_hand_alarm,
     rollout_document,
+    seed_alias,
+    set_alarm,
     write_calls,
     write_document,
 )
 
 
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    path = tmp_path / "rollouts"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def harness(aws: Emulator, docs: Path) -> Iterator[EngineHarness]:
-    h = EngineHarness(aws, docs)
-    yield h
-    h.close()
-
-
-def put_alarm(emulator: Emulator, name: str) -> None:
-    emulator.client("cloudwatch").put_metric_alarm(
-        AlarmName=name,
-        MetricName="Errors",
-        Namespace="AWS/Lambda",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-        TreatMissingData="notBreaching",
-    )
-
-
-def set_alarm(emulator: Emulator, name: str, state: str) -> None:
-    emulator.client("cloudwatch").set_alarm_state(AlarmName=name, StateValue=state, StateReason="test")
-
-
 def test_alarm_mid_canary_rolls_back_within_one_tick_and_never_retries(
     aws: Emulator, docs: Path, harness: EngineHarness
 ) -> None:
-    aws.seed_function("pay", versions=2)
-    aws.client("lambda").create_alias(FunctionName="pay", Name="live", FunctionVersion="1")
-    put_alarm(aws, "pay-errors")
+    seed_alias(aws, "pay")
+    put_hand_alarm(aws.client("cloudwatch"), "pay-errors")
     document = rollout_document(
         "pay", function="pay", version="2", strategy=canary(20, 60, 50, 60), alarms=["pay-errors"]
     )
@@ -66,7 +35,7 @@ def test_alarm_mid_canary_rolls_back_within_one_tick_and_never_retries(
     harness.reload()
     harness.drive(lambda: alias_routing(aws, "pay", "live") == ("1", {"2": 0.2}))
 
-    set_alarm(aws, "pay-errors", "ALARM")
+    set_alarm(aws.client("cloudwatch"), "pay-errors", "ALARM")
     harness.tick(1.0)
 
     assert alias_routing(aws, "pay", "live") == ("1", {})
@@ -75,7 +44,7 @@ def test_alarm_mid_canary_rolls_back_within_one_tick_and_never_retries(
     assert "pay-errors" in f"{status.reason} {status.message}"
 
     # The alarm clears: the failed version is not tried again, by this engine or a new one.
-    set_alarm(aws, "pay-errors", "OK")
+    set_alarm(aws.client("cloudwatch"), "pay-errors", "OK")
     aws.clear_calls()
     for _ in range(3):
         harness.tick(120.0)
@@ -112,9 +81,8 @@ def assert_invalid_and_untouched(
 @pytest.fixture
 def shop(aws: Emulator) -> tuple[str, dict[str, str]]:
     """A function with versions 1-2, its alias on 1 and an alarm; the state that must not change."""
-    aws.seed_function("shop", versions=2)
-    aws.client("lambda").create_alias(FunctionName="shop", Name="live", FunctionVersion="1")
-    put_alarm(aws, "shop-errors")
+    seed_alias(aws, "shop")
+    put_hand_alarm(aws.client("cloudwatch"), "shop-errors")
     aws.clear_calls()
     return snapshot(aws, "shop", "live")
 

@@ -31,7 +31,9 @@ from tests.integration.helpers import (
     alias_writes,
     canary,
     cli_env,
+    put_errors_alarm,
     rollout_document,
+    seed_alias,
     write_document,
 )
 
@@ -51,8 +53,7 @@ def stuck_writes(function: str, *, latency: float) -> list[FaultRule]:
 
 
 def seed(aws: Emulator, source: Path, name: str, strategy: dict[str, object]) -> None:
-    aws.seed_function(name, versions=2)
-    aws.client("lambda").create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    seed_alias(aws, name)
     write_document(source, rollout_document(name, function=name, version="2", strategy=strategy))
 
 
@@ -125,17 +126,7 @@ def test_a_rollback_goes_ahead_of_queued_routine_calls_for_every_call_it_makes(a
     aws.seed_function("pay", versions=2)
     aws.seed_function("busy", versions=1)
     aws.client("lambda").create_alias(FunctionName="pay", Name="live", FunctionVersion="1")
-    aws.client("cloudwatch").put_metric_alarm(
-        AlarmName="pay-errors",
-        MetricName="Errors",
-        Namespace="AWS/Lambda",
-        Dimensions=[{"Name": "FunctionName", "Value": "pay"}],
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
+    put_errors_alarm(aws.client("cloudwatch"), "pay-errors", function="pay")
     document = rollout_document("pay", function="pay", version="2", strategy=canary(20, None), alarms=["pay-errors"])
     write_document(tmp_path, document)
     # Lambda paced at 20 calls/s: forty routine calls queue for two seconds.

@@ -21,7 +21,9 @@ from tests.integration.helpers import (
     alias_writes,
     canary,
     function_tags,
+    put_errors_alarm,
     rollout_document,
+    seed_alias,
     write_calls,
     write_document,
 )
@@ -44,13 +46,6 @@ class Gate:
         return self.open
 
 
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    path = tmp_path / "rollouts"
-    path.mkdir()
-    return path
-
-
 def harness_for(aws: Emulator, docs: Path, gate: Gate, clock: FakeClock | None = None) -> EngineHarness:
     return EngineHarness(aws, docs, can_write=gate, clock=clock)
 
@@ -58,18 +53,8 @@ def harness_for(aws: Emulator, docs: Path, gate: Gate, clock: FakeClock | None =
 @pytest.fixture
 def pay(aws: Emulator, docs: Path) -> Emulator:
     """``pay`` on version 1 behind ``live``, a rollout to version 2 (20%, then waiting), alarm watched."""
-    aws.seed_function("pay", versions=2)
-    aws.client("lambda").create_alias(FunctionName="pay", Name="live", FunctionVersion="1")
-    aws.client("cloudwatch").put_metric_alarm(
-        AlarmName="pay-errors",
-        MetricName="Errors",
-        Namespace="AWS/Lambda",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
+    seed_alias(aws, "pay")
+    put_errors_alarm(aws.client("cloudwatch"), "pay-errors")
     document = rollout_document("pay", function="pay", version="2", strategy=canary(20, None), alarms=["pay-errors"])
     write_document(docs, document)
     aws.clear_calls()
@@ -180,8 +165,7 @@ def test_sinks_hear_reconciles_alias_writes_alarm_states_and_the_rollback_reacti
 
 
 def test_an_invalid_rollout_tells_its_event_once(aws: Emulator, docs: Path) -> None:
-    aws.seed_function("late", versions=1)
-    aws.client("lambda").create_alias(FunctionName="late", Name="live", FunctionVersion="1")
+    seed_alias(aws, "late", versions=1)
     write_document(docs, rollout_document("late", function="late", version="7", strategy=canary(20, None)))
     harness = harness_for(aws, docs, Gate())
     try:
@@ -196,8 +180,7 @@ def test_an_invalid_rollout_tells_its_event_once(aws: Emulator, docs: Path) -> N
 
 
 def test_missing_alarms_are_reported_missing(aws: Emulator, docs: Path) -> None:
-    aws.seed_function("ghost", versions=2)
-    aws.client("lambda").create_alias(FunctionName="ghost", Name="live", FunctionVersion="1")
+    seed_alias(aws, "ghost")
     document = rollout_document("ghost", function="ghost", version="2", strategy=canary(20, None), alarms=["nope"])
     write_document(docs, document)
     harness = harness_for(aws, docs, Gate())

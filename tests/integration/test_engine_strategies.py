@@ -6,8 +6,8 @@ emulator's call log shows which weights the alias really went through, in order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,64 +20,39 @@ from tests.integration.helpers import (
     canary,
     phase_is,
     rollout_document,
+    seed_alias,
     send_request,
     write_document,
 )
 
 
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    path = tmp_path / "rollouts"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def harness(aws: Emulator, docs: Path) -> Iterator[EngineHarness]:
-    h = EngineHarness(aws, docs)
-    yield h
-    h.close()
-
-
-def make_alias(emulator: Emulator, function: str, alias: str, version: str) -> None:
-    emulator.client("lambda").create_alias(FunctionName=function, Name=alias, FunctionVersion=version)
-
-
-def test_canary_with_three_steps_reaches_100_percent(aws: Emulator, docs: Path, harness: EngineHarness) -> None:
-    aws.seed_function("orders", versions=2)
-    make_alias(aws, "orders", "live", "1")
-    write_document(
-        docs, rollout_document("orders", function="orders", version="2", strategy=canary(10, 5, 30, 5, 60, 5))
-    )
+@pytest.mark.parametrize(
+    ("strategy", "weights"),
+    [
+        pytest.param(canary(10, 5, 30, 5, 60, 5), (0.1, 0.3, 0.6), id="canary-with-three-steps"),
+        pytest.param({"linear": {"stepPercent": 25, "interval": "3s"}}, (0.25, 0.5, 0.75), id="linear-equal-steps"),
+    ],
+)
+def test_stepped_strategies_go_through_each_weight_then_100_percent(
+    aws: Emulator, docs: Path, harness: EngineHarness, strategy: dict[str, Any], weights: tuple[float, ...]
+) -> None:
+    seed_alias(aws, "orders")
+    write_document(docs, rollout_document("orders", function="orders", version="2", strategy=strategy))
     aws.clear_calls()
     harness.reload()
     harness.watch = ("orders", "live")
 
     harness.drive(phase_is(harness, "orders", Phase.HEALTHY), step=1.0)
 
-    assert harness.seen == [("1", {"2": 0.1}), ("1", {"2": 0.3}), ("1", {"2": 0.6}), ("2", {})]
+    assert harness.seen == [*(("1", {"2": weight}) for weight in weights), ("2", {})]
     # One UpdateAlias per step, nothing more: the call log agrees with what was observed.
-    assert len(alias_writes(aws, "orders", "live")) == 4
+    assert len(alias_writes(aws, "orders", "live")) == len(weights) + 1
     status = harness.status("orders")
     assert (status.stable_version, status.canary_version) == ("2", None)
 
 
-def test_linear_moves_in_equal_steps(aws: Emulator, docs: Path, harness: EngineHarness) -> None:
-    aws.seed_function("billing", versions=2)
-    make_alias(aws, "billing", "live", "1")
-    strategy = {"linear": {"stepPercent": 25, "interval": "3s"}}
-    write_document(docs, rollout_document("billing", function="billing", version="2", strategy=strategy))
-    harness.reload()
-    harness.watch = ("billing", "live")
-
-    harness.drive(phase_is(harness, "billing", Phase.HEALTHY))
-
-    assert harness.seen == [("1", {"2": 0.25}), ("1", {"2": 0.5}), ("1", {"2": 0.75}), ("2", {})]
-
-
 def test_all_at_once_is_one_write(aws: Emulator, docs: Path, harness: EngineHarness) -> None:
-    aws.seed_function("search", versions=2)
-    make_alias(aws, "search", "live", "1")
+    seed_alias(aws, "search")
     aws.clear_calls()
     write_document(docs, rollout_document("search", function="search", version="2", strategy={"allAtOnce": {}}))
     harness.reload()
@@ -89,25 +64,20 @@ def test_all_at_once_is_one_write(aws: Emulator, docs: Path, harness: EngineHarn
 
 
 def test_preset_minutes_scaled_down(aws: Emulator, docs: Path) -> None:
-    aws.seed_function("brand", versions=2)
-    make_alias(aws, "brand", "live", "1")
+    seed_alias(aws, "brand")
     preset = {"preset": "Canary10Percent5Minutes"}
     write_document(docs, rollout_document("brand", function="brand", version="2", strategy=preset))
     # 5 minutes become 5 seconds.
-    harness = EngineHarness(aws, docs, time_scale=1 / 60, watch=("brand", "live"))
-    try:
+    with EngineHarness(aws, docs, time_scale=1 / 60, watch=("brand", "live")) as harness:
         harness.drive(phase_is(harness, "brand", Phase.PROGRESSING, Phase.PAUSED))
         shifted_at = harness.clock()
         harness.drive(phase_is(harness, "brand", Phase.HEALTHY), step=0.5)
         assert harness.clock() - shifted_at >= 5.0
         assert harness.seen == [("1", {"2": 0.1}), ("2", {})]
-    finally:
-        harness.close()
 
 
 def test_blue_green_keeps_previous_and_undo_is_one_write(aws: Emulator, docs: Path, harness: EngineHarness) -> None:
-    aws.seed_function("checkout", versions=2)
-    make_alias(aws, "checkout", "live", "1")
+    seed_alias(aws, "checkout")
     strategy = {
         "blueGreen": {
             "previewAlias": "green",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.emulator import Emulator
-from tests.integration.helpers import alias_routing, canary, rollout_document
+from tests.integration.helpers import alias_routing, canary, rollout_document, seed_alias
 from tests.integration.kube_harness import LEASES, KubeCluster, eventually, kube_cluster, operator_running
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
@@ -38,8 +38,7 @@ def phase_of(cluster: KubeCluster, name: str) -> str | None:
 
 
 def test_two_replicas_only_the_leader_writes_and_the_standby_takes_over(aws: Emulator, tmp_path: Path) -> None:
-    aws.seed_function("orders", versions=3)
-    aws.client("lambda").create_alias(FunctionName="orders", Name="live", FunctionVersion="1")
+    seed_alias(aws, "orders", versions=3)
 
     async def scenario() -> None:
         async with kube_cluster(tmp_path) as cluster, contextlib.AsyncExitStack() as first:

@@ -7,13 +7,12 @@ import asyncio
 from pathlib import Path
 
 from controller.emulator import Emulator
-from tests.integration.helpers import alias_routing, canary, rollout_document, write_calls
+from tests.integration.helpers import alias_routing, canary, rollout_document, seed_alias, write_calls
 from tests.integration.kube_harness import eventually, kube_cluster, operator_running
 
 
 def test_a_rollout_in_a_namespace_not_allowed_is_invalid_not_owner(aws: Emulator, tmp_path: Path) -> None:
-    aws.seed_function("orders", versions=2)
-    aws.client("lambda").create_alias(FunctionName="orders", Name="live", FunctionVersion="1")
+    seed_alias(aws, "orders")
     aws.clear_calls()
     config = tmp_path / "ownership.yaml"
     config.write_text("payments: [orders]\n")  # only namespace payments may move orders

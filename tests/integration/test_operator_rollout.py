@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from controller.emulator import Emulator
-from tests.integration.helpers import alias_routing, canary, rollout_document, write_calls, written_weights
+from tests.integration.helpers import (
+    alias_routing,
+    canary,
+    put_errors_alarm,
+    rollout_document,
+    write_calls,
+    written_weights,
+)
 from tests.integration.kube_harness import (
     KubeCluster,
     env_vars,
@@ -77,18 +84,7 @@ def test_an_alarm_rolls_back_with_its_name_in_status_and_event(aws: Emulator, tm
     seed(aws)
     cloudwatch = aws.client("cloudwatch")
     dimensions = [{"Name": "FunctionName", "Value": FUNCTION}]
-    cloudwatch.put_metric_alarm(
-        AlarmName="orders-errors",
-        Namespace="AWS/Lambda",
-        MetricName="Errors",
-        Dimensions=dimensions,
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-        TreatMissingData="notBreaching",
-    )
+    put_errors_alarm(cloudwatch, "orders-errors", function=FUNCTION, TreatMissingData="notBreaching")
 
     async def scenario() -> None:
         async with kube_cluster(tmp_path) as cluster, operator_running(cluster, aws.url):
