@@ -120,10 +120,6 @@ def _quota_from(data: dict[str, Any]) -> Quota:
     return Quota(**kwargs)
 
 
-class _DropConnection(Exception):
-    pass
-
-
 class FaultProxy:
     """The running proxy. Create it with :meth:`start`."""
 

@@ -31,7 +31,6 @@ from .settings import WRITE_LOCK, EmulatorSettings
 log = logging.getLogger(__name__)
 
 REGION = "us-east-1"
-ACCOUNT_ID = "123456789012"
 #: A trust policy Lambda accepts, for :meth:`Emulator.seed_function`.
 LAMBDA_TRUST_POLICY = json.dumps(
     {
