@@ -22,7 +22,7 @@ import dataclasses
 from controller.core.context import Ctx, finish, make_write
 from controller.core.hooks import ask
 from controller.core.reasons import Reason
-from controller.core.types import AliasRouting, Decision, Phase
+from controller.core.types import AliasRouting, Decision, Phase, Record, UpdateAlias
 from controller.spec.model import BlueGreenStrategy
 
 # Reasons of a "finish now" request, kept on the record through the cut-over.
@@ -39,18 +39,15 @@ def advance_blue_green(ctx: Ctx, strategy: BlueGreenStrategy) -> Decision:
         if hook is not None:
             return hook
         if index == 0:
-            write = make_write(ctx, AliasRouting(canary), alias=strategy.preview_alias)
-            wait = (strategy.auto_promote_after or 0.0) if strategy.auto_promote else None
-            record = dataclasses.replace(
+            return _write(
+                ctx,
                 record,
+                make_write(ctx, AliasRouting(canary), alias=strategy.preview_alias),
                 step_index=1,
-                step_started_at=now,
-                pending=write.write,
-                phase=Phase.PROGRESSING,
                 reason=Reason.PREVIEW_READY,
                 message=f"version {record.canary} on preview alias {strategy.preview_alias}",
+                requeue_after=(strategy.auto_promote_after or 0.0) if strategy.auto_promote else None,
             )
-            return finish(ctx, record, actions=(write,), requeue_after=wait)
         if index == 1:
             if not strategy.auto_promote:
                 record = dataclasses.replace(
@@ -82,27 +79,45 @@ def advance_blue_green(ctx: Ctx, strategy: BlueGreenStrategy) -> Decision:
             if strategy.previous_alias is None:
                 record = dataclasses.replace(record, step_index=3)
                 continue
-            write = make_write(ctx, AliasRouting(stable), alias=strategy.previous_alias)
-            record = dataclasses.replace(
+            return _write(
+                ctx,
                 record,
+                make_write(ctx, AliasRouting(stable), alias=strategy.previous_alias),
                 step_index=3,
-                step_started_at=now,
-                pending=write.write,
-                phase=Phase.PROGRESSING,
                 reason=Reason.CUTTING_OVER,
                 message=f"cut-over: previous alias {strategy.previous_alias} keeps version {record.stable}",
             )
-            return finish(ctx, record, actions=(write,), requeue_after=0)
         # index 3 (or beyond, after a strategy edit): the main alias, in one write.
-        write = make_write(ctx, AliasRouting(canary))
-        record = dataclasses.replace(
-            record,
+        return _write(
+            ctx,
+            dataclasses.replace(record, weight=100),
+            make_write(ctx, AliasRouting(canary)),
             step_index=4,
-            step_started_at=now,
-            weight=100,
-            pending=write.write,
             phase=Phase.PROMOTING,
             reason=record.reason if record.reason in _FINISH_NOW else Reason.PROMOTING,
             message=f"cut-over: alias {ctx.spec.alias} to version {record.canary}",
         )
-        return finish(ctx, record, actions=(write,), requeue_after=0)
+
+
+def _write(
+    ctx: Ctx,
+    record: Record,
+    write: UpdateAlias,
+    *,
+    step_index: int,
+    reason: str,
+    message: str,
+    phase: Phase = Phase.PROGRESSING,
+    requeue_after: float | None = 0,
+) -> Decision:
+    """One step that is one alias write: recorded ahead as ``pending``, its step starting now."""
+    record = dataclasses.replace(
+        record,
+        step_index=step_index,
+        step_started_at=ctx.now,
+        pending=write.write,
+        phase=phase,
+        reason=reason,
+        message=message,
+    )
+    return finish(ctx, record, actions=(write,), requeue_after=requeue_after)
