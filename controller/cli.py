@@ -1,7 +1,8 @@
-"""The ``lambda-rollouts`` command line: one sub-command per verb of the contract in SPEC.md.
+"""lambda-rollouts: progressive delivery for AWS Lambda aliases, declared in YAML.
 
-Each verb lives in ``controller.commands.<module>`` exposing ``add_arguments(parser)`` and
-``run(args) -> int``; this module only wires them together and owns the options every verb shares.
+The command line has one sub-command per verb. Each verb lives in ``controller.commands.<module>``
+exposing ``add_arguments(parser)`` and ``run(args) -> int``; this module only wires them together and
+owns the options every verb shares.
 Exit codes: 0 ok, 1 invalid input or a failed rollout, 2 usage errors (argparse's own convention).
 """
 
@@ -46,7 +47,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lambda-rollouts", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="lambda-rollouts",
+        description="Progressive delivery for AWS Lambda aliases, declared in YAML (see README.md).",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
     verbs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for verb, (module_name, help_text) in COMMANDS.items():

@@ -46,7 +46,7 @@ from controller.runtime.kubeapi import ApiError, Endpoint, KubeApi, decode_ca
 from controller.runtime.leader import LeaderElector
 from controller.runtime.sink import AliasWritten, Reconciled, StatusSink
 from controller.sources import DesiredState
-from controller.spec.loader import parse_rollout
+from controller.spec.loader import LoadedRollout, check_duplicates, parse_rollout
 from controller.spec.model import RolloutSpec
 
 GROUP, VERSION, PLURAL, KIND = "lambda.rollouts.dev", "v1alpha1", "lambdarollouts", "LambdaRollout"
@@ -152,6 +152,11 @@ class ResourceSource:
         """
         rollouts = {r.key: r.spec for r in self._resources.values() if r.spec is not None}
         held = {r.key: r.errors for r in self._resources.values() if r.spec is not None and r.errors}
+        # Two resources driving the same function alias would fight over it: both are held, naming
+        # each other, until one is removed or changed (as the GitOps loader refuses both files).
+        clashes = check_duplicates([LoadedRollout(spec, key, 0, {}) for key, spec in rollouts.items()])
+        for clash in clashes:
+            held[clash.file] = (*held.get(clash.file, ()), f"{clash.path}: {clash.message}")
         return DesiredState(rollouts=rollouts, held=held)
 
     async def updates(self) -> AsyncIterator[DesiredState]:
