@@ -8,23 +8,24 @@ cleanly. Real subprocesses, real (short) intervals.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
 from controller.emulator import Emulator
 from tests.integration.helpers import (
-    CLI,
     alias_routing,
     alias_writes,
     canary,
     cli_env,
+    daemon,
     rollout_document,
     seed_alias,
+    stop_with_sigterm,
     write_document,
 )
 
@@ -40,9 +41,9 @@ def emulator() -> Iterator[Emulator]:
     emu.stop()
 
 
-def start_run(emulator: Emulator, source: Path) -> subprocess.Popen[bytes]:
-    args = [*CLI, "run", "--source", str(source), "--interval", "0.2", "--log-format", "text"]
-    return subprocess.Popen(args, env=cli_env(emulator), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def run_daemon(emulator: Emulator, source: Path, log: Path) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    args = ["run", "--source", str(source), "--interval", "0.2", "--log-format", "text"]
+    return daemon(args, env=cli_env(emulator), log=log)
 
 
 class AliasWatcher:
@@ -67,30 +68,22 @@ class AliasWatcher:
 def test_sigkill_mid_pause_resumes_on_the_same_step(emulator: Emulator, tmp_path: Path) -> None:
     emulator.reset()
     seed_alias(emulator, "resume")
+    (tmp_path / "rollouts").mkdir()
     write_document(
-        tmp_path, rollout_document("resume", function="resume", version="2", strategy=canary(20, PAUSE, 50, PAUSE))
+        tmp_path / "rollouts",
+        rollout_document("resume", function="resume", version="2", strategy=canary(20, PAUSE, 50, PAUSE)),
     )
     emulator.clear_calls()
     watcher = AliasWatcher(emulator, "resume", "live")
 
-    first = start_run(emulator, tmp_path)
-    try:
+    source = tmp_path / "rollouts"
+    with run_daemon(emulator, source, tmp_path / "first.log"):
         watcher.until(("1", {"2": 0.2}))
-        time.sleep(PAUSE / 3)
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
+        time.sleep(PAUSE / 3)  # well inside the pause; leaving the block SIGKILLs the daemon
 
-    second = start_run(emulator, tmp_path)
-    try:
+    with run_daemon(emulator, source, tmp_path / "second.log") as second:
         watcher.until(("2", {}))
-        stopping = time.monotonic()
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(10) == 0
-        assert time.monotonic() - stopping < 10
-    finally:
-        if second.poll() is None:
-            second.kill()
+        stop_with_sigterm(second)
 
     writes = alias_writes(emulator, "resume", "live")
     # 20% once (not re-applied after the restart), then 50%, then 100%: no step skipped or repeated.

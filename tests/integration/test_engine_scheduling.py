@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,14 +24,15 @@ from controller.emulator.proxy import FaultProxy, FaultRule
 from controller.runtime.engine import Engine, EngineSettings
 from controller.sources.files import FileSource
 from tests.integration.helpers import (
-    CLI,
     alias_routing,
     alias_writes,
     canary,
     cli_env,
+    daemon,
     put_errors_alarm,
     rollout_document,
     seed_alias,
+    stop_with_sigterm,
     write_document,
 )
 
@@ -98,26 +97,18 @@ def test_a_throttled_rollout_does_not_hold_up_the_others(aws: Emulator, proxy: F
 
 
 def test_sigterm_exits_0_within_10s_while_a_write_is_throttled(
-    aws: Emulator, proxy: FaultProxy, tmp_path: Path
+    aws: Emulator, proxy: FaultProxy, docs: Path, tmp_path: Path
 ) -> None:
-    seed(aws, tmp_path, "stuck", canary(20, None))
+    seed(aws, docs, "stuck", canary(20, None))
     # Each attempt takes 3 s: the write's retries would last about 15 s, longer than the promise.
     proxy.set_rules(stuck_writes("stuck", latency=3.0))
-    args = [*CLI, "run", "--source", str(tmp_path), "--interval", "0.1", "--log-format", "json"]
+    args = ["run", "--source", str(docs), "--interval", "0.1", "--log-format", "json"]
     env = cli_env(aws) | {"AWS_ENDPOINT_URL": proxy.url}
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
+    log = tmp_path / "run.log"
+    with daemon(args, env=env, log=log) as process:
         aws.wait_for(lambda: proxy.counts().get("lambda:UpdateAlias", 0) >= 1, timeout=20)
-        stopping = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(12) == 0
-        assert time.monotonic() - stopping < 10
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.stderr is not None
-    assert "cancelling 1 reconcile(s) still in flight" in process.stderr.read().decode()
+        stop_with_sigterm(process)
+    assert "cancelling 1 reconcile(s) still in flight" in log.read_text()
     assert alias_routing(aws, "stuck", "live") == ("1", {})
 
 
