@@ -32,13 +32,17 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import yaml
 
 from controller.aws import AwsSettings, Budget, make_clients
 from controller.aws.budget import DEFAULT_RATES
 from controller.core.types import Phase
 from controller.runtime.engine import Engine, EngineSettings
 from controller.sources.files import FileSource
+
+# Run as a script, so the repository root (the ``tests`` package) is not on the path by itself. The
+# seeding is the cost test's (tests/integration/test_engine_cost.py); its module imports no emulator.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.integration.documents import paused_rollout_document, put_errors_alarm, write_document
 
 MEASURED_TICKS = 5
 INTERVAL = 5.0
@@ -107,29 +111,8 @@ def seed(emulator_url: str, count: int, source: Path) -> None:
         lam.update_function_code(FunctionName=name, ZipFile=b"v2")
         lam.publish_version(FunctionName=name)
         lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
-        cw.put_metric_alarm(
-            AlarmName=f"{name}-errors",
-            MetricName="Errors",
-            Namespace="AWS/Lambda",
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=1.0,
-            ComparisonOperator="GreaterThanOrEqualToThreshold",
-        )
-        document = {
-            "apiVersion": "lambda.rollouts.dev/v1alpha1",
-            "kind": "LambdaRollout",
-            "metadata": {"name": name, "namespace": "bench"},
-            "spec": {
-                "functionName": name,
-                "alias": "live",
-                "version": "2",
-                "strategy": {"canary": {"steps": [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}]}},
-                "analysis": {"alarms": [f"{name}-errors"]},
-            },
-        }
-        (source / f"{name}.yaml").write_text(yaml.safe_dump(document))
+        put_errors_alarm(cw, f"{name}-errors")
+        write_document(source, paused_rollout_document(name, namespace="bench"))
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one, range(count)))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.integration.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_RULE = REPO / "manifests" / "prometheusrule.yaml"
@@ -36,12 +37,6 @@ def require_binary(name: str) -> str:
             pytrace=False,
         )
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_rules_file(directory: Path) -> Path:

@@ -3,8 +3,8 @@
 Tests drive the engine tick by tick with a fake clock (``EngineHarness``), so a 5-minute preset runs
 in milliseconds and no test sleeps; only the subprocess tests use real (short) intervals, and they
 poll with deadlines (``daemon``, ``stop_with_sigterm``, ``http_ok``). What AWS saw is checked in the
-strict emulator's call log, never in mocks. The seeding helpers take boto3 clients where they can,
-so ``bench/ticks.py`` (whose emulator runs in another process) seeds the same world as the tests.
+strict emulator's call log, never in mocks. Documents and the errors alarm live in ``documents``
+(shared with the benchmark, which must not import the emulator) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
-
-import yaml
 
 from controller.aws import AwsSettings, Budget, make_clients
 from controller.aws.budget import DEFAULT_RATES
@@ -35,6 +33,13 @@ from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.sink import MemorySink
 from controller.sources.files import FileSource
 from controller.spec.ownership import OwnershipPolicy
+
+# Re-exported: tests import every helper from here.
+from tests.integration.documents import canary as canary
+from tests.integration.documents import paused_rollout_document as paused_rollout_document
+from tests.integration.documents import put_errors_alarm as put_errors_alarm
+from tests.integration.documents import rollout_document as rollout_document
+from tests.integration.documents import write_document as write_document
 
 T = TypeVar("T")
 
@@ -53,44 +58,6 @@ WRITE_OPERATIONS = frozenset(
 )
 
 
-def rollout_document(
-    name: str,
-    *,
-    function: str,
-    version: str,
-    strategy: dict[str, Any],
-    alias: str = "live",
-    alarms: Iterable[str] = (),
-    namespace: str = "default",
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {"functionName": function, "alias": alias, "version": version, "strategy": strategy}
-    if alarms:
-        spec["analysis"] = {"alarms": list(alarms)}
-    return {
-        "apiVersion": "lambda.rollouts.dev/v1alpha1",
-        "kind": "LambdaRollout",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
-
-
-def write_document(directory: Path, document: dict[str, Any], filename: str | None = None) -> Path:
-    path = directory / (filename or f"{document['metadata']['name']}.yaml")
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
-
-
-def canary(*weights_and_pauses: int | float | None) -> dict[str, Any]:
-    """``canary(10, 5, 50, 5)``: setWeight 10, pause 5 s, ... (``None`` = a pause until promote)."""
-    steps: list[dict[str, Any]] = []
-    for index, value in enumerate(weights_and_pauses):
-        if index % 2 == 0:
-            steps.append({"setWeight": value})
-        else:
-            steps.append({"pause": {} if value is None else {"duration": f"{value}s"}})
-    return {"canary": {"steps": steps}}
-
-
 def seed_alias(
     emulator: Emulator,
     function: str,
@@ -105,27 +72,6 @@ def seed_alias(
     emulator.client("lambda").create_alias(FunctionName=function, Name=alias, FunctionVersion=version)
 
 
-def put_errors_alarm(cloudwatch: Any, name: str, *, function: str | None = None, **overrides: Any) -> None:
-    """An alarm on Lambda ``Errors`` (Sum over 60 s, at least 1), optionally for one ``function``.
-
-    Takes a boto3 CloudWatch client rather than the emulator so the benchmark can seed through its own.
-    ``overrides`` are further ``PutMetricAlarm`` parameters (``TreatMissingData``, ``Threshold``...).
-    """
-    params: dict[str, Any] = {
-        "AlarmName": name,
-        "MetricName": "Errors",
-        "Namespace": "AWS/Lambda",
-        "Statistic": "Sum",
-        "Period": 60,
-        "EvaluationPeriods": 1,
-        "Threshold": 1.0,
-        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-    }
-    if function is not None:
-        params["Dimensions"] = [{"Name": "FunctionName", "Value": function}]
-    cloudwatch.put_metric_alarm(**(params | overrides))
-
-
 def put_hand_alarm(cloudwatch: Any, name: str) -> None:
     """An errors alarm only the test moves (``set_alarm``), with no data behind it.
 
@@ -138,18 +84,6 @@ def put_hand_alarm(cloudwatch: Any, name: str) -> None:
 
 def set_alarm(cloudwatch: Any, name: str, state: str) -> None:
     cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test")
-
-
-def paused_rollout_document(name: str, *, namespace: str = "default") -> dict[str, Any]:
-    """``name`` 1 -> 2 watching ``<name>-errors``, waiting for ``promote`` at 10%: the idle rollout of cost checks."""
-    return rollout_document(
-        name,
-        function=name,
-        version="2",
-        strategy=canary(10, None, 50, None),
-        alarms=[f"{name}-errors"],
-        namespace=namespace,
-    )
 
 
 class FakeClock:
