@@ -49,7 +49,7 @@ from controller.core.types import (
     Verdict,
     VersionInfo,
 )
-from controller.spec.model import RolloutSpec
+from controller.spec.model import RolloutSpec, Strategy
 
 
 @dataclass(frozen=True)
@@ -219,6 +219,39 @@ class World:
 
     def with_spec(self, **changes: object) -> None:
         self.spec = dataclasses.replace(self.spec, **changes)  # type: ignore[arg-type]
+
+    def disturb(self, kind: str, value: object) -> None:
+        """Apply one random-history disturbance (``tests.unit.histories.DISTURBANCES``) to the world."""
+        if kind == "alarm":
+            self.alarms = frozenset({"errors"}) if value else frozenset()
+        elif kind == "request":
+            assert isinstance(value, Verb)
+            self.ask(value)
+        elif kind == "drift":
+            self.alias = value  # type: ignore[assignment]
+        elif kind == "version":
+            self.with_spec(version=value)
+        elif kind == "paused":
+            self.with_spec(paused=value)
+        elif kind == "hooks":
+            self.hooks_pass = bool(value)
+        elif kind == "measure":
+            self.metric_verdict = value  # type: ignore[assignment]
+        else:
+            raise ValueError(f"unknown disturbance {kind!r}")
+
+
+def api_spec(strategy: Strategy, *, version: str | None = "2", **fields: object) -> RolloutSpec:
+    """The rollout the decide tests share: ``ns/api`` moving function ``api``'s alias ``prod`` to ``version``."""
+    return RolloutSpec(
+        namespace="ns",
+        name="api",
+        function_name="api",
+        alias="prod",
+        strategy=strategy,
+        version=version,
+        **fields,  # type: ignore[arg-type]
+    )
 
 
 def versions(*names: str, role: str = "role") -> dict[str, VersionInfo]:

@@ -31,10 +31,9 @@ from controller.spec.model import (
     Concurrency,
     Pause,
     PresetStrategy,
-    RolloutSpec,
     SetWeight,
 )
-from tests.unit.simulator import World, versions
+from tests.unit.simulator import World, api_spec, versions
 
 DLQ = "arn:aws:sqs:us-east-1:123456789012:dlq"
 ASYNC = AsyncInvoke(maximum_retry_attempts=1, maximum_event_age_seconds=3600, on_failure=DLQ)
@@ -51,13 +50,8 @@ def make_world(
     async_invoke: AsyncInvoke | None = None,
 ) -> World:
     concurrency = Concurrency(reserved=reserved, provisioned=provisioned, warmup_timeout=timeout)
-    spec = RolloutSpec(
-        namespace="ns",
-        name="api",
-        function_name="api",
-        alias="prod",
-        strategy=strategy,  # type: ignore[arg-type]
-        version="2",
+    spec = api_spec(
+        strategy,  # type: ignore[arg-type]
         analysis=Analysis(alarms=("errors",)),
         concurrency=concurrency,
         async_invoke=async_invoke,

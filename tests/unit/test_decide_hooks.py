@@ -16,11 +16,10 @@ from controller.spec.model import (
     Hook,
     Hooks,
     Pause,
-    RolloutSpec,
     SetWeight,
     Strategy,
 )
-from tests.unit.simulator import World, versions
+from tests.unit.simulator import World, api_spec, versions
 
 PRE = Hook(function="pre")
 POST = Hook(url="https://hooks.example.com/post")
@@ -29,13 +28,8 @@ POST = Hook(url="https://hooks.example.com/post")
 def world(
     strategy: Strategy | None = None, *, before: Hook | None = PRE, after: Hook | None = None, **spec: object
 ) -> World:
-    rollout = RolloutSpec(
-        namespace="ns",
-        name="api",
-        function_name="api",
-        alias="prod",
-        strategy=strategy or CanaryStrategy((SetWeight(10), Pause(60))),
-        version="2",
+    rollout = api_spec(
+        strategy or CanaryStrategy((SetWeight(10), Pause(60))),
         hooks=Hooks(before_allow_traffic=before, after_allow_traffic=after),
     )
     rollout = dataclasses.replace(rollout, **spec)  # type: ignore[arg-type]

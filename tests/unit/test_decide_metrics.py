@@ -17,24 +17,18 @@ from controller.spec.model import (
     Metric,
     MetricQuery,
     Pause,
-    RolloutSpec,
     SetWeight,
     Threshold,
 )
-from tests.unit.simulator import World, versions
+from tests.unit.simulator import World, api_spec, versions
 
 ERRORS = Metric("error-rate", (MetricQuery("m", "Errors", "Sum"),), threshold=Threshold(max=5.0))
 START = 1_020.0  # a whole minute: the first measurement of a weight confirmed now is due at START + 60
 
 
 def world(*metrics: Metric, steps: tuple[SetWeight | Pause, ...] = (SetWeight(10), Pause(60)), **spec: object) -> World:
-    rollout = RolloutSpec(
-        namespace="ns",
-        name="api",
-        function_name="api",
-        alias="prod",
-        strategy=CanaryStrategy(steps),
-        version="2",
+    rollout = api_spec(
+        CanaryStrategy(steps),
         analysis=Analysis(metrics=metrics or (ERRORS,)),
     )
     rollout = dataclasses.replace(rollout, **spec)  # type: ignore[arg-type]

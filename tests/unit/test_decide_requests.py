@@ -13,16 +13,12 @@ from controller.spec.model import (
     SetWeight,
     Strategy,
 )
-from tests.unit.simulator import World, versions
+from tests.unit.simulator import World, api_spec, versions
 
 
 def make_spec(version: str = "2", strategy: Strategy | None = None) -> RolloutSpec:
-    return RolloutSpec(
-        namespace="ns",
-        name="api",
-        function_name="api",
-        alias="prod",
-        strategy=strategy or PresetStrategy("Canary10Percent30Minutes"),
+    return api_spec(
+        strategy or PresetStrategy("Canary10Percent30Minutes"),
         version=version,
         analysis=Analysis(alarms=("errors",)),
     )

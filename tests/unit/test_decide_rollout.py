@@ -31,21 +31,17 @@ from controller.spec.model import (
     RolloutSpec,
     SetWeight,
 )
-from tests.unit.simulator import World, versions
+from tests.unit.simulator import World, api_spec, versions
 
 CANARY5 = PresetStrategy("Canary10Percent5Minutes")
 
 
 def make_spec(version: str | None = "2", strategy: object = CANARY5, **kw: object) -> RolloutSpec:
-    return RolloutSpec(
-        namespace="ns",
-        name="api",
-        function_name="api",
-        alias="prod",
-        strategy=strategy,  # type: ignore[arg-type]
+    return api_spec(
+        strategy,  # type: ignore[arg-type]
         version=version,
         analysis=Analysis(alarms=("errors",)),
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 

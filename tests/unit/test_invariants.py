@@ -34,69 +34,17 @@ from controller.core.plan import build_plan
 from controller.core.spec_hash import spec_hash
 from controller.core.types import AliasRouting, Phase, Record, UpdateAlias, Verb, Verdict
 from controller.spec.model import (
-    AllAtOnceStrategy,
-    Analysis,
     BlueGreenStrategy,
-    CanaryStrategy,
     Concurrency,
-    Hook,
     Hooks,
-    LinearStrategy,
     Metric,
-    MetricQuery,
     Pause,
     PresetStrategy,
-    RolloutSpec,
     SetWeight,
     Strategy,
-    Threshold,
 )
-from tests.unit.simulator import World, versions
-
-STRATEGIES: tuple[Strategy, ...] = (
-    PresetStrategy("Canary10Percent5Minutes"),
-    PresetStrategy("Linear10PercentEvery1Minute"),
-    LinearStrategy(step_percent=30, interval=90),
-    CanaryStrategy((SetWeight(5), Pause(60), SetWeight(40), Pause(), SetWeight(60), Pause(120))),
-    CanaryStrategy((SetWeight(20), SetWeight(50), Pause(30))),
-    AllAtOnceStrategy(),
-    BlueGreenStrategy(preview_alias="green", previous_alias="previous", auto_promote=True, auto_promote_after=120),
-    BlueGreenStrategy(preview_alias="green"),
-)
-VERSIONS = ("1", "2", "3")
-WARM = Concurrency(reserved=10, provisioned=2, warmup_timeout=90.0)
-METRICS = (
-    Metric("error-rate", (MetricQuery("m", "Errors", "Sum"),), threshold=Threshold(max=5.0), failure_limit=2),
-    Metric("latency", (MetricQuery("m", "Duration", "p99"),), threshold=Threshold(max=1e6), interval=120.0),
-)
-HOOKS = Hooks(before_allow_traffic=Hook(function="pre"), after_allow_traffic=Hook(url="https://example.com/post"))
-ROUTINGS = st.one_of(
-    st.none(),
-    st.builds(AliasRouting, st.sampled_from(VERSIONS)),
-    st.builds(
-        AliasRouting,
-        st.just("1"),
-        st.sampled_from(("2", "3")),
-        st.sampled_from((0.05, 0.1, 0.5, 0.9)),
-    ),
-)
-TICKS = st.tuples(
-    st.just("tick"),
-    st.sampled_from((0.0, 1.0, 29.0, 30.0, 55.0, 59.0, 60.0, 61.0, 119.0, 120.0, 295.0, 299.0, 300.0, 3600.0, 1e6)),
-    st.booleans(),  # alias read
-    st.sampled_from((None, None, None, "before-write", "before-confirm")),
-)
-DISTURBANCES = st.one_of(
-    st.tuples(st.just("alarm"), st.booleans()),
-    st.tuples(st.just("request"), st.sampled_from(list(Verb))),
-    st.tuples(st.just("drift"), ROUTINGS),
-    st.tuples(st.just("version"), st.sampled_from(VERSIONS)),
-    st.tuples(st.just("paused"), st.booleans()),
-    st.tuples(st.just("hooks"), st.booleans()),
-    st.tuples(st.just("measure"), st.sampled_from(list(Verdict)[:3])),
-)
-# Mostly reconciles and clock jumps, so that rollouts get far enough for the disturbances to matter.
-OPS = st.lists(st.one_of(TICKS, TICKS, TICKS, DISTURBANCES), max_size=60)
+from tests.unit.histories import HOOKS, METRICS, OPS, STRATEGIES, WARM, make_world
+from tests.unit.simulator import World
 
 
 def traffic(version: str | None, routing: AliasRouting | None) -> float:
@@ -216,31 +164,6 @@ def pause_between(world: World, before: float, after: float) -> float:
     return total if counting else 0.0
 
 
-def make_world(
-    strategy: Strategy,
-    deadline: float | None,
-    concurrency: Concurrency | None = None,
-    *,
-    hooks: Hooks | None = None,
-    revert: bool = False,
-    metrics: tuple[Metric, ...] = (),
-) -> World:
-    spec = RolloutSpec(
-        namespace="ns",
-        name="api",
-        function_name="api",
-        alias="prod",
-        strategy=strategy,
-        version="2",
-        analysis=Analysis(alarms=("errors",), metrics=metrics),
-        progress_deadline=deadline,
-        concurrency=concurrency,
-        hooks=hooks or Hooks(),
-        drift_policy="Revert" if revert else "Hold",
-    )
-    return World(spec=spec, alias=AliasRouting("1"), versions=versions("1", "2", "3"))
-
-
 def finished(world: World) -> bool:
     r = world.record
     return (
@@ -296,30 +219,18 @@ def test_invariants_hold_over_random_histories(
                     assert not world.decide().actions
                     assert not world.decide(read=False).actions
                 world.now = saved
-        elif kind == "alarm":
-            world.alarms = frozenset({"errors"}) if op[1] else frozenset()
-        elif kind == "request":
-            verb = op[1]
-            assert isinstance(verb, Verb)
-            world.ask(verb)
-            if verb in (Verb.RETRY, Verb.PROMOTE_BYPASS):
-                checker.failed = {f for f in checker.failed if f[0] != world.spec.version}
-            if verb in (Verb.PROMOTE, Verb.PROMOTE_FULL, Verb.PROMOTE_BYPASS, Verb.RESUME):
+        else:
+            world.disturb(kind, op[1])  # type: ignore[arg-type]
+            if kind == "request":
+                verb = op[1]
+                if verb in (Verb.RETRY, Verb.PROMOTE_BYPASS):
+                    checker.failed = {f for f in checker.failed if f[0] != world.spec.version}
+                if verb in (Verb.PROMOTE, Verb.PROMOTE_FULL, Verb.PROMOTE_BYPASS, Verb.RESUME):
+                    checker.exempt = True
+                    checker.carry = world.record is not None and world.record.pending is not None
+                checker.bypassed = checker.bypassed or verb in (Verb.PROMOTE_FULL, Verb.PROMOTE_BYPASS)
+            elif kind in ("drift", "version"):
                 checker.exempt = True
-                checker.carry = world.record is not None and world.record.pending is not None
-            checker.bypassed = checker.bypassed or verb in (Verb.PROMOTE_FULL, Verb.PROMOTE_BYPASS)
-        elif kind == "drift":
-            world.alias = op[1]  # type: ignore[assignment]
-            checker.exempt = True
-        elif kind == "version":
-            world.with_spec(version=op[1])
-            checker.exempt = True
-        elif kind == "paused":
-            world.with_spec(paused=op[1])
-        elif kind == "hooks":
-            world.hooks_pass = bool(op[1])
-        elif kind == "measure":
-            world.metric_verdict = op[1]  # type: ignore[assignment]
 
 
 @settings(max_examples=200, deadline=None)

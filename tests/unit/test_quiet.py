@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.core.context import warming
-from controller.core.types import Decision, Phase, Verb
+from controller.core.types import Decision, Phase
 from controller.runtime.quiet import remember, settled, still_quiet
 from controller.spec.model import Concurrency, Hooks, Strategy
+from tests.unit.histories import HOOKS, OPS, STRATEGIES, WARM, make_world
 from tests.unit.simulator import World
-from tests.unit.test_invariants import HOOKS, OPS, STRATEGIES, WARM, make_world
 
 
 def skippable(world: World, decision: Decision) -> bool:
@@ -83,19 +83,8 @@ def test_a_quiet_answer_does_not_change_with_time_alone(
             decision = world.tick(read=bool(read), crash=crash)  # type: ignore[arg-type]
             if crash is None and skippable(world, decision):
                 assert_same_answer_later(world, decision)
-        elif kind == "alarm":
-            world.alarms = frozenset({"errors"}) if op[1] else frozenset()
-        elif kind == "request":
-            assert isinstance(op[1], Verb)
-            world.ask(op[1])
-        elif kind == "drift":
-            world.alias = op[1]  # type: ignore[assignment]
-        elif kind == "version":
-            world.with_spec(version=op[1])
-        elif kind == "paused":
-            world.with_spec(paused=op[1])
-        elif kind == "hooks":
-            world.hooks_pass = bool(op[1])
+        else:
+            world.disturb(kind, op[1])  # type: ignore[arg-type]
 
 
 @settings(max_examples=200, deadline=None)
