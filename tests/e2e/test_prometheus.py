@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
@@ -37,6 +36,7 @@ from tests.integration.helpers import (
     CLI,
     alias_routing,
     canary,
+    cli_env,
     put_errors_alarm,
     rollout_document,
     seed_alias,
@@ -170,7 +170,7 @@ class Controller:
         args = [*CLI, "run", "--source", str(source), "--interval", "0.1", "--log-format", "json"]
         args += ["--metrics-port", str(self.port), "--aws-endpoint-url", aws_url, "--region", "us-east-1"]
         self._log = log.open("wb")
-        self.process = subprocess.Popen(args, env=cli_env_for(aws_url), stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(args, env=cli_env(None), stdout=self._log, stderr=subprocess.STDOUT)
         self.log = log
 
     @property
@@ -186,18 +186,6 @@ class Controller:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
-
-
-def cli_env_for(aws_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("AWS_ENDPOINT_URL", None)
-    return env
 
 
 class Standby:

@@ -237,16 +237,23 @@ def function_tags(emulator: Emulator, function: str) -> dict[str, str]:
     return dict(lam.list_tags(Resource=arn)["Tags"])
 
 
-def cli_env(emulator: Emulator) -> dict[str, str]:
-    """Environment for ``python -m controller.cli ...`` subprocesses against the emulator."""
+def cli_env(emulator: Emulator | None) -> dict[str, str]:
+    """Environment for ``python -m controller.cli ...`` subprocesses against the emulator.
+
+    With ``None`` no endpoint is set (and an inherited one removed): the command is given
+    ``--aws-endpoint-url`` itself.
+    """
     env = dict(os.environ)
     env.update(
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=emulator.url,
         PYTHONUNBUFFERED="1",
     )
+    if emulator is None:
+        env.pop("AWS_ENDPOINT_URL", None)
+    else:
+        env["AWS_ENDPOINT_URL"] = emulator.url
     return env
 
 

@@ -122,12 +122,18 @@ def test_version_with_another_role_is_invalid(aws: Emulator, docs: Path, harness
     assert_invalid_and_untouched(aws, harness, "shop", expect="role", before=before)
 
 
-def test_document_invalid_mid_rollout_holds_it(
-    aws: Emulator, docs: Path, harness: EngineHarness, shop: tuple[str, dict[str, str]]
-) -> None:
+def start_shop(aws: Emulator, docs: Path, harness: EngineHarness) -> Path:
+    """A rollout of shop 1 -> 2 (10%, 60 s, 50%, 60 s) driven to its first weight; returns its document's path."""
     path = write_document(docs, rollout_document("shop", function="shop", version="2", strategy=canary(10, 60, 50, 60)))
     harness.reload()
     harness.drive(lambda: alias_routing(aws, "shop", "live") == ("1", {"2": 0.1}))
+    return path
+
+
+def test_document_invalid_mid_rollout_holds_it(
+    aws: Emulator, docs: Path, harness: EngineHarness, shop: tuple[str, dict[str, str]]
+) -> None:
+    path = start_shop(aws, docs, harness)
     aws.clear_calls()
     before = snapshot(aws, "shop", "live")
 
@@ -144,9 +150,7 @@ def test_document_invalid_mid_rollout_holds_it(
 def test_removed_file_stops_management_and_leaves_alias(
     aws: Emulator, docs: Path, harness: EngineHarness, shop: tuple[str, dict[str, str]]
 ) -> None:
-    path = write_document(docs, rollout_document("shop", function="shop", version="2", strategy=canary(10, 60, 50, 60)))
-    harness.reload()
-    harness.drive(lambda: alias_routing(aws, "shop", "live") == ("1", {"2": 0.1}))
+    path = start_shop(aws, docs, harness)
     path.unlink()
     harness.reload()
     aws.clear_calls()

@@ -114,9 +114,8 @@ def test_sigterm_exits_0_within_10s_while_a_write_is_throttled(
 
 def test_a_rollback_goes_ahead_of_queued_routine_calls_for_every_call_it_makes(aws: Emulator, tmp_path: Path) -> None:
     """Alias read, write-ahead record, alias write and confirmed record: all served before the queue."""
-    aws.seed_function("pay", versions=2)
+    seed_alias(aws, "pay")
     aws.seed_function("busy", versions=1)
-    aws.client("lambda").create_alias(FunctionName="pay", Name="live", FunctionVersion="1")
     put_errors_alarm(aws.client("cloudwatch"), "pay-errors", function="pay")
     document = rollout_document("pay", function="pay", version="2", strategy=canary(20, None), alarms=["pay-errors"])
     write_document(tmp_path, document)

@@ -7,6 +7,10 @@ disturbances ``World.disturb`` applies (alarms, requests, drift, spec edits, hoo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.core.types import AliasRouting, Verb, Verdict
@@ -93,3 +97,22 @@ def make_world(
         drift_policy="Revert" if revert else "Hold",
     )
     return World(spec=spec, alias=AliasRouting("1"), versions=versions("1", "2", "3"))
+
+
+def random_histories(**more: st.SearchStrategy[Any]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``@given`` a strategy, deadline, concurrency, hooks, drift policy and a history of ``OPS`` (plus ``more``).
+
+    The test takes ``strategy``, ``deadline``, ``concurrency``, ``hooks``, ``revert`` and ``ops``.
+    """
+    drawn = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    return lambda test: drawn(
+        given(
+            strategy=st.sampled_from(STRATEGIES),
+            deadline=st.sampled_from((None, 600.0)),
+            concurrency=st.sampled_from((None, WARM)),
+            hooks=st.sampled_from((None, HOOKS)),
+            revert=st.booleans(),
+            ops=OPS,
+            **more,
+        )(test)
+    )

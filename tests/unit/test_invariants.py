@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.core.hooks import BEFORE_ALLOW_TRAFFIC
@@ -43,7 +43,7 @@ from controller.spec.model import (
     SetWeight,
     Strategy,
 )
-from tests.unit.histories import HOOKS, METRICS, OPS, STRATEGIES, WARM, make_world
+from tests.unit.histories import HOOKS, METRICS, STRATEGIES, WARM, make_world, random_histories
 from tests.unit.simulator import World
 
 
@@ -177,16 +177,7 @@ def finished(world: World) -> bool:
     )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    strategy=st.sampled_from(STRATEGIES),
-    deadline=st.sampled_from((None, 600.0)),
-    concurrency=st.sampled_from((None, WARM)),
-    hooks=st.sampled_from((None, HOOKS)),
-    revert=st.booleans(),
-    metrics=st.sampled_from(((), METRICS)),
-    ops=OPS,
-)
+@random_histories(metrics=st.sampled_from(((), METRICS)))
 def test_invariants_hold_over_random_histories(
     strategy: Strategy,
     deadline: float | None,

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.core.context import warming
 from controller.core.types import Decision, Phase
 from controller.runtime.quiet import remember, settled, still_quiet
 from controller.spec.model import Concurrency, Hooks, Strategy
-from tests.unit.histories import HOOKS, OPS, STRATEGIES, WARM, make_world
+from tests.unit.histories import HOOKS, STRATEGIES, WARM, make_world, random_histories
 from tests.unit.simulator import World
 
 
@@ -57,15 +57,7 @@ def assert_same_answer_later(world: World, decision: Decision) -> None:
         world.now, world.request = saved, request
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    strategy=st.sampled_from(STRATEGIES),
-    deadline=st.sampled_from((None, 600.0)),
-    concurrency=st.sampled_from((None, WARM)),
-    hooks=st.sampled_from((None, HOOKS)),
-    revert=st.booleans(),
-    ops=OPS,
-)
+@random_histories()
 def test_a_quiet_answer_does_not_change_with_time_alone(
     strategy: Strategy,
     deadline: float | None,
