@@ -100,3 +100,15 @@ def test_examples_cover_every_strategy_and_preset_family() -> None:
     ]
     assert latency.compare_to_stable is not None and latency.compare_to_stable.max_ratio == 1.2
     assert (latency.period, latency.interval, latency.failure_limit, latency.inconclusive_limit) == (300.0, 300.0, 1, 3)
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/document.md"])
+def test_the_annotated_document_in_the_docs_is_valid(document: str, tmp_path: Path) -> None:
+    # The first YAML block of each page is the annotated example users copy: it must stay valid.
+    text = (REPO / document).read_text()
+    example = text.split("```yaml", 1)[1].split("```", 1)[0]
+    path = tmp_path / "annotated.yaml"
+    path.write_text(example)
+    result = load_paths([path])
+    assert result.errors == []
+    assert [rollout.spec.key for rollout in result.rollouts] == ["payments/brand-api"]
