@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from controller.commands.rollouts import new_request
+from controller.commands.rollouts import add_promote_arguments, new_request
 from controller.core.codec import encode_request
 
 RESOURCE = "lambdarollouts.lambda.rollouts.dev"
@@ -45,12 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("-n", "--namespace", default=None, help="default: the kubeconfig context's namespace")
         sub.add_argument("--context", default=None, help="kubeconfig context to use")
         if verb == "promote":
-            sub.add_argument("--full", action="store_true", help="finish now: skip every remaining step")
-            sub.add_argument(
-                "--skip-analysis",
-                action="store_true",
-                help="with --full: emergency bypass, finish even while a watched alarm or analysis fails",
-            )
+            add_promote_arguments(sub)
         if verb == "get":
             sub.add_argument("-o", "--output", choices=("text", "json"), default="text")
     return parser

@@ -24,7 +24,14 @@ from collections.abc import Callable
 from typing import TextIO
 
 from controller.aws import AwsClients, AwsError
-from controller.commands.rollouts import ManagedRollout, RolloutNotFound, managed_rollouts, new_request, resolve
+from controller.commands.rollouts import (
+    ManagedRollout,
+    RolloutNotFound,
+    add_promote_arguments,
+    managed_rollouts,
+    new_request,
+    resolve,
+)
 from controller.core.codec import CodecError, decode_record, encode_request, request_key
 from controller.core.types import Request
 from controller.observability.logs import configure_logging
@@ -36,12 +43,7 @@ Clock = Callable[[], float]
 def add_arguments(parser: argparse.ArgumentParser, *, verb: str) -> None:
     parser.add_argument("name", metavar="NAME", help="the rollout: NAME or NAMESPACE/NAME")
     if verb == "promote":
-        parser.add_argument("--full", action="store_true", help="skip every remaining step: 100%% now")
-        parser.add_argument(
-            "--skip-analysis",
-            action="store_true",
-            help="with --full: emergency bypass, finish even while a watched alarm or analysis fails",
-        )
+        add_promote_arguments(parser)
     parser.add_argument("--wait", action="store_true", help="wait until the controller has handled the request")
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="with --wait: give up (exit 1) after S seconds (default 120)"

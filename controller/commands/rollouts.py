@@ -12,6 +12,7 @@ format, ``promote --full`` as its own verb).
 
 from __future__ import annotations
 
+import argparse
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -74,6 +75,16 @@ def resolve(rollouts: Iterable[ManagedRollout], name: str) -> ManagedRollout:
         names = ", ".join(sorted(f"{r.key} ({r.function}:{r.alias})" for r in found))
         raise RolloutNotFound(f"rollout name {name!r} is ambiguous; use NAMESPACE/NAME, one of: {names}")
     return found[0]
+
+
+def add_promote_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--full`` and ``--skip-analysis``: the same flags for ``lambda-rollouts`` and the kubectl plugin."""
+    parser.add_argument("--full", action="store_true", help="finish now: 100%% on the new version")
+    parser.add_argument(
+        "--skip-analysis",
+        action="store_true",
+        help="with --full: emergency bypass, finish even while a watched alarm or analysis fails",
+    )
 
 
 def new_request(verb: str, *, full: bool, by: str, now: float, skip_analysis: bool = False) -> Request:
