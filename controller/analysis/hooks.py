@@ -11,12 +11,22 @@ A hook (``spec.hooks.beforeAllowTraffic`` / ``afterAllowTraffic``) is ``{functio
 
 Hooks may run more than once for the same rollout (a controller that dies while a hook runs asks
 for it again), so they must be idempotent.
+
+``HookRunner`` runs them beside the reconciles, never inside one: a reconcile that is handed a
+``RunHook`` only starts it (``start``) and returns, the runner reports it as running until its answer
+comes, then keeps the answer until a reconcile has handed it to the core and persisted what the core
+made of it (``delivered``). So a hook that takes its whole timeout, or never answers, holds back no
+alarm, no ``abort`` and no progress deadline of its rollout: every tick meanwhile is an ordinary
+reconcile. The answer of a hook whose attempt ended meanwhile is still handed over; the core ignores it
+and says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +35,7 @@ import aiohttp
 from controller.analysis import Provider, Result
 from controller.aws.errors import AwsError
 from controller.aws.lambda_ import LambdaAdapter
-from controller.core.types import RunHook, Verdict
+from controller.core.types import HookAnswer, RunHook, Verdict
 from controller.spec.model import Hook, RolloutSpec
 
 #: ``status`` values of a hook function's JSON answer that mean success.
@@ -129,9 +139,102 @@ async def run_hook(spec: RolloutSpec, action: RunHook, *, lambda_: LambdaAdapter
         return Result(Verdict.FAILED, f"hook could not run: {type(exc).__name__}: {exc}")
 
 
+# A provider bounds its own call by ``hook.timeout``; this much more is the runner's own safety net.
+_TIMEOUT_MARGIN = 5.0
+
+logger = logging.getLogger("controller.hooks")
+
+
+@dataclass
+class _Job:
+    action: RunHook
+    started: float
+    task: asyncio.Task[None]
+
+
+class HookRunner:
+    """Lifecycle hooks in flight and their answers, per rollout key; one per engine.
+
+    ``on_answer(key)`` is called when an answer comes, so the engine looks at that rollout at once
+    instead of at its next regular tick.
+    """
+
+    def __init__(
+        self,
+        *,
+        lambda_: LambdaAdapter,
+        clock: Callable[[], float],
+        on_answer: Callable[[str], None] = lambda _key: None,
+    ) -> None:
+        self._lambda = lambda_
+        self._clock = clock
+        self._on_answer = on_answer
+        self._running: dict[tuple[str, str], _Job] = {}
+        self._answers: dict[str, list[HookAnswer]] = {}
+
+    def start(self, key: str, spec: RolloutSpec, action: RunHook) -> None:
+        """Run ``action`` for rollout ``key`` unless that hook already runs; returns at once."""
+        if (key, action.name) in self._running:
+            return
+        task = asyncio.create_task(self._run(key, spec, action), name=f"hook {action.name} {key}")
+        self._running[(key, action.name)] = _Job(action, self._clock(), task)
+
+    async def _run(self, key: str, spec: RolloutSpec, action: RunHook) -> None:
+        try:
+            result = await asyncio.wait_for(
+                run_hook(spec, action, lambda_=self._lambda), timeout=action.hook.timeout + _TIMEOUT_MARGIN
+            )
+        except TimeoutError:
+            result = Result(Verdict.FAILED, f"no answer within {action.hook.timeout:g}s")
+        finally:
+            self._running.pop((key, action.name), None)
+        answer = HookAnswer(action.name, action.version, action.attempt, result.verdict, result.reason, self._clock())
+        self._answers.setdefault(key, []).append(answer)
+        why = result.reason or "no reason given"
+        logger.info("hook %s for %s version %s answered %s: %s", action.name, key, action.version, result.verdict, why)
+        self._on_answer(key)
+
+    def running(self, key: str) -> dict[str, float]:
+        """Hook name -> when it was started, for the hooks of ``key`` still running."""
+        return {name: job.started for (owner, name), job in self._running.items() if owner == key}
+
+    def answers(self, key: str) -> tuple[HookAnswer, ...]:
+        """Answers that came for ``key`` and were not yet handed to a reconcile that persisted them."""
+        return tuple(self._answers.get(key, ()))
+
+    def delivered(self, key: str, answers: Iterable[HookAnswer]) -> None:
+        """A reconcile handed ``answers`` to the core and persisted the outcome: forget them."""
+        handed = set(answers)
+        left = [a for a in self._answers.get(key, ()) if a not in handed]
+        if left:
+            self._answers[key] = left
+        else:
+            self._answers.pop(key, None)
+
+    def tasks(self, key: str | None = None) -> list[asyncio.Task[None]]:
+        """The tasks of the hooks running (for ``key``, or all): ``Engine.tick`` waits for them."""
+        return [job.task for (owner, _), job in self._running.items() if key is None or owner == key]
+
+    def forget(self, key: str) -> None:
+        """The rollout is no longer managed: stop its hooks and drop their answers."""
+        for (owner, _), job in list(self._running.items()):
+            if owner == key:
+                job.task.cancel()
+        self._answers.pop(key, None)
+
+    async def close(self) -> None:
+        """Cancel every hook still running (the engine stops; a new leader asks for them again)."""
+        tasks = self.tasks()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._running.clear()
+
+
 __all__ = [
     "SUCCESS_STATUSES",
     "FunctionHook",
+    "HookRunner",
     "UrlHook",
     "hook_payload",
     "judge_invocation",

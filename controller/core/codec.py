@@ -136,6 +136,8 @@ SHORT_NAMES: dict[type, dict[str, str]] = {
         "weight_at": "wa",
         "metrics": "mx",
         "bypass": "by",
+        "request_ignored": "ri",
+        "steps": "n",
     },
     AliasWrite: {"alias": "a", "routing": "r", "previous": "pv"},
     AliasRouting: {"primary": "p", "additional": "a", "weight": "w"},

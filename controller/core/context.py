@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from controller.core.reasons import Outcome, Reason
+from controller.core.status import plan_steps, step_number
 from controller.core.types import (
     Action,
     AliasRouting,
@@ -34,7 +35,7 @@ from controller.spec.model import BlueGreenStrategy, Pause, RolloutSpec, Step
 HISTORY_LIMIT = 5
 # Blue/green walks four steps: preview, wait for promote, previous alias, main alias.
 BLUE_GREEN_STEPS = 4
-_WARNING_PHASES = frozenset({Phase.DEGRADED, Phase.ROLLED_BACK, Phase.INVALID})
+_WARNING_PHASES = frozenset({Phase.DEGRADED, Phase.ROLLED_BACK, Phase.INVALID, Phase.ORPHANED})
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class Ctx:
 
     @property
     def steps(self) -> int:
-        return BLUE_GREEN_STEPS if self.blue_green else len(self.plan)
+        """The plan's steps as people count them (the final move to 100% is one): ``core.status``."""
+        return BLUE_GREEN_STEPS if self.blue_green else plan_steps(len(self.plan))
 
     @property
     def seen(self) -> AliasRouting | None:
@@ -264,6 +266,9 @@ def finish(
     """
     if ctx.notes and show is None:
         record = dataclasses.replace(record, message="; ".join((record.message, *ctx.notes)).strip("; "))
+    if show is None and record.steps != ctx.steps and record != ctx.original and record.stable is not None:
+        # Only with a write that happens anyway: keeping the count fresh must never cost a tag write.
+        record = dataclasses.replace(record, steps=ctx.steps)
     phase, reason, message = show if show is not None else (record.phase, record.reason, record.message)
     if live is not None and show is None:
         message = "; ".join((live, *ctx.notes))
@@ -278,7 +283,7 @@ def finish(
         stable_version=record.stable,
         canary_version=record.canary,
         canary_weight=record.weight if record.canary is not None else 0,
-        current_step=record.step_index,
+        current_step=step_number(record, ctx.steps),
         steps=ctx.steps,
         step_started_at=record.step_started_at,
         message=message,

@@ -7,7 +7,8 @@ working record: confirming a write that happened, starting a rollout, moving the
 
 1. nothing can be decided about a function that does not exist, nor by a rollout that may not move it
    (ownership: Invalid ``NotOwner``, nothing written), nor without the alias on first sight;
-2. a write that already happened is confirmed, a finished final write becomes Healthy;
+2. a write that already happened is confirmed, hook answers are recorded, a finished final write
+   becomes Healthy;
 3. operator requests are applied once;
 4. drift (someone moved the alias) holds everything but abort/resume, or is reverted when the spec's
    ``driftPolicy`` says so;
@@ -51,7 +52,7 @@ from controller.core.context import (
     withdraw,
     withdraw_decision,
 )
-from controller.core.hooks import AFTER_ALLOW_TRAFFIC, hook_failed, passed, run_hooks
+from controller.core.hooks import AFTER_ALLOW_TRAFFIC, fold_answers, hook_failed, passed, run_hooks
 from controller.core.metrics import analysis_inconclusive, hold_for_analysis, metric_analysis, wake_after
 from controller.core.ownership import refusal
 from controller.core.plan import build_plan
@@ -75,6 +76,8 @@ Rule = Callable[[Ctx], Ctx | Decision]
 # Reasons of a "finish now" request, kept on the record through the final write.
 _FINISH_NOW = (Reason.PROMOTE_FULL, Reason.EMERGENCY_BYPASS)
 LATEST = "$LATEST"
+# Woken this much after a progress deadline, so the rule that compares "overdue > deadline" sees it passed.
+_DEADLINE_MARGIN = 0.001
 
 
 def confirm(record: Record, now: float) -> Record:
@@ -163,6 +166,47 @@ def finish_promotion(ctx: Ctx) -> Ctx | Decision:
         bypass=False,
     )
     return ctx.with_record(new, Event(Reason.PROMOTED, message))
+
+
+def resume_orphaned(ctx: Ctx) -> Ctx | Decision:
+    """The document of an orphaned rollout is back: the rollout is managed again from where it stood.
+
+    The alias may have been moved while nobody managed it, so it is read first (then ``drift``
+    judges it). The current step's clock restarts, as after a pause: time without a manager counts
+    neither as bake time nor against the progress deadline (it can only lengthen a step).
+    """
+    record = ctx.record
+    if record.phase is not Phase.ORPHANED:
+        return ctx
+    if not ctx.observed.alias_read:
+        return finish(ctx, record, read_alias=True)
+    phase = Phase.HEALTHY if record.canary is None else Phase.PROGRESSING
+    message = f"document found again: managing {ctx.spec.alias} again from {describe(expected_routing(record))}"
+    started = ctx.now if record.pending is None else record.step_started_at
+    new = dataclasses.replace(
+        record, phase=phase, reason=Reason.MANAGEMENT_RESUMED, message=message, step_started_at=started
+    )
+    return ctx.with_record(new, Event(Reason.MANAGEMENT_RESUMED, message))
+
+
+def orphan(record: Record, *, alias: str, why: str) -> Record | None:
+    """The record of a rollout that stops being managed (its document is gone), or None to let it go quietly.
+
+    Only a rollout in flight is left in a state nobody should leave unattended: the new version has
+    traffic (or a write is pending) and no one will finish or roll it back. That must be loud: the
+    record says Orphaned with the alias as it stands, so ``get``, the metrics and an alert show it.
+    A rollout with nothing in flight stops quietly, as documented. Pure: the shell persists it.
+    """
+    if record.canary is None and record.pending is None:
+        return None
+    if record.phase is Phase.ORPHANED:
+        return record
+    where = describe(expected_routing(record))
+    message = (
+        f"{why}: no longer managed while alias {alias} is at {where}; nothing moves it until the "
+        "document is back (restore it to continue, or fix the alias by hand)"
+    )
+    return dataclasses.replace(record, phase=Phase.ORPHANED, reason=Reason.DOCUMENT_REMOVED, message=message)
 
 
 # ---- 4. drift ------------------------------------------------------------------------------------
@@ -323,6 +367,16 @@ def publish(ctx: Ctx) -> Ctx | Decision:
     spec = ctx.spec
     if spec.publish is None or ctx.observed.desired_version is not None:
         return ctx
+    latest = ctx.observed.latest_code_sha256
+    if latest is not None:
+        # AWS would refuse the publish (the hash guards it), again and again: say why once, touch nothing.
+        return _invalid(
+            ctx,
+            Reason.CODE_MISMATCH,
+            f"$LATEST of {spec.function_name} has code {latest}, not the {spec.publish.code_sha256} that "
+            "spec.publish.codeSha256 asks for, and no published version has that code: update the function's "
+            "code or the document",
+        )
     action = PublishVersion(spec.publish.code_sha256, spec.publish.description)
     message = f"publishing $LATEST (code {spec.publish.code_sha256[:12]}) as a new version"
     # requeue at once: the shell resolves the new version number on its next observation.
@@ -415,8 +469,9 @@ def first_sight(ctx: Ctx) -> Ctx | Decision:
     request = ctx.observed.request
     if request is not None:
         # A request that predates the record cannot be about this rollout: consume it, unapplied.
-        base = dataclasses.replace(base, last_request=request.id)
-        ctx = ctx.note(f"{request.verb} ignored: it predates tracking of this rollout")
+        why = f"{request.verb} ignored: it predates tracking of this rollout"
+        base = dataclasses.replace(base, last_request=request.id, request_ignored=why)
+        ctx = ctx.note(why)
     if seen is None:
         # No trigger can reach an alias that does not exist yet: nothing to protect, create it on target.
         write = make_write(ctx, AliasRouting(desired))
@@ -517,7 +572,8 @@ def advance(ctx: Ctx) -> Ctx | Decision:
         index = record.step_index
         if index >= len(plan):
             write = make_write(ctx, AliasRouting(canary))
-            message = f"final step: alias {ctx.spec.alias} to version {record.canary} at 100%"
+            where = f"(step {ctx.steps} of {ctx.steps})"
+            message = f"final step: alias {ctx.spec.alias} to version {record.canary} at 100% {where}"
             record = dataclasses.replace(
                 record,
                 weight=100,
@@ -536,7 +592,7 @@ def advance(ctx: Ctx) -> Ctx | Decision:
                 continue
             routing = AliasRouting(stable, canary, step.weight / 100)
             write = make_write(ctx, routing)
-            message = f"version {record.canary} at {step.weight}% (step {index + 1} of {len(plan)})"
+            message = f"version {record.canary} at {step.weight}% (step {index + 1} of {ctx.steps})"
             record = dataclasses.replace(
                 record,
                 weight=step.weight,
@@ -549,13 +605,15 @@ def advance(ctx: Ctx) -> Ctx | Decision:
             )
             return finish(ctx, record, actions=(write,), requeue_after=_next_wait(plan, index + 1))
         if step.duration is None:
-            message = f"version {record.canary} at {record.weight}%: waiting for `promote` (step {index + 1})"
+            message = (
+                f"version {record.canary} at {record.weight}%: waiting for `promote` (step {index + 1} of {ctx.steps})"
+            )
             record = dataclasses.replace(record, phase=Phase.PAUSED, reason=Reason.WAITING_FOR_PROMOTE, message=message)
             return finish(ctx, record)
         started = record.step_started_at if record.step_started_at is not None else now
         left = step.duration - (now - started)
         if left > 0:
-            where = f"(step {index + 1} of {len(plan)})"
+            where = f"(step {index + 1} of {ctx.steps})"
             message = f"version {record.canary} at {record.weight}%: baking for {step.duration:.0f}s {where}"
             # The countdown is shown live; the record keeps the stable text, so waiting writes nothing.
             live = (
@@ -585,6 +643,8 @@ RULES: tuple[Rule, ...] = (
     not_owner,
     alias_needed,
     confirm_pending,
+    resume_orphaned,
+    fold_answers,
     finish_promotion,
     handle_request,
     drift,
@@ -632,15 +692,29 @@ def decide(
         record=record or Record(),
         time_scale=time_scale,
     )
-    return _with_measurement_wake(ctx, with_settings(spec, record, observed, _apply_rules(ctx)))
+    decision = with_settings(spec, record, observed, _apply_rules(ctx))
+    decision = _wake_at(decision, wake_after(spec, decision.record, now, time_scale=time_scale))
+    return _wake_at(decision, _deadline_after(ctx, decision.record))
 
 
-def _with_measurement_wake(ctx: Ctx, decision: Decision) -> Decision:
-    """Ask to be woken when the next metric measurement is due, so a failing canary is seen in time."""
-    wait = wake_after(ctx.spec, decision.record, ctx.now, time_scale=ctx.time_scale)
+def _wake_at(decision: Decision, wait: float | None) -> Decision:
+    """Ask to be woken ``wait`` seconds from now too (the earlier of that and what was asked)."""
     if wait is None or (decision.requeue_after is not None and decision.requeue_after <= wait):
         return decision
     return dataclasses.replace(decision, requeue_after=wait)
+
+
+def _deadline_after(ctx: Ctx, record: Record) -> float | None:
+    """Seconds until ``record``'s progress deadline passes (None: none applies), so a rollout waiting
+    on something that may never come (a hook, an analysis) is looked at when its deadline is up."""
+    deadline = ctx.spec.progress_deadline
+    if deadline is None or record.canary is None or record.step_started_at is None:
+        return None
+    later = dataclasses.replace(ctx, record=record)
+    allowed = current_pause(later)
+    if allowed is None or _paused(later):
+        return None
+    return max(0.0, record.step_started_at + allowed + deadline - ctx.now) + _DEADLINE_MARGIN
 
 
 def _apply_rules(ctx: Ctx) -> Decision:
@@ -654,4 +728,4 @@ def _apply_rules(ctx: Ctx) -> Decision:
     return finish(ctx, ctx.record)
 
 
-__all__ = ["RULES", "confirm", "decide", "rebase"]
+__all__ = ["RULES", "confirm", "decide", "orphan", "rebase"]

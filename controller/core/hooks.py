@@ -16,6 +16,12 @@ answer in the record with ``record_hook``, and the next decide acts on that answ
 - No answer in the record (the controller died while the hook ran) means the hook is asked for again,
   never skipped: hooks must be idempotent. An answer that is neither success nor failure
   (Inconclusive, Running) is asked for again after ``RECHECK_AFTER`` seconds.
+- A hook runs beside the reconcile, never inside it: the shell starts it and reports it as running
+  (``Observed.hooks_running``) until its answer comes (``Observed.hook_answers``), and every tick in
+  between is an ordinary decide. So a hook that never answers holds back no alarm, no ``abort`` and
+  no progress deadline. ``fold_answers`` puts an answer in the record only when it is for the
+  attempt in flight and the hook it waits for; a late one (the attempt was rolled back meanwhile)
+  is ignored, with an Event saying so.
 
 Answers belong to the rollout in flight: they are cleared when it starts, ends or its spec changes.
 """
@@ -26,7 +32,7 @@ import dataclasses
 
 from controller.core.context import Ctx, finish, withdraw_decision
 from controller.core.reasons import Outcome, Reason
-from controller.core.types import Decision, HookRun, Phase, Record, RunHook, Verdict
+from controller.core.types import Decision, Event, HookAnswer, HookRun, Phase, Record, RunHook, Verdict
 from controller.spec.model import Hook, RolloutSpec
 
 BEFORE_ALLOW_TRAFFIC = "beforeAllowTraffic"
@@ -68,6 +74,29 @@ def describe_hook(hook: Hook) -> str:
 # ---- rules ---------------------------------------------------------------------------------------
 
 
+def _expected(ctx: Ctx, record: Record, answer: HookAnswer) -> bool:
+    """The answer is for the attempt in flight and for the hook it is waiting for."""
+    return record.canary == answer.version and record.started_at == answer.attempt and due(ctx, record) == answer.name
+
+
+def fold_answers(ctx: Ctx) -> Ctx | Decision:
+    """Rule (right after confirming writes): hook answers the shell brought go into the record, or are ignored."""
+    record = ctx.record
+    for run in ctx.observed.hook_answers:
+        held = answer(record, run.name)
+        if held is not None and (held.outcome, held.at) == (run.outcome, run.at):
+            continue  # recorded already (handed over again after a reconcile that failed later on)
+        if _expected(ctx, record, run):
+            record = record_hook(record, name=run.name, verdict=run.outcome, reason=run.reason, at=run.at)
+            continue
+        message = (
+            f"hook {run.name} answered {run.outcome} for version {run.version} after that attempt ended "
+            f"({record.phase}, {record.reason or 'no reason'}): answer ignored"
+        )
+        ctx = ctx.with_record(record, Event(Reason.HOOK_ANSWER_IGNORED, message, warning=True))
+    return ctx.with_record(record) if record is not ctx.record else ctx
+
+
 def hook_failed(ctx: Ctx) -> Ctx | Decision:
     """Rule (safety, beside the alarms): a failed hook rolls the new version back, once."""
     record = ctx.record
@@ -107,13 +136,16 @@ def ask(ctx: Ctx, record: Record) -> Decision | None:
     phase = Phase.PROMOTING if name == AFTER_ALLOW_TRAFFIC else Phase.PROGRESSING
     message = f"running hook {name} ({describe_hook(hook)}) for version {record.canary}"
     new = dataclasses.replace(record, phase=phase, reason=Reason.RUNNING_HOOK, message=message)
+    if name in ctx.observed.hooks_running:
+        # Started already: wait for its answer like for any other input; the shell wakes us when it comes.
+        return finish(ctx.with_record(new), new)
     last = answer(record, name)
     if last is not None and ctx.now - last.at < RECHECK_AFTER:
         left = RECHECK_AFTER - (ctx.now - last.at)
         live = f"hook {name} answered {last.outcome} ({last.reason}); asking again in {left:.0f}s"
         return finish(ctx, new, live=live, requeue_after=left)
-    action = RunHook(name=name, hook=hook, version=record.canary, stable=record.stable)
-    return finish(ctx.with_record(new), new, actions=(action,), requeue_after=0)
+    action = RunHook(name=name, hook=hook, version=record.canary, stable=record.stable, attempt=record.started_at)
+    return finish(ctx.with_record(new), new, actions=(action,))
 
 
 def run_hooks(ctx: Ctx) -> Ctx | Decision:
@@ -129,6 +161,7 @@ __all__ = [
     "ask",
     "declared",
     "describe_hook",
+    "fold_answers",
     "hook_failed",
     "passed",
     "record_hook",

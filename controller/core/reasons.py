@@ -19,6 +19,7 @@ class Reason(enum.StrEnum):
     INCOMPATIBLE_VERSIONS = "IncompatibleVersions"
     STABLE_IS_LATEST = "StableIsLatest"
     NOT_OWNER = "NotOwner"
+    CODE_MISMATCH = "CodeMismatch"
     # Pending.
     WAITING_FOR_ALIAS = "WaitingForAlias"
     PUBLISHING_VERSION = "PublishingVersion"
@@ -59,8 +60,12 @@ class Reason(enum.StrEnum):
     WARMUP_FAILED = "WarmupFailed"
     HOOK_FAILED = "HookFailed"
     ANALYSIS_FAILED = "AnalysisFailed"
+    # Orphaned: the document is gone while the new version had traffic; and back again.
+    DOCUMENT_REMOVED = "DocumentRemoved"
+    MANAGEMENT_RESUMED = "ManagementResumed"
     # Events only.
     REQUEST = "Request"
+    HOOK_ANSWER_IGNORED = "HookAnswerIgnored"
 
 
 class Outcome(enum.StrEnum):

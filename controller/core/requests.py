@@ -78,12 +78,17 @@ def _requested(record: Record, ctx: Ctx, request: Request) -> Record:
     return dataclasses.replace(record, history=with_history(record, entry))
 
 
+def _ignored(ctx: Ctx, why: str) -> Ctx:
+    """The request did not apply: say why in the message, and in the record for a caller that waits on it."""
+    return ctx.with_record(dataclasses.replace(ctx.record, request_ignored=why)).note(why)
+
+
 def _promote(ctx: Ctx, request: Request) -> Ctx | Decision:
     record = ctx.record
     if record.canary is None:
-        return ctx.note("promote ignored: no rollout in progress")
+        return _ignored(ctx, "promote ignored: no rollout in progress")
     if record.weight >= 100:
-        return ctx.note("promote ignored: already promoting")
+        return _ignored(ctx, "promote ignored: already promoting")
     if record.paused_by_request:
         # An operator who promotes a paused rollout wants it to move; spec.paused still wins.
         record = dataclasses.replace(record, paused_by_request=False)
@@ -97,13 +102,13 @@ def _promote(ctx: Ctx, request: Request) -> Ctx | Decision:
         if record.step_index <= 1:
             record = _requested(dataclasses.replace(record, step_index=2, step_started_at=ctx.now), ctx, request)
             return ctx.with_record(record).note(f"promote by {request.by or 'operator'}: cutting over")
-        return ctx.with_record(record).note("promote ignored: cut-over already under way")
+        return _ignored(ctx.with_record(record), "promote ignored: cut-over already under way")
     index = record.step_index
     if index < len(ctx.plan) and isinstance(ctx.plan[index], Pause):
         record = dataclasses.replace(record, step_index=index + 1, step_started_at=ctx.now)
         record = _requested(record, ctx, request)
         return ctx.with_record(record).note(f"promote by {request.by or 'operator'}: pause skipped")
-    return ctx.with_record(record).note("promote ignored: no pause to skip")
+    return _ignored(ctx.with_record(record), "promote ignored: no pause to skip")
 
 
 def _emergency_start(ctx: Ctx) -> Record:
@@ -137,9 +142,9 @@ def _promote_full(ctx: Ctx, request: Request, *, bypass: bool = False) -> Ctx | 
         record = _emergency_start(ctx)
         ctx = ctx.with_record(record)
     if record.canary is None:
-        return ctx.note(f"{verb} ignored: no rollout in progress")
+        return _ignored(ctx, f"{verb} ignored: no rollout in progress")
     if record.weight >= 100 and (not bypass or record.bypass):
-        return ctx.note(f"{verb} ignored: already promoting")
+        return _ignored(ctx, f"{verb} ignored: already promoting")
     final = 2 if ctx.blue_green is not None else len(ctx.plan)
     reason = Reason.EMERGENCY_BYPASS if bypass else Reason.PROMOTE_FULL
     entry = HistoryEntry(record.canary, Outcome.PROMOTED, reason, ctx.now, request.by)
@@ -170,7 +175,7 @@ def _promote_bypass(ctx: Ctx, request: Request) -> Ctx | Decision:
 def _abort(ctx: Ctx, request: Request) -> Ctx | Decision:
     record = ctx.record
     if record.canary is None:
-        return ctx.note("abort ignored: no rollout in progress")
+        return _ignored(ctx, "abort ignored: no rollout in progress")
     message = (
         f"aborted by {request.by or 'operator'}: version {record.canary} rolled back to {record.stable}; "
         "`retry` or a spec change starts it again"
@@ -192,7 +197,7 @@ def _retry(ctx: Ctx, request: Request) -> Ctx | Decision:
     record = ctx.record
     failed = tuple(f for f in record.failed if f.version != ctx.desired)
     if failed == record.failed:
-        return ctx.note(f"retry ignored: version {ctx.desired} has not failed")
+        return _ignored(ctx, f"retry ignored: version {ctx.desired} has not failed")
     record = _requested(dataclasses.replace(record, failed=failed), ctx, request)
     return ctx.with_record(record).note(f"retry of version {ctx.desired} by {request.by or 'operator'}")
 
@@ -212,7 +217,7 @@ def _resume(ctx: Ctx, request: Request) -> Ctx | Decision:
         message = f"resumed by {request.by or 'operator'}: alias {ctx.spec.alias} restored to {describe(target)}"
         return restore(ctx, _requested(record, ctx, request), reason=Reason.RESUMED, message=message)
     if not ctx.record.paused_by_request and not ctx.spec.paused:
-        return ctx.with_record(record).note("resume ignored: not paused")
+        return _ignored(ctx.with_record(record), "resume ignored: not paused")
     record = _requested(record, ctx, request)
     if ctx.spec.paused:
         return ctx.with_record(record).note("resume noted, but spec.paused is still true")
@@ -222,9 +227,9 @@ def _resume(ctx: Ctx, request: Request) -> Ctx | Decision:
 def _undo(ctx: Ctx, request: Request) -> Ctx | Decision:
     record = ctx.record
     if record.canary is not None:
-        return ctx.note("undo ignored: a rollout is in progress (use abort)")
+        return _ignored(ctx, "undo ignored: a rollout is in progress (use abort)")
     if record.previous_stable is None or record.stable is None:
-        return ctx.note("undo ignored: no previous version to go back to")
+        return _ignored(ctx, "undo ignored: no previous version to go back to")
     undone, back = record.stable, record.previous_stable
     message = (
         f"undone by {request.by or 'operator'}: alias {ctx.spec.alias} back on version {back}; "
@@ -265,7 +270,7 @@ def handle_request(ctx: Ctx) -> Ctx | Decision:
     if request is None or ctx.first_sight or request.id == ctx.record.last_request:
         # On first sight there is no rollout to act on; the request is handled on the next decide.
         return ctx
-    ctx = ctx.with_record(dataclasses.replace(ctx.record, last_request=request.id))
+    ctx = ctx.with_record(dataclasses.replace(ctx.record, last_request=request.id, request_ignored=""))
     ctx = dataclasses.replace(
         ctx, events=(*ctx.events, Event(Reason.REQUEST, f"{request.verb} requested by {request.by or 'operator'}"))
     )

@@ -29,6 +29,9 @@ class Phase(enum.StrEnum):
     DEGRADED = "Degraded"
     ROLLED_BACK = "RolledBack"
     INVALID = "Invalid"
+    # Its document is gone (deleted, renamed away) while the new version still had traffic: nobody
+    # moves the alias any more, and that must be loud. Shown from the record until the document returns.
+    ORPHANED = "Orphaned"
 
 
 class Verb(enum.StrEnum):
@@ -130,6 +133,23 @@ class HookRun:
 
 
 @dataclass(frozen=True)
+class HookAnswer:
+    """What a lifecycle hook run answered, as the shell hands it to the core (``Observed.hook_answers``).
+
+    ``version`` and ``attempt`` (the record's ``started_at`` when the hook was asked for) say which
+    rollout attempt it was run for: an answer that arrives after that attempt ended (rolled back by
+    an alarm, aborted) is ignored by the core, never applied to a later attempt.
+    """
+
+    name: str
+    version: str
+    attempt: float | None
+    outcome: Verdict
+    reason: str = ""
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
 class MetricState:
     """Metric ``name``'s measurements for the rollout in flight, compactly: the consecutive counts
     and the last one (its value, the stable baseline when compared, when it was taken, its verdict).
@@ -196,6 +216,12 @@ class Record:
     metrics: tuple[MetricState, ...] = ()
     # ``promote --full --skip-analysis`` is finishing this attempt: alarms and analysis do not stop it.
     bypass: bool = False
+    # Why the control request ``last_request`` did not apply ("" when it did), so a caller waiting for
+    # it (``--wait``) can tell "done" from "ignored" without parsing the message.
+    request_ignored: str = ""
+    # How many steps the plan has, as people count them (``controller.core.status``): kept so that
+    # a reader without the document (``get``) can still say "step 2 of 4".
+    steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -266,6 +292,14 @@ class Observed:
     measurements: Mapping[str, Measurement] = field(default_factory=dict)
     # Who may move the function (owner tag, managed marker, config patterns): from cached tags, no call.
     ownership: Ownership = field(default_factory=Ownership)
+    # Lifecycle hooks: answers that came back since the last reconcile, and the hooks still running
+    # (name -> when it was started). Hooks run beside the reconcile, never inside it, so a hook that
+    # never answers cannot hold back an alarm, an abort or the progress deadline.
+    hook_answers: tuple[HookAnswer, ...] = ()
+    hooks_running: Mapping[str, float] = field(default_factory=dict)
+    # ``spec.publish``: the CodeSha256 of ``$LATEST`` when it is not the code the document asks for and
+    # no published version has that code either (None: not checked, or it matches).
+    latest_code_sha256: str | None = None
 
 
 # ---- actions: what the shell must do, in order ---------------------------------------------------
@@ -316,16 +350,18 @@ class PutEventInvokeConfig:
 
 @dataclass(frozen=True)
 class RunHook:
-    """Run lifecycle hook ``name`` for ``version`` (coming from ``stable``) and put its answer in the record.
+    """Start lifecycle hook ``name`` for ``version`` (coming from ``stable``) of the attempt ``attempt``.
 
     The shell invokes ``hook`` (a Lambda function or a URL, bounded by ``hook.timeout``) with a JSON
-    payload describing the rollout, then records a ``HookRun`` with ``controller.core.hooks.record_hook``.
+    payload describing the rollout, beside the reconcile: it reports the hook as running until the
+    answer comes, then hands the answer to the core (``Observed.hook_answers``), which records it.
     """
 
     name: str
     hook: Hook
     version: str
     stable: str
+    attempt: float | None = None
 
 
 SettingAction = PutReservedConcurrency | PutProvisionedConcurrency | DeleteProvisionedConcurrency | PutEventInvokeConfig
@@ -349,6 +385,8 @@ class Status:
     stable_version: str | None
     canary_version: str | None
     canary_weight: int
+    # The step under way counted from 1, ``steps`` once finished, 0 with nothing in flight
+    # (``controller.core.status.step_number``): the one numbering every surface shows.
     current_step: int
     steps: int
     step_started_at: float | None

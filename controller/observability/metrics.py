@@ -203,9 +203,20 @@ class Metrics:
             registry=r,
         )
         self.current_step = Gauge(
-            f"{PREFIX}rollout_current_step", "Index of the plan step being executed.", rl, registry=r
+            f"{PREFIX}rollout_current_step",
+            "The step under way, counted from 1 (equal to rollout_steps once finished, 0 with nothing in flight).",
+            rl,
+            registry=r,
         )
-        self.steps = Gauge(f"{PREFIX}rollout_steps", "Number of steps in the rollout's plan.", rl, registry=r)
+        self.steps = Gauge(
+            f"{PREFIX}rollout_steps", "Steps of the rollout's plan, the final move to 100% included.", rl, registry=r
+        )
+        self.orphaned = Gauge(
+            f"{PREFIX}rollout_orphaned",
+            "1 while the rollout's document is gone and it was left mid-rollout (nobody moves its alias).",
+            rl,
+            registry=r,
+        )
         self.step_started = Gauge(
             f"{PREFIX}rollout_step_started_timestamp_seconds",
             "When the current step began (Unix time).",
@@ -357,6 +368,7 @@ class Metrics:
             self._child(self.canary_weight, spec).set(status.canary_weight)
             self._child(self.current_step, spec).set(status.current_step)
             self._child(self.steps, spec).set(status.steps)
+            self._child(self.orphaned, spec).set(1 if status.phase is Phase.ORPHANED else 0)
             if status.step_started_at is not None:
                 self._child(self.step_started, spec).set(status.step_started_at)
             if spec.progress_deadline is not None:

@@ -51,19 +51,35 @@ import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from controller.analysis.hooks import HookRunner
 from controller.analysis.metrics import measure_due
 from controller.aws import AwsClients
 from controller.aws.errors import NotFound
-from controller.core.types import Decision, Event, Phase, Request, Status, UpdateAlias, blank_status, invalid_status
+from controller.core.codec import CodecError
+from controller.core.decide import orphan
+from controller.core.reasons import Reason
+from controller.core.status import record_status
+from controller.core.types import (
+    Decision,
+    Event,
+    Measurement,
+    Phase,
+    Record,
+    Request,
+    Status,
+    UpdateAlias,
+    blank_status,
+    invalid_status,
+)
 from controller.observability.logs import RolloutLogger, rollout_logger
 from controller.runtime.backoff import backoff_delay
 from controller.runtime.observe import Observer, TickReads
 from controller.runtime.quiet import Quiet, remember, still_quiet
 from controller.runtime.reconcile import Clock, Outcome, Reconciler, WritesStopped
-from controller.runtime.records import RecordStore, function_name_of
+from controller.runtime.records import FunctionTags, RecordStore, function_name_of, managed_entries
 from controller.runtime.sink import ALARM, MISSING, OK, AliasWritten, FanoutSink, Reconciled, StatusSink
 from controller.sources import DesiredState
-from controller.spec.model import RolloutSpec
+from controller.spec.model import AllAtOnceStrategy, RolloutSpec
 from controller.spec.ownership import OwnershipPolicy
 
 logger = logging.getLogger("controller.engine")
@@ -89,6 +105,9 @@ class EngineSettings:
     quiet_refresh: float = 30.0
     # Which functions each namespace's rollouts may move (``--ownership-config``); None: no config.
     ownership: OwnershipPolicy | None = None
+    # How long a tick waits for the metric measurements it asked for (one GetMetricData for all): a
+    # slow answer is taken by a later tick instead, so it never holds back the alarms of the others.
+    measure_wait: float = 1.0
 
 
 @dataclass
@@ -113,6 +132,21 @@ class Rollout:
     last_event: Event | None = None
     # The last answer that changed nothing, with its inputs: while they hold, no reconcile is needed.
     quiet: Quiet | None = field(default=None, repr=False)
+    # The reconcile in flight was started to roll back now: it is never overtaken by another.
+    urgent: bool = False
+
+
+@dataclass
+class Orphan:
+    """A rollout whose document went away while its new version had traffic: loud until it is back.
+
+    ``persisted`` is False until the record saying Orphaned is on the function (a tag write that
+    is retried every tick, like any other write).
+    """
+
+    spec: RolloutSpec
+    record: Record
+    persisted: bool = False
 
 
 class Engine:
@@ -134,6 +168,8 @@ class Engine:
         self._rand = rand
         self._store = RecordStore(aws)
         self._observer = Observer(aws)
+        self._can_write = can_write
+        self._hooks = HookRunner(lambda_=aws.lambda_, clock=clock, on_answer=self._hook_answered)
         self._reconciler = Reconciler(
             aws=aws,
             store=self._store,
@@ -144,9 +180,14 @@ class Engine:
             on_alias_written=self._alias_written,
             ownership=self.settings.ownership,
             owner_max_age=self.settings.drift_interval,
+            hooks=self._hooks,
         )
         self.sink = FanoutSink(sinks)
         self._rollouts: dict[str, Rollout] = {}
+        # Rollouts whose document is gone while they were mid-rollout (``Orphan``), by key.
+        self._orphans: dict[str, Orphan] = {}
+        # The metric measurements asked for and not answered yet (at most one batch in flight).
+        self._measuring: asyncio.Task[dict[str, dict[str, Measurement]]] | None = None
         # Control requests handed over with ``request`` (rollout key -> request), and the id of the
         # last one each rollout's durable record says was handled.
         self._requested: dict[str, Request] = {}
@@ -176,7 +217,14 @@ class Engine:
 
     def status(self, key: str) -> Status | None:
         rollout = self._rollouts.get(key)
-        return rollout.status if rollout else None
+        if rollout is not None:
+            return rollout.status
+        orphaned = self._orphans.get(key)
+        return record_status(orphaned.record) if orphaned is not None else None
+
+    def orphans(self) -> dict[str, Orphan]:
+        """Rollouts no longer managed that were left mid-rollout, by key."""
+        return dict(self._orphans)
 
     # ---- seams for the daemons -----------------------------------------------------------------
 
@@ -212,22 +260,67 @@ class Engine:
         for key, spec in desired.rollouts.items():
             rollout = self._rollouts.get(key)
             if rollout is None:
+                if self._orphans.pop(key, None) is not None:
+                    logger.warning("%s: document found again; the rollout is managed again", key)
                 rollout = self._rollouts[key] = Rollout(spec=spec, log=rollout_logger(logger, spec))
             elif rollout.spec != spec:
                 rollout.spec, rollout.log = spec, rollout_logger(logger, spec)
                 rollout.failures, rollout.retry_at = 0, 0.0
             await self._hold(rollout, desired.held.get(key, ()))
         for key in [k for k in self._rollouts if k not in desired.rollouts]:
-            # Management stops; the alias and the record stay as they are.
+            # Management stops; the alias stays as it is, and a rollout left mid-way says so.
             gone = self._rollouts.pop(key)
             self._observer.forget_rollout(key)
+            self._hooks.forget(key)
             self._handled.pop(key, None)
-            await self.sink.removed(spec=gone.spec)
+            if not await self._orphan(gone):
+                await self.sink.removed(spec=gone.spec)
         for key in [k for k in self._requested if k not in desired.rollouts]:
             del self._requested[key]  # nothing to act on; the caller hands it over again if it returns
         for file, errors in desired.orphan_errors.items():
             logger.warning("%s: not loaded: %s", file, "; ".join(errors))
         self.wake()
+
+    async def _orphan(self, gone: Rollout) -> bool:
+        """``gone`` left mid-rollout: keep it visible as Orphaned (True), or let it go quietly (False)."""
+        spec = gone.spec
+        fn = self._store.known(spec.function_name)
+        try:
+            record = self._store.record(fn, spec.alias) if fn is not None else None
+        except CodecError:
+            record = None
+        marked = orphan(record, alias=spec.alias, why="its document is gone") if record is not None else None
+        if marked is None:
+            return False
+        self._orphans[spec.key] = Orphan(spec=spec, record=marked, persisted=marked == record)
+        gone.log.warning("%s", marked.message)
+        await self.sink.status_changed(spec=spec, status=record_status(marked), previous=gone.status)
+        await self.sink.event(spec=spec, event=Event(Reason.DOCUMENT_REMOVED, marked.message, warning=True))
+        return True
+
+    async def _persist_orphans(self) -> None:
+        """Write the Orphaned records not written yet (leaders only); a failure is retried next tick."""
+        for key, orphaned in list(self._orphans.items()):
+            fn = self._store.known(orphaned.spec.function_name)
+            if orphaned.persisted or fn is None or not self._can_write() or self._orphans.get(key) is not orphaned:
+                continue  # written, unknown, not ours to write, or its document came back meanwhile
+            try:
+                await self._store.persist(fn, alias=orphaned.spec.alias, key=key, record=orphaned.record)
+            except Exception as exc:
+                logger.warning("%s: could not record that it is orphaned (retried next tick): %s", key, exc)
+                continue
+            orphaned.persisted = True
+
+    def _adopt_orphans(self) -> None:
+        """At start-up: records that say Orphaned and whose document is not (yet) here stay visible."""
+        for fn in self._store.managed().values():
+            for alias, key in managed_entries(fn.tags).items():
+                if key in self._rollouts or key in self._orphans:
+                    continue
+                found = _decoded(self._store, fn, alias)
+                if found is not None and found.phase is Phase.ORPHANED:
+                    spec = orphan_spec(key, function=function_name_of(fn.arn), alias=alias)
+                    self._orphans[key] = Orphan(spec=spec, record=found, persisted=True)
 
     async def _hold(self, rollout: Rollout, errors: tuple[str, ...]) -> None:
         if errors == rollout.held:
@@ -242,45 +335,87 @@ class Engine:
     async def start(self) -> None:
         """Read every managed function's record with one scan; others are read when first needed."""
         await self._store.scan_managed()
+        self._adopt_orphans()
+        for orphaned in self._orphans.values():
+            await self.sink.status_changed(spec=orphaned.spec, status=record_status(orphaned.record), previous=None)
         self._started = True
 
     async def tick(self) -> None:
-        """One pass that also waits for the reconciles it started (``--once``, tests, the benchmark)."""
-        started = await self.step()
+        """One pass that also waits for what it started: the reconciles, the metric measurements and the
+        lifecycle hooks (``--once``, tests, the benchmark); their answers are taken by the next pass."""
+        started = await self.step(wait=True)
         if started:
             await asyncio.wait(started)
+        hooks = self._hooks.tasks()
+        if hooks:
+            await asyncio.wait(hooks)
 
-    async def step(self) -> list[asyncio.Task[None]]:
+    async def step(self, *, wait: bool = False) -> list[asyncio.Task[None]]:
         """Start a reconcile for every due rollout not already in flight, after the shared reads.
 
-        Returns the tasks it started without waiting for them: the daemon loop moves on.
+        Returns the tasks it started without waiting for them: the daemon loop moves on. A rollout
+        that is not due (its reconcile is still in flight, or it backs off after a failure) is
+        reconciled anyway when the core would roll it back on what this tick read (``_urgent``).
+        ``wait``: wait for the metric measurements however long they take (``tick``).
         """
         if not self._started:
             await self.start()
         now = self._clock()
-        due = [r for r in self._rollouts.values() if self._due(r, now)]
+        looked_at = [r for r in self._rollouts.values() if not r.held]
         started: list[asyncio.Task[None]] = []
-        if due and not self._stopping:
-            reads = await self._tick_reads(due)
+        if looked_at and not self._stopping:
+            due = [r for r in looked_at if self._due(r, now)]
+            reads = await self._tick_reads(looked_at, due, wait=wait)
             forced = self._alias_reads_due(due, now)
             # The source may have changed, or stop come, while the shared reads were made.
-            for rollout in (r for r in due if self._due(r, now) and not self._stopping):
+            for rollout in (r for r in looked_at if self._managed(r) and not self._stopping):
                 _track_alarm(rollout, reads, seen_at=now)
-                if rollout.spec.key not in forced and self._still_quiet(rollout, reads, now):
-                    continue
-                started.append(self._launch(rollout, reads, force=rollout.spec.key in forced))
+                if self._due(rollout, now):
+                    if rollout.spec.key not in forced and self._still_quiet(rollout, reads, now):
+                        continue
+                    started.append(self._launch(rollout, reads, force=rollout.spec.key in forced))
+                elif self._urgent(rollout, reads, now):
+                    started.append(await self._overtake(rollout, reads))
+        await self._persist_orphans()
         self.ticks += 1
         for listener in self.tick_listeners:
             listener()
         return started
 
+    def _managed(self, rollout: Rollout) -> bool:
+        return self._rollouts.get(rollout.spec.key) is rollout
+
     def _due(self, rollout: Rollout, now: float) -> bool:
         key = rollout.spec.key
-        managed = self._rollouts.get(key) is rollout
-        return managed and not rollout.held and rollout.retry_at <= now and key not in self._inflight
+        return self._managed(rollout) and not rollout.held and rollout.retry_at <= now and key not in self._inflight
 
-    def _launch(self, rollout: Rollout, reads: TickReads, *, force: bool) -> asyncio.Task[None]:
+    def _urgent(self, rollout: Rollout, reads: TickReads, now: float) -> bool:
+        """A rollout the tick would not reconcile, but which the core rolls back on this tick's reads.
+
+        A reconcile slow in an AWS call (throttled, retried, a slow network), or a rollout backing off
+        after failures, must not delay its rollback: it is reconciled now, ahead of the backoff, and
+        a reconcile in flight is overtaken (cancelled, which the write-ahead record makes safe at any
+        instant). A reconcile started for that reason is never overtaken itself.
+        """
+        inflight = rollout.spec.key in self._inflight
+        if rollout.held or (inflight and rollout.urgent):
+            return False
+        return self._reconciler.would_roll_back(rollout.spec, reads, now)
+
+    async def _overtake(self, rollout: Rollout, reads: TickReads) -> asyncio.Task[None]:
         key = rollout.spec.key
+        running = self._inflight.get(key)
+        if running is not None:
+            rollout.log.warning("rolling back now: the reconcile in flight is cancelled (it waits on AWS)")
+            running.cancel()
+            await asyncio.wait({running})
+        else:
+            rollout.log.warning("rolling back now, ahead of the retry backoff (%d failures)", rollout.failures)
+        return self._launch(rollout, reads, force=True, urgent=True)
+
+    def _launch(self, rollout: Rollout, reads: TickReads, *, force: bool, urgent: bool = False) -> asyncio.Task[None]:
+        key = rollout.spec.key
+        rollout.urgent = urgent
         task = asyncio.create_task(self._reconcile_one(rollout, reads, force=force), name=f"reconcile {key}")
         self._inflight[key] = task
         task.add_done_callback(functools.partial(self._landed, key))
@@ -305,27 +440,44 @@ class Engine:
             return rollout.retry_at
         return rollout.wake_at
 
-    async def _tick_reads(self, due: list[Rollout]) -> TickReads:
-        watched = any(r.spec.analysis.alarms for r in due)
+    async def _tick_reads(self, looked_at: list[Rollout], due: list[Rollout], *, wait: bool) -> TickReads:
+        """The reads shared by every rollout of the tick: alarms, control requests, measurements."""
+        watched = any(r.spec.analysis.alarms for r in looked_at)
         alarms = await self._aws.cloudwatch.alarms_in_alarm() if watched else frozenset()
         await self._observer.check_alarms(r.spec for r in due)
-        requests = dict(await self._store.requests(r.spec.alias for r in due))
-        direct = self._direct_requests(due, requests)
+        requests = dict(await self._store.requests(r.spec.alias for r in looked_at))
+        direct = self._direct_requests(looked_at, requests)
         requests.update(direct)
-        # Metric analysis: every measurement due, for all rollouts, in one batched GetMetricData.
-        measurements = await measure_due(
-            self._aws.cloudwatch,
-            self._store,
-            [r.spec for r in due],
-            now=self._clock(),
-            time_scale=self.settings.time_scale,
-        )
         return TickReads(
             alarms_in_alarm=alarms,
             requests=requests,
             direct=frozenset(r.id for r in direct.values()),
-            measurements=measurements,
+            measurements=await self._measurements(due, wait=wait),
         )
+
+    async def _measurements(self, due: list[Rollout], *, wait: bool) -> dict[str, dict[str, Measurement]]:
+        """Metric analysis: every measurement due, for all rollouts, in one batched GetMetricData.
+
+        At most one batch is in flight. A tick waits ``measure_wait`` seconds for it; a slower answer
+        is taken by a later tick (the measurements keep their own time and window), so a slow
+        CloudWatch holds back no alarm and no other rollout.
+        """
+        if self._measuring is None:
+            self._measuring = asyncio.create_task(
+                measure_due(
+                    self._aws.cloudwatch,
+                    self._store,
+                    [r.spec for r in due],
+                    now=self._clock(),
+                    time_scale=self.settings.time_scale,
+                ),
+                name="measure",
+            )
+        done, _ = await asyncio.wait({self._measuring}, timeout=None if wait else self.settings.measure_wait)
+        if not done:
+            return {}
+        task, self._measuring = self._measuring, None
+        return task.result()
 
     def _direct_requests(
         self, due: list[Rollout], tagged: dict[tuple[str, str], Request]
@@ -351,6 +503,8 @@ class Engine:
         """The rollout's last answer changed nothing and none of its inputs changed since (``quiet``)."""
         spec = rollout.spec
         fn = self._store.known(spec.function_name)
+        if self._hooks.answers(spec.key):
+            return False  # a hook answered: the core has not seen it yet
         return still_quiet(
             rollout.quiet,
             spec=spec,
@@ -393,6 +547,13 @@ class Engine:
         await self._succeeded(rollout, outcome)
         refresh = self.settings.quiet_refresh
         rollout.quiet = remember(outcome.decision, spec=rollout.spec, tags=tags, started=began, refresh=refresh)
+
+    def _hook_answered(self, key: str) -> None:
+        """A lifecycle hook answered: look at its rollout now, not at the next regular tick."""
+        rollout = self._rollouts.get(key)
+        if rollout is not None:
+            rollout.quiet = None
+            self.wake()
 
     async def _alias_written(self, spec: RolloutSpec, action: UpdateAlias) -> None:
         """Report an alias write; the one restoring stable after an alarm carries the reaction time."""
@@ -489,6 +650,9 @@ class Engine:
             if follower is not None:
                 follower.cancel()
             await self._cancel_in_flight()
+            await self._hooks.close()
+            if self._measuring is not None:
+                self._measuring.cancel()
 
     async def _stop_when(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -546,6 +710,21 @@ class Engine:
                 break
         self._tick_requested = False
         self._next_tick_at = math.inf
+
+
+def orphan_spec(key: str, *, function: str, alias: str) -> RolloutSpec:
+    """A stand-in for the document of an orphan found at start-up: its identity is all that is known."""
+    namespace, _, name = key.partition("/")
+    return RolloutSpec(
+        namespace=namespace, name=name, function_name=function, alias=alias, strategy=AllAtOnceStrategy()
+    )
+
+
+def _decoded(store: RecordStore, fn: FunctionTags, alias: str) -> Record | None:
+    try:
+        return store.record(fn, alias)
+    except CodecError:
+        return None
 
 
 def _same_event(event: Event, last: Event | None) -> bool:

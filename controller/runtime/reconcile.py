@@ -12,9 +12,10 @@ The steps, in order, each a small function:
 4. record   - persist the record if it changed (and nothing at all if it did not), then remove the
               control request it handled.
 
-A lifecycle hook (``RunHook``) is run in step 3 and its answer put in the record persisted in step 4,
-where the next decide sees it; a controller that dies while a hook runs has recorded nothing, so the
-hook runs again (never skipped). The decision that asks for a hook requeues at once.
+A lifecycle hook (``RunHook``) is only *started* in step 3 (``HookRunner``): it runs beside the
+reconciles, and its answer is handed to a later decide (``Observed.hook_answers``), which records it
+in the record persisted in step 4. A controller that dies while a hook runs has recorded nothing, so
+the hook runs again (never skipped); no reconcile ever waits for a hook.
 
 Declared settings (reserved and provisioned concurrency, async config) are written in step 3 after
 the alias write, in the order the core gives; they are read only when declared, on a spec change,
@@ -27,9 +28,10 @@ A rollback is served first by the API budget along its whole path: the alias re-
 needs, the write-ahead record, the alias write, the confirmed record and the request tag's removal
 (``priority``), so it never queues behind routine calls of other rollouts.
 
-Cancellation (a stop past its grace, leadership lost) is safe at any ``await``: before the first
-write nothing changed; a publish is idempotent (found again by its code hash); settings are
-level-triggered and re-read; a hook's answer is recorded only once it came, so it runs again; the
+Cancellation (a stop past its grace, leadership lost, an urgent rollback overtaking a slow reconcile)
+is safe at any ``await``: before the first write nothing changed; a publish is idempotent (found again
+by its code hash); settings are level-triggered and re-read; a hook's answer is recorded only once it
+came and was handed over, so at worst it runs again; the
 record tags go in one ``TagResource`` (stale chunk keys left by a cancelled ``UntagResource`` are
 ignored by the decoder: the head tag says how many chunks there are); from the write-ahead persist
 until the confirming one the record names the pending alias write, so whoever reconciles next
@@ -49,17 +51,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from controller.analysis.hooks import run_hook
+from controller.analysis.hooks import HookRunner
 from controller.aws import AwsClients
 from controller.aws.lambda_ import AliasState
 from controller.core.context import warming
 from controller.core.decide import confirm, decide
-from controller.core.hooks import record_hook
 from controller.core.ownership import OWNER_TAG, Ownership
 from controller.core.reasons import Reason
 from controller.core.types import (
     Decision,
     DeleteProvisionedConcurrency,
+    Observed,
     Phase,
     PublishVersion,
     PutProvisionedConcurrency,
@@ -76,7 +78,7 @@ from controller.runtime.observe import (
     declares_provisioned,
     declares_settings,
 )
-from controller.runtime.records import FunctionTags, RecordStore, managed_entries
+from controller.runtime.records import FunctionTags, RecordStore, function_name_of, managed_entries
 from controller.spec.model import RolloutSpec
 from controller.spec.ownership import OwnershipPolicy
 
@@ -146,8 +148,11 @@ class Reconciler:
         on_alias_written: AliasWriteListener | None = None,
         ownership: OwnershipPolicy | None = None,
         owner_max_age: float = 600.0,
+        hooks: HookRunner | None = None,
     ) -> None:
         self._ownership = ownership
+        # Runs lifecycle hooks beside the reconciles; None for read-only previews, which never act.
+        self._hooks = hooks
         # The owner tag is the one tag others set: re-read on a slow alias check once this old.
         self._owner_max_age = owner_max_age
         self._aws = aws
@@ -170,9 +175,48 @@ class Reconciler:
         if fn is None or outcome.decision.status.phase is Phase.INVALID:
             return outcome
         wrote = await self._act(spec, fn, record, outcome, reads)
-        if outcome.observation.observed.settings_read:
+        observed = outcome.observation.observed
+        if observed.settings_read:
             self._observer.settings_checked(spec)
+        if self._hooks is not None and observed.hook_answers:
+            # The core has them and its record is persisted: they are never handed over again.
+            self._hooks.delivered(spec.key, observed.hook_answers)
         return Outcome(outcome.decision, outcome.observation, outcome.aliases_read, wrote)
+
+    def would_roll_back(self, spec: RolloutSpec, reads: TickReads, now: float) -> bool:
+        """Whether the core, on what is known right now, rolls the rollout back: no AWS call.
+
+        The engine asks this about a rollout it is not reconciling this tick (one still in flight,
+        one backing off after a failure): the rules that roll back (alarms, failed hooks and
+        analysis, ``abort``, the progress deadline) need only the cached record and the tick's
+        shared reads, so a slow AWS call or a backoff never delays a rollback by more than a tick.
+        """
+        fn = self._store.known(spec.function_name)
+        if fn is None:
+            return False
+        try:
+            record = self._store.record(fn, spec.alias)
+        except ValueError:  # a corrupt record: the regular reconcile reports it
+            return False
+        if record is None or (record.canary is None and record.pending is None):
+            return False
+        observed = self._with_hooks(
+            spec,
+            Observed(
+                alarms_in_alarm=reads.alarms_in_alarm,
+                request=reads.requests.get((function_name_of(spec.function_name), spec.alias)),
+                measurements=reads.measurements.get(spec.key, {}),
+                ownership=self._owners(spec, fn),
+            ),
+        )
+        return is_rollback(decide(spec, record, observed, now, time_scale=self._time_scale))
+
+    def _with_hooks(self, spec: RolloutSpec, observed: Observed) -> Observed:
+        if self._hooks is None:
+            return observed
+        return dataclasses.replace(
+            observed, hook_answers=self._hooks.answers(spec.key), hooks_running=self._hooks.running(spec.key)
+        )
 
     async def preview(self, spec: RolloutSpec, reads: TickReads) -> Outcome:
         """Steps 1-2 with the aliases read: what the next reconcile would do. Writes nothing."""
@@ -210,7 +254,7 @@ class Reconciler:
         if fn is None:
             return observation
         observed = dataclasses.replace(observation.observed, ownership=self._owners(spec, fn))
-        return dataclasses.replace(observation, observed=observed)
+        return dataclasses.replace(observation, observed=self._with_hooks(spec, observed))
 
     def _owners(self, spec: RolloutSpec, fn: FunctionTags) -> Ownership:
         """The ownership facts from the cached tags and the config: no AWS call."""
@@ -278,13 +322,13 @@ class Reconciler:
         record = outcome.decision.record
         rollback = is_rollback(outcome.decision)
         aliases: dict[str, AliasState | None] = dict(outcome.observation.aliases)
-        alias_written = hook_ran = False
+        alias_written = False
         for action in outcome.decision.actions:
             if isinstance(action, PublishVersion):
                 await self._publish(spec, action)
                 continue
             if isinstance(action, RunHook):
-                record, hook_ran = await self._run_hook(spec, action, record), True
+                self._start_hook(spec, action)
                 continue
             if not isinstance(action, UpdateAlias):
                 await self._apply_setting(spec, action)
@@ -298,7 +342,7 @@ class Reconciler:
         if alias_written and record.pending is not None:
             record = confirm(record, self._clock())
         # ---- 4. record ----
-        persisted = alias_written or hook_ran or outcome.decision.record_changed
+        persisted = alias_written or outcome.decision.record_changed
         if persisted:
             await self._persist(spec, fn, record, priority=rollback)
         await self._clear_handled_request(spec, fn, record, outcome, reads, priority=rollback)
@@ -311,11 +355,11 @@ class Reconciler:
         )
         self._observer.remember_published(spec, version)
 
-    async def _run_hook(self, spec: RolloutSpec, action: RunHook, record: Record) -> Record:
-        """Run a lifecycle hook (a side effect like a write: leaders only) and return the record with its answer."""
+    def _start_hook(self, spec: RolloutSpec, action: RunHook) -> None:
+        """Start a lifecycle hook (a side effect like a write: leaders only); its answer comes later."""
         self._gate()
-        result = await run_hook(spec, action, lambda_=self._aws.lambda_)
-        return record_hook(record, name=action.name, verdict=result.verdict, reason=result.reason, at=self._clock())
+        if self._hooks is not None:
+            self._hooks.start(spec.key, spec, action)
 
     async def _apply_setting(self, spec: RolloutSpec, action: SettingAction) -> None:
         """One declared-settings write; provisioned concurrency always on a version qualifier."""

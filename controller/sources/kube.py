@@ -257,7 +257,9 @@ class KubeStatusWriter:
         self._is_leader = is_leader
         self._identity = identity
         self._clock = clock
-        self._written: dict[str, dict[str, Any]] = {}
+        # The body last written per rollout, with the uid of the resource it went to: a resource
+        # deleted and created again (same key, new uid) starts from its own, empty status.
+        self._written: dict[str, tuple[str, dict[str, Any]]] = {}
 
     async def status_changed(self, *, spec: RolloutSpec, status: Status, previous: Status | None) -> None:
         resource = self._source.get(spec.key)
@@ -272,7 +274,8 @@ class KubeStatusWriter:
         """
         if not self._is_leader():
             return
-        previous = self._written.get(resource.key) or resource.status
+        uid, written = self._written.get(resource.key, ("", {}))
+        previous = written if uid == resource.uid and written else resource.status
         body = status_body(status, generation=generation, previous=previous, now=self._clock())
         if _same_status(previous, body):
             return
@@ -282,7 +285,7 @@ class KubeStatusWriter:
             if exc.status != 404:  # gone meanwhile: nothing to report on
                 raise
             return
-        self._written[resource.key] = body
+        self._written[resource.key] = (resource.uid, body)
 
     async def event(self, *, spec: RolloutSpec, event: Event) -> None:
         resource = self._source.get(spec.key)

@@ -112,6 +112,9 @@ class EngineHarness:
         watch: tuple[str, str] | None = None,
         can_write: Callable[[], bool] = lambda: True,
         ownership: OwnershipPolicy | None = None,
+        endpoint: str | None = None,
+        max_attempts: int = 5,
+        measure_wait: float = 1.0,
     ) -> None:
         self.emulator = emulator
         # (function, alias) read after every tick, so every routing the alias went through is seen.
@@ -122,8 +125,9 @@ class EngineHarness:
         self.source = FileSource(source)
         # The budget's pacing is not under test here and would only make tests slow.
         budget = Budget(dict.fromkeys(DEFAULT_RATES, 10_000.0))
-        self.aws = make_clients(AwsSettings(endpoint_url=emulator.url, region="us-east-1"), budget=budget)
-        settings = EngineSettings(interval=5.0, time_scale=time_scale, ownership=ownership)
+        aws = AwsSettings(endpoint_url=endpoint or emulator.url, region="us-east-1", max_attempts=max_attempts)
+        self.aws = make_clients(aws, budget=budget)
+        settings = EngineSettings(interval=5.0, time_scale=time_scale, ownership=ownership, measure_wait=measure_wait)
         self.engine = Engine(
             self.aws, settings=settings, clock=self.clock, sinks=(self.sink,), rand=lambda: 0.5, can_write=can_write
         )
@@ -145,6 +149,18 @@ class EngineHarness:
         self.run(self.engine.tick())
         if self.watch is not None:
             self._record_alias(*self.watch)
+
+    def step(self, seconds: float = 0.0) -> None:
+        """One tick as the daemon makes it: waits for the reconciles it started, not for hooks or
+        measurements still running (``tick`` waits for those too)."""
+        self.clock.advance(seconds)
+
+        async def stepped() -> None:
+            started = await self.engine.step()
+            if started:
+                await asyncio.wait(started)
+
+        self.run(stepped())
 
     def _record_alias(self, function: str, alias: str) -> None:
         try:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.core.codec import decode_record
 from controller.core.types import Phase
 from controller.emulator import Emulator
 from tests.integration.helpers import (
@@ -14,6 +15,7 @@ from tests.integration.helpers import (
     alias_writes,
     canary,
     function_tags,
+    phase_is,
     put_hand_alarm,
     rollout_document,
     seed_alias,
@@ -147,15 +149,47 @@ def test_document_invalid_mid_rollout_holds_it(
     harness.drive(lambda: alias_routing(aws, "shop", "live") == ("1", {"2": 0.5}))
 
 
-def test_removed_file_stops_management_and_leaves_alias(
+def test_removed_file_mid_rollout_is_orphaned_loudly_and_resumes_when_back(
     aws: Emulator, docs: Path, harness: EngineHarness, shop: tuple[str, dict[str, str]]
 ) -> None:
     path = start_shop(aws, docs, harness)
+    text = path.read_text()
     path.unlink()
     harness.reload()
+    # Never silent: the status, the durable record on the function and an Event say so...
+    status = harness.engine.status("default/shop")
+    assert status is not None and (status.phase, status.reason) == (Phase.ORPHANED, "DocumentRemoved")
+    assert "version 1 at 90% + 2 at 10%" in status.message
+    assert decode_record("live", function_tags(aws, "shop")).phase is Phase.ORPHANED  # type: ignore[union-attr]
+    assert [e.reason for e in harness.sink.events["default/shop"]][-1] == "DocumentRemoved"
+    # ... and the alias is left exactly where it was: nobody moves it.
     aws.clear_calls()
     for _ in range(3):
         harness.tick(120.0)
-    assert harness.engine.status("default/shop") is None
     assert write_calls(aws) == []
     assert alias_routing(aws, "shop", "live") == ("1", {"2": 0.1})
+
+    # The document comes back: managed again, the bake time served in full from the return.
+    path.write_text(text)
+    harness.reload()
+    harness.tick(1.0)
+    assert harness.status("shop").phase is Phase.PROGRESSING
+    assert "ManagementResumed" in [e.reason for e in harness.sink.events["default/shop"]]
+    harness.tick(59.0)
+    assert alias_routing(aws, "shop", "live") == ("1", {"2": 0.1})
+    harness.drive(lambda: alias_routing(aws, "shop", "live") == ("1", {"2": 0.5}))
+
+
+def test_removed_file_with_nothing_in_flight_stops_management_quietly(
+    aws: Emulator, docs: Path, harness: EngineHarness
+) -> None:
+    seed_alias(aws, "shop")
+    path = write_document(docs, rollout_document("shop", function="shop", version="1", strategy=canary(10, 60)))
+    harness.reload()
+    harness.drive(phase_is(harness, "shop", Phase.HEALTHY))
+    path.unlink()
+    harness.reload()
+    aws.clear_calls()
+    harness.tick(120.0)
+    assert harness.engine.status("default/shop") is None
+    assert write_calls(aws) == []

@@ -183,7 +183,7 @@ def test_delete_and_reapply_mid_rollout_resumes_and_revert_on_deletion_restores_
             await cluster.apply(doc)
             await eventually(lambda: phase_of(cluster, "orders") == "Paused", timeout=20, what="resumed")
             status = cluster.emulator.rollout("orders")["status"]
-            assert (status["canaryWeight"], status["currentStep"]) == (30, 1)
+            assert (status["canaryWeight"], status["currentStep"]) == (30, 2)
             assert len(written_weights(aws, FUNCTION, ALIAS)) == writes  # resumed, not restarted
 
             # With revertOnDeletion the operator holds the object (finalizer) until the alias is back.

@@ -9,8 +9,10 @@ provisioned-concurrency configs per qualifier that turn READY ``warm_delay`` sec
 put) and applies the core's setting actions. Like the shell, it reads the provisioned configs
 while the new version is warming, and everything when it reads the alias.
 
-Lifecycle hooks answer as ``hooks_pass`` says at the time they run; every run is logged in
-``hook_runs`` (independent of the record) so invariants can check what ran before which write.
+Lifecycle hooks run beside the reconciles as the shell runs them: started by a ``RunHook``, they
+answer ``hook_delay`` seconds later (at the next tick when 0) as ``hooks_pass`` says at that moment,
+and the answer is handed to the next decide. Every run is logged in ``hook_runs`` (independent of
+the record) so invariants can check what ran before which write.
 
 Metric analysis: like the shell, each tick measures the metrics the core says are due
 (``due_metrics``) and hands them over in ``Observed.measurements``; the outcome is ``metric_verdict``
@@ -25,7 +27,6 @@ from dataclasses import dataclass, field
 
 from controller.core.context import warming
 from controller.core.decide import confirm, decide
-from controller.core.hooks import record_hook
 from controller.core.metrics import due_metrics, period_of, window
 from controller.core.types import (
     Action,
@@ -33,6 +34,7 @@ from controller.core.types import (
     Decision,
     DeleteProvisionedConcurrency,
     EventInvokeConfig,
+    HookAnswer,
     Measurement,
     Observed,
     ProvisionedConfig,
@@ -84,8 +86,13 @@ class World:
     warm_delay: float = 30.0
     settings_writes: list[tuple[float, Action]] = field(default_factory=list)
     hooks_pass: bool = True
+    # Seconds a hook takes to answer; it runs beside the reconciles, as the shell runs it.
+    hook_delay: float = 0.0
     # (when, hook name, version, verdict) for every hook that ran to an answer.
     hook_runs: list[tuple[float, str, str, Verdict]] = field(default_factory=list)
+    # Hooks started and not answered yet (name -> the action and when), and answers not yet handed over.
+    _hooks_running: dict[str, tuple[RunHook, float]] = field(default_factory=dict)
+    _hook_answers: list[HookAnswer] = field(default_factory=list)
     metric_verdict: Verdict = Verdict.SUCCESSFUL
     # (when, metric name, version, verdict, start of the measured period) for every measurement taken.
     measured: list[tuple[float, str, str, Verdict, float]] = field(default_factory=list)
@@ -133,7 +140,19 @@ class World:
             provisioned_read=poll,
             provisioned=self.provisioned_view() if poll else {},
             measurements=dict(self._measurements),
+            hook_answers=tuple(self._hook_answers),
+            hooks_running={name: at for name, (_, at) in self._hooks_running.items()},
         )
+
+    def finish_hooks(self) -> None:
+        """Hooks whose time is up answer (as ``hooks_pass`` says at that moment)."""
+        for name, (action, started) in list(self._hooks_running.items()):
+            if self.now - started < self.hook_delay:
+                continue
+            del self._hooks_running[name]
+            verdict = Verdict.SUCCESSFUL if self.hooks_pass else Verdict.FAILED
+            self.hook_runs.append((self.now, action.name, action.version, verdict))
+            self._hook_answers.append(HookAnswer(name, action.version, action.attempt, verdict, "simulated", self.now))
 
     def ask(self, verb: Verb, by: str = "ops") -> None:
         self.requests_made += 1
@@ -151,10 +170,12 @@ class World:
         """One reconcile. ``crash``: "before-write" (after persisting the write-ahead record) or
         "before-confirm" (after the alias write, before persisting the confirmation)."""
         self.measure()
+        self.finish_hooks()
         decision = self.decide(read=read)
         self.decisions.append(decision)
         if decision.record_changed:
             self.record = decision.record
+        self._hook_answers = []  # handed over: the record has them (or the core ignored them)
         for action in decision.actions:
             if isinstance(action, PublishVersion):
                 self.published = str(1 + max((int(v) for v in self.versions), default=0))
@@ -162,8 +183,9 @@ class World:
                 continue
             if isinstance(action, RunHook):
                 if crash == "before-write":
+                    self._hooks_running.clear()
                     return decision  # died while the hook ran: no answer recorded
-                self.run_hook(action)
+                self._hooks_running.setdefault(action.name, (action, self.now))
                 continue
             if not isinstance(action, UpdateAlias):
                 self.apply_setting(action)
@@ -182,12 +204,6 @@ class World:
             assert self.record is not None
             self.record = confirm(self.record, self.now)
         return decision
-
-    def run_hook(self, action: RunHook) -> None:
-        verdict = Verdict.SUCCESSFUL if self.hooks_pass else Verdict.FAILED
-        self.hook_runs.append((self.now, action.name, action.version, verdict))
-        assert self.record is not None
-        self.record = record_hook(self.record, name=action.name, verdict=verdict, reason="simulated", at=self.now)
 
     def apply_setting(self, action: Action) -> None:
         self.settings_writes.append((self.now, action))

@@ -110,6 +110,8 @@ RECORD_FIELDS: dict[str, st.SearchStrategy[Any]] = dict(
     weight_at=st.none() | times,
     metrics=st.lists(metric_states, max_size=5).map(tuple),
     bypass=st.booleans(),
+    request_ignored=st.text(max_size=200),
+    steps=st.integers(0, 1000),
 )
 records = st.builds(Record, **RECORD_FIELDS)
 

@@ -46,11 +46,80 @@ def test_before_hook_runs_before_the_first_weight() -> None:
     (action,) = decision.actions
     assert isinstance(action, RunHook)
     assert (action.name, action.version, action.stable, action.hook) == (BEFORE_ALLOW_TRAFFIC, "2", "1", PRE)
-    assert (decision.status.reason, decision.requeue_after) == (Reason.RUNNING_HOOK, 0)
+    # No requeue: the hook runs beside the reconciles and its answer wakes the rollout.
+    assert (decision.status.reason, decision.requeue_after) == (Reason.RUNNING_HOOK, None)
     assert w.alias == AliasRouting("1")
     w.tick()
     assert w.alias == AliasRouting("1", "2", 0.1)
     assert len(hook_actions(w)) == 1
+
+
+def test_a_running_hook_is_not_started_twice_and_holds_the_traffic() -> None:
+    w = world()
+    w.hook_delay = 30.0
+    w.tick()
+    for _ in range(5):
+        w.now += 5
+        decision = w.tick()
+        assert not decision.actions and decision.status.reason == Reason.RUNNING_HOOK
+    assert len(hook_actions(w)) == 1 and w.alias == AliasRouting("1")
+    w.now += 5
+    w.tick()  # answered now: the first weight goes out
+    assert w.alias == AliasRouting("1", "2", 0.1) and len(hook_actions(w)) == 1
+
+
+def never_answering(strategy: Strategy | None = None, **spec: object) -> World:
+    """A rollout whose afterAllowTraffic hook (at 100% of the traffic) has been asked and never answers."""
+    w = world(strategy or AllAtOnceStrategy(), before=None, after=POST, **spec)
+    w.hook_delay = float("inf")
+    w.settle()
+    assert w.alias == AliasRouting("2") and w.record is not None and w.record.reason == Reason.RUNNING_HOOK
+    return w
+
+
+def test_an_alarm_rolls_back_while_a_hook_never_answers() -> None:
+    w = never_answering(analysis=dataclasses.replace(api_spec(AllAtOnceStrategy()).analysis, alarms=("errors",)))
+    w.alarms = frozenset({"errors"})
+    w.now += 1
+    decision = w.tick()
+    assert (decision.status.phase, decision.status.reason) == (Phase.ROLLED_BACK, Reason.ALARM_FIRED)
+    assert w.alias == AliasRouting("1")
+
+
+def test_abort_acts_while_a_hook_never_answers() -> None:
+    w = never_answering()
+    w.ask(Verb.ABORT)
+    w.now += 1
+    decision = w.tick()
+    assert (decision.status.phase, decision.status.reason) == (Phase.ROLLED_BACK, Reason.ABORTED)
+    assert w.alias == AliasRouting("1")
+
+
+def test_the_progress_deadline_acts_while_a_hook_never_answers() -> None:
+    w = never_answering(progress_deadline=4.0)
+    w.now += 3
+    waiting = w.tick()
+    assert waiting.status.reason == Reason.RUNNING_HOOK
+    # Nothing else will wake it (the hook never answers): the core asks to be looked at when the deadline is up.
+    assert waiting.requeue_after is not None and 1.0 <= waiting.requeue_after <= 1.01
+    w.now += 2
+    decision = w.tick()
+    assert (decision.status.phase, decision.status.reason) == (Phase.DEGRADED, Reason.PROGRESS_DEADLINE_EXCEEDED)
+    assert w.alias == AliasRouting("1")
+
+
+def test_a_late_answer_is_ignored_and_said_so() -> None:
+    w = never_answering()
+    w.ask(Verb.ABORT)
+    w.tick()
+    assert w.record is not None and w.record.phase is Phase.ROLLED_BACK
+    w.hook_delay = 0.0  # the hook answers at last, for an attempt that is over
+    w.now += 60
+    decision = w.tick()
+    (event,) = [e for e in decision.events if e.reason == Reason.HOOK_ANSWER_IGNORED]
+    assert event.warning and "afterAllowTraffic" in event.message and "ignored" in event.message
+    assert decision.status.phase is Phase.ROLLED_BACK and w.record.hooks == ()
+    assert not decision.actions and w.alias == AliasRouting("1")
 
 
 def test_failed_before_hook_rolls_back_and_is_not_run_again_until_retry() -> None:
