@@ -58,6 +58,14 @@ class FunctionInfo:
 
 
 @dataclass(frozen=True)
+class CodeLookup:
+    """Where a code hash is published (``version``, None: nowhere) and the hash of ``$LATEST``."""
+
+    version: str | None
+    latest_code_sha256: str | None
+
+
+@dataclass(frozen=True)
 class Invocation:
     """What a synchronous Invoke answered: ``function_error`` (e.g. ``Unhandled``) or None, and the payload."""
 
@@ -214,14 +222,17 @@ class LambdaAdapter:
             dead_letter_target=str(target) if target else None,
         )
 
-    async def find_version_by_sha(self, function: str, code_sha256: str) -> str | None:
-        """The newest published version whose code hash is ``code_sha256``; never ``$LATEST``.
+    async def find_version_by_sha(self, function: str, code_sha256: str) -> CodeLookup:
+        """The newest published version whose code hash is ``code_sha256`` (never ``$LATEST``), and
+        ``$LATEST``'s own hash, from the same listing.
 
         Lets ``spec.publish`` be idempotent: a controller that published and crashed before recording
-        it finds the version instead of publishing again.
+        it finds the version instead of publishing again; and lets a publish that AWS would refuse
+        (``$LATEST`` has other code) be reported instead of tried.
         """
         best: int | None = None
         best_name: str | None = None
+        latest: str | None = None
         marker: str | None = None
         while True:
             params: dict[str, Any] = {"FunctionName": function, "MaxItems": 50}
@@ -230,14 +241,17 @@ class LambdaAdapter:
             response = await self._call("ListVersionsByFunction", **params)
             for item in response.get("Versions") or []:
                 name = str(item.get("Version") or "")
-                if name == "$LATEST" or item.get("CodeSha256") != code_sha256:
+                if name == "$LATEST":
+                    latest = item.get("CodeSha256")
+                    continue
+                if item.get("CodeSha256") != code_sha256:
                     continue
                 number = int(name) if name.isdigit() else -1
                 if best is None or number > best:
                     best, best_name = number, name
             marker = response.get("NextMarker")
             if not marker:
-                return best_name
+                return CodeLookup(version=best_name, latest_code_sha256=latest)
 
     async def publish_version(self, function: str, *, code_sha256: str, description: str | None) -> str:
         """Publish ``$LATEST`` as a new version, only if its code hash is ``code_sha256`` (else ``InvalidRequest``)."""

@@ -134,6 +134,9 @@ async def wait_handled(
             print(f"error: unreadable record: {exc}", file=err)
             return 1
         if record is not None and record.last_request == request.id:
+            if record.request_ignored:
+                print(f"error: {rollout.key}: {record.request_ignored}", file=err)
+                return 1
             print(f"{rollout.key}: {record.phase} ({record.reason}): {record.message}", file=out)
             return 0
         pending = tags.get(request_key(rollout.alias), "")

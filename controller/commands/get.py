@@ -33,13 +33,16 @@ from controller.aws import AwsClients
 from controller.commands.rollouts import RolloutNotFound, managed_rollouts, matches
 from controller.commands.watch import Watcher, watch
 from controller.core.codec import CodecError
+from controller.core.reasons import Reason
+from controller.core.status import record_status
 from controller.core.types import HistoryEntry, Phase, Record, Status
 from controller.observability.logs import configure_logging
 from controller.observability.view import PHASE_STYLES
 from controller.runtime.preview import Preview, preview_all
-from controller.runtime.wiring import add_time_scale, clients_from_args
+from controller.runtime.wiring import add_ownership, add_time_scale, clients_from_args, ownership_from_args
 from controller.sources import DesiredState
 from controller.sources.files import FileSource
+from controller.spec.ownership import OwnershipPolicy
 
 COLUMNS = ("NAME", "FUNCTION", "ALIAS", "PHASE", "STABLE", "CANARY", "WEIGHT", "STEP", "MESSAGE")
 
@@ -53,8 +56,8 @@ class Row:
     stable: str | None = None
     canary: str | None = None
     weight: int = 0
-    step: int = 0
-    steps: int | None = None  # unknown without the document
+    step: int = 0  # the step under way, from 1 (``controller.core.status``)
+    steps: int = 0  # 0: unknown (an old record, without the document)
     message: str = ""
     reason: str = ""
     errors: tuple[str, ...] = ()
@@ -64,8 +67,12 @@ class Row:
     history: tuple[HistoryEntry, ...] = ()
 
     def cells(self) -> tuple[str, ...]:
-        step = f"{self.step}/{self.steps}" if self.steps is not None else str(self.step)
-        message = "; ".join(self.errors) or self.message
+        step = f"{self.step}/{self.steps}" if self.steps else str(self.step)
+        message = self.message
+        if self.errors:
+            # The first error says what to fix; -o json|yaml and --watch list every one.
+            more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+            message = self.errors[0] + more
         weight = f"{self.weight}%" if self.canary else "-"
         if self.warmup:
             weight = f"{weight} (warming {self.warmup})"
@@ -98,6 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
     parser.add_argument("--timeout", type=float, default=None, help="with --until-done: give up (exit 1) after S s")
+    add_ownership(parser)
     add_time_scale(parser)
 
 
@@ -105,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_format, args.log_level)
     if args.watch or args.until_done:
         return run_watch(args)
-    rows = asyncio.run(collect(clients_from_args(args), source=args.source, time_scale=args.time_scale))
+    ownership = ownership_from_args(args)
+    rows = asyncio.run(
+        collect(clients_from_args(args), source=args.source, time_scale=args.time_scale, ownership=ownership)
+    )
     if args.name:
         rows = [r for r in rows if matches(r.name, args.name)]
         if not rows:
@@ -122,8 +133,14 @@ def run_watch(args: argparse.Namespace) -> int:
     if not args.name:
         print("--watch needs a rollout NAME", file=sys.stderr)
         return 2
-    specs = FileSource(args.source).scan().rollouts if args.source is not None else None
-    watcher = Watcher(clients_from_args(args), name=args.name, specs=specs, time_scale=args.time_scale)
+    desired = FileSource(args.source).scan() if args.source is not None else None
+    watcher = Watcher(
+        clients_from_args(args),
+        name=args.name,
+        specs={k: v for k, v in desired.rollouts.items() if k not in desired.held} if desired else None,
+        held=desired.held if desired else {},
+        time_scale=args.time_scale,
+    )
     console = Console()
     try:
         return asyncio.run(
@@ -141,11 +158,13 @@ def run_watch(args: argparse.Namespace) -> int:
         return 1
 
 
-async def collect(aws: AwsClients, *, source: Path | None, time_scale: float = 1.0) -> list[Row]:
+async def collect(
+    aws: AwsClients, *, source: Path | None, time_scale: float = 1.0, ownership: OwnershipPolicy | None = None
+) -> list[Row]:
     rows = {row.name: row for row in await rows_from_records(aws)}
     if source is not None:
         desired = await asyncio.to_thread(FileSource(source).scan)
-        for row in await rows_from_source(aws, desired, rows, time_scale=time_scale):
+        for row in await rows_from_source(aws, desired, rows, time_scale=time_scale, ownership=ownership):
             rows[row.name] = row
     return sorted(rows.values(), key=lambda r: r.name)
 
@@ -166,16 +185,22 @@ async def rows_from_records(aws: AwsClients) -> list[Row]:
 
 
 async def rows_from_source(
-    aws: AwsClients, desired: DesiredState, recorded: dict[str, Row], *, time_scale: float
+    aws: AwsClients,
+    desired: DesiredState,
+    recorded: dict[str, Row],
+    *,
+    time_scale: float,
+    ownership: OwnershipPolicy | None = None,
 ) -> list[Row]:
-    """Rows for the source's rollouts that are Invalid or have no record yet."""
+    """Rows for the source's rollouts that are Invalid (under their own name) or have no record yet;
+    the controller's verdict on each, computed read-only as ``run`` would (``--ownership-config`` too)."""
     rows = [_invalid_file_row(file, errors) for file, errors in desired.orphan_errors.items()]
     for key, errors in desired.held.items():
         spec = desired.rollouts[key]
-        base = recorded.get(key) or Row(name=key, function=spec.function_name, alias=spec.alias, phase="")
-        rows.append(dataclasses.replace(base, phase=str(Phase.INVALID), errors=errors))
+        base = recorded.get(key) or Row(name=key, function=spec.function_name or "-", alias=spec.alias or "-", phase="")
+        rows.append(dataclasses.replace(base, phase=str(Phase.INVALID), reason=Reason.INVALID_SPEC, errors=errors))
     live = [spec for key, spec in desired.rollouts.items() if key not in desired.held]
-    for preview in await preview_all(aws, live, time_scale=time_scale):
+    for preview in await preview_all(aws, live, time_scale=time_scale, ownership=ownership):
         row = row_from_preview(preview)
         if preview.spec.key not in recorded or row.phase == Phase.INVALID or row.errors:
             rows.append(row)
@@ -183,17 +208,7 @@ async def rows_from_source(
 
 
 def row_from_record(base: Row, record: Record) -> Row:
-    return dataclasses.replace(
-        base,
-        phase=str(record.phase),
-        stable=record.stable,
-        canary=record.canary,
-        weight=record.weight if record.canary else 0,
-        step=record.step_index,
-        message=record.message,
-        reason=record.reason,
-        history=record.history,
-    )
+    return row_from_status(base, record_status(record))
 
 
 def row_from_status(base: Row, status: Status) -> Row:
@@ -241,6 +256,8 @@ def _as_dict(row: Row) -> dict[str, Any]:
         {"version": h.version, "outcome": h.outcome, "reason": h.reason, "at": _iso(h.at), "by": h.by}
         for h in row.history
     ]
+    if not row.steps:
+        del data["steps"]  # unknown (an old record, no document): left out rather than shown as 0
     # Unknown (no document given) or empty fields are left out rather than shown as null.
     return {key: value for key, value in data.items() if value is not None and value != ""}
 

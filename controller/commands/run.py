@@ -75,9 +75,13 @@ async def _main(args: argparse.Namespace, *, settings: EngineSettings) -> int:
     daemon = Daemon.from_args(args, settings=settings)
     engine = daemon.engine()
     source = FileSource(args.source, rescan_interval=args.rescan_interval)
-    await engine.apply(await asyncio.to_thread(source.scan))
+    desired = await asyncio.to_thread(source.scan)
+    await engine.apply(desired)
     if args.once:
-        return await _once(engine)
+        return await _once(engine, unreadable=bool(desired.orphan_errors))
+    # Before serving: AWS unreachable, no credentials or no region is a one-line error (exit 1) now,
+    # not a tick failing forever.
+    await engine.start()
     daemon.health.set_sources_loaded()
     # GitOps mode runs one replica: it is its own leader.
     daemon.health.set_leadership_known()
@@ -86,11 +90,12 @@ async def _main(args: argparse.Namespace, *, settings: EngineSettings) -> int:
         return await _daemon(engine, source, grace=settings.shutdown_grace)
 
 
-async def _once(engine: Engine) -> int:
+async def _once(engine: Engine, *, unreadable: bool) -> int:
+    """One pass: 1 when any document is invalid or unreadable, or any rollout failed to reconcile."""
     await engine.tick()
     statuses = [r.status for r in engine.rollouts().values()]
     failed = [s for s in statuses if s is not None and (s.phase is Phase.INVALID or s.errors)]
-    return 1 if failed else 0
+    return 1 if failed or unreadable else 0
 
 
 async def _daemon(engine: Engine, source: FileSource, *, grace: float) -> int:

@@ -29,7 +29,8 @@ from controller.core.codec import CodecError
 from controller.core.context import BLUE_GREEN_STEPS
 from controller.core.plan import build_plan
 from controller.core.reasons import Outcome
-from controller.core.types import Phase, Record, Status
+from controller.core.status import plan_steps, record_status
+from controller.core.types import Phase, Record, Status, invalid_status
 from controller.observability.view import Snapshot, line, render
 from controller.spec.model import BlueGreenStrategy, Pause, RolloutSpec
 
@@ -56,24 +57,7 @@ def plan_of(spec: RolloutSpec | None, *, time_scale: float = 1.0) -> Plan:
         return Plan(steps=BLUE_GREEN_STEPS, alarms=alarms, desired=desired)
     steps = build_plan(spec.strategy, time_scale=time_scale)
     pauses = {i: s.duration for i, s in enumerate(steps) if isinstance(s, Pause) and s.duration is not None}
-    return Plan(steps=len(steps), pauses=pauses, alarms=alarms, desired=desired)
-
-
-def status_from_record(record: Record | None, *, steps: int, message: str = "") -> Status:
-    """The status as the record has it (what the controller last persisted)."""
-    record = record or Record(message=message)
-    return Status(
-        phase=record.phase,
-        stable_version=record.stable,
-        canary_version=record.canary,
-        canary_weight=record.weight if record.canary is not None else 0,
-        current_step=record.step_index,
-        steps=steps,
-        step_started_at=record.step_started_at,
-        message=record.message,
-        reason=record.reason,
-        history=record.history,
-    )
+    return Plan(steps=plan_steps(len(steps)), pauses=pauses, alarms=alarms, desired=desired)
 
 
 def verdict(status: Status, *, desired: str | None) -> int | None:
@@ -102,12 +86,15 @@ class Watcher:
         *,
         name: str,
         specs: Mapping[str, RolloutSpec] | None = None,
+        held: Mapping[str, tuple[str, ...]] | None = None,
         time_scale: float = 1.0,
         clock: Clock = time.time,
     ) -> None:
         self._aws = aws
         self._name = name
         self._specs = specs
+        # Rollouts whose documents are invalid right now (key -> errors): shown Invalid with every error.
+        self._held = held or {}
         self._time_scale = time_scale
         self._clock = clock
         self._rollout: ManagedRollout | None = None
@@ -121,6 +108,10 @@ class Watcher:
         found = [spec for key, spec in self._specs.items() if matches(key, self._name)]
         return found[0] if len(found) == 1 else None
 
+    def _held_key(self) -> str | None:
+        found = [key for key in self._held if matches(key, self._name)]
+        return found[0] if len(found) == 1 else None
+
     async def _locate(self) -> ManagedRollout | None:
         """The rollout's function and alias, found once; None while the controller has not started it."""
         if self._rollout is None:
@@ -128,7 +119,7 @@ class Watcher:
                 self._rollout = resolve(await managed_rollouts(self._aws), self._name)
                 self._fresh = True
             except RolloutNotFound:
-                if self._spec() is None:
+                if self._spec() is None and self._held_key() is None:
                     raise  # without a document there is nothing to wait for
         return self._rollout
 
@@ -139,27 +130,33 @@ class Watcher:
         return rollout.record()
 
     async def snapshot(self) -> Snapshot:
+        snapshot = await self._read()
+        errors = self._held.get(snapshot.name)
+        if errors:
+            status = invalid_status(errors, previous=snapshot.status)
+            return dataclasses.replace(snapshot, status=status)
+        return snapshot
+
+    async def _read(self) -> Snapshot:
         rollout = await self._locate()
         spec = self._spec()
         plan = plan_of(spec, time_scale=self._time_scale)
         if rollout is None:
-            assert spec is not None
             waiting = "no record yet: waiting for the controller to start this rollout"
+            key = spec.key if spec is not None else self._held_key() or self._name
             return Snapshot(
-                name=spec.key,
-                function=spec.function_name,
-                alias=spec.alias,
-                status=status_from_record(None, steps=plan.steps, message=waiting),
+                name=key,
+                function=spec.function_name if spec is not None else "-",
+                alias=spec.alias if spec is not None else "-",
+                status=record_status(None, steps=plan.steps, message=waiting),
                 now=self._clock(),
                 desired=plan.desired,
             )
         try:
             record = await self._record(rollout)
-            status = status_from_record(record, steps=plan.steps)
+            status = record_status(record, steps=plan.steps)
         except CodecError as exc:
-            status = dataclasses.replace(
-                status_from_record(None, steps=plan.steps), errors=(f"unreadable record: {exc}",)
-            )
+            status = dataclasses.replace(record_status(None, steps=plan.steps), errors=(f"unreadable record: {exc}",))
         alias = await self._aws.lambda_.get_alias(rollout.function, rollout.alias)
         alarms: dict[str, str] = {}
         if plan.alarms:
@@ -172,7 +169,7 @@ class Watcher:
             status=status,
             now=self._clock(),
             routing=alias.routing if alias is not None else None,
-            pause=plan.pauses.get(status.current_step),
+            pause=plan.pauses.get(status.current_step - 1),  # the plan's index of the step under way
             alarms=alarms,
             desired=plan.desired,
         )

@@ -87,8 +87,8 @@ def _rollout(view: DemoView, now: float) -> RenderableType:
     status = view.status
     if status is None:
         return Text("waiting for the controller's first look")
-    step = status.current_step
-    pause = view.plan[step] if step < len(view.plan) and view.plan[step] > 0 else None
+    index = status.current_step - 1  # the plan's index of the step under way
+    pause = view.plan[index] if 0 <= index < len(view.plan) and view.plan[index] > 0 else None
     snapshot = Snapshot(
         name=f"{world.NAMESPACE}/{world.ROLLOUT}",
         function=world.FUNCTION,

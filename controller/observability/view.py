@@ -109,13 +109,10 @@ def traffic_text(split: Traffic) -> str:
 
 
 def step_text(status: Status) -> str:
-    """The step under way, counted from 1 as the controller's messages count it (``current_step`` is done)."""
+    """``2/4``: the step under way as every surface counts it (``controller.core.status``)."""
     if not status.steps:
         return str(status.current_step)
-    if status.canary_version is None:
-        # No rollout under way: all steps done when Healthy, none after a rollback.
-        return f"{status.steps if status.phase is Phase.HEALTHY else '-'}/{status.steps}"
-    return f"{min(status.current_step + 1, status.steps)}/{status.steps}"
+    return f"{status.current_step}/{status.steps}"
 
 
 def pause_text(snapshot: Snapshot) -> str:
@@ -185,9 +182,8 @@ def traffic_bar(split: Traffic, *, width: int = BAR_WIDTH) -> Text:
 def _steps_bar(status: Status) -> RenderableType:
     if not status.steps:
         return Text(f"step {status.current_step} (run with --source for the plan)")
-    done = min(status.current_step, status.steps)
-    if status.phase is Phase.HEALTHY and status.canary_version is None:
-        done = status.steps
+    # Steps behind the one under way; all of them once finished.
+    done = status.steps if status.phase is Phase.HEALTHY else max(0, min(status.current_step - 1, status.steps))
     grid = Table.grid(padding=(0, 1))
     grid.add_row(ProgressBar(total=status.steps, completed=done, width=BAR_WIDTH), Text(f"step {step_text(status)}"))
     return grid

@@ -79,7 +79,7 @@ from controller.runtime.reconcile import Clock, Outcome, Reconciler, WritesStopp
 from controller.runtime.records import FunctionTags, RecordStore, function_name_of, managed_entries
 from controller.runtime.sink import ALARM, MISSING, OK, AliasWritten, FanoutSink, Reconciled, StatusSink
 from controller.sources import DesiredState
-from controller.spec.model import AllAtOnceStrategy, RolloutSpec
+from controller.spec.model import RolloutSpec
 from controller.spec.ownership import OwnershipPolicy
 
 logger = logging.getLogger("controller.engine")
@@ -319,7 +319,7 @@ class Engine:
                     continue
                 found = _decoded(self._store, fn, alias)
                 if found is not None and found.phase is Phase.ORPHANED:
-                    spec = orphan_spec(key, function=function_name_of(fn.arn), alias=alias)
+                    spec = RolloutSpec.placeholder(key, function_name=function_name_of(fn.arn), alias=alias)
                     self._orphans[key] = Orphan(spec=spec, record=found, persisted=True)
 
     async def _hold(self, rollout: Rollout, errors: tuple[str, ...]) -> None:
@@ -328,7 +328,21 @@ class Engine:
         rollout.held = errors
         if errors:
             rollout.failures, rollout.retry_at = 0, 0.0
-            await self._report(rollout, invalid_status(errors, previous=rollout.status), ())
+            previous = rollout.status or self._recorded_status(rollout.spec)
+            await self._report(rollout, invalid_status(errors, previous=previous), ())
+
+    def _recorded_status(self, spec: RolloutSpec) -> Status | None:
+        """The status the rollout's durable record shows, from the cached tags (no AWS call)."""
+        for fn in (
+            self._store.managed().values() if not spec.function_name else (self._store.known(spec.function_name),)
+        ):
+            if fn is None:
+                continue
+            for alias, key in managed_entries(fn.tags).items():
+                if key == spec.key and (not spec.alias or alias == spec.alias):
+                    record = _decoded(self._store, fn, alias)
+                    return record_status(record) if record is not None else None
+        return None
 
     # ---- start-up and ticks --------------------------------------------------------------------
 
@@ -338,6 +352,11 @@ class Engine:
         self._adopt_orphans()
         for orphaned in self._orphans.values():
             await self.sink.status_changed(spec=orphaned.spec, status=record_status(orphaned.record), previous=None)
+        for rollout in self._rollouts.values():
+            recorded = self._recorded_status(rollout.spec) if rollout.held else None
+            if recorded is not None:
+                # Held before the records were read: show where the record says it stands.
+                await self._report(rollout, invalid_status(rollout.held, previous=recorded), ())
         self._started = True
 
     async def tick(self) -> None:
@@ -710,14 +729,6 @@ class Engine:
                 break
         self._tick_requested = False
         self._next_tick_at = math.inf
-
-
-def orphan_spec(key: str, *, function: str, alias: str) -> RolloutSpec:
-    """A stand-in for the document of an orphan found at start-up: its identity is all that is known."""
-    namespace, _, name = key.partition("/")
-    return RolloutSpec(
-        namespace=namespace, name=name, function_name=function, alias=alias, strategy=AllAtOnceStrategy()
-    )
 
 
 def _decoded(store: RecordStore, fn: FunctionTags, alias: str) -> Record | None:

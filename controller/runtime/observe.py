@@ -75,6 +75,8 @@ class Observer:
         self._aws = aws
         self._versions: dict[tuple[str, str], VersionInfo] = {}
         self._by_sha: dict[tuple[str, str], str] = {}
+        # The hash of ``$LATEST`` seen by the last lookup of a code hash that no version has.
+        self._latest_sha: dict[tuple[str, str], str | None] = {}
         # rollout key -> the alarm names last checked for it; and every name found missing.
         self._alarms_checked: dict[str, tuple[str, ...]] = {}
         self._missing_alarm_names: set[str] = set()
@@ -116,6 +118,7 @@ class Observer:
             alarms_in_alarm=reads.alarms_in_alarm,
             request=reads.requests.get((function, spec.alias)),
             measurements=reads.measurements.get(spec.key, {}),
+            latest_code_sha256=self._code_mismatch(spec, desired),
         )
         if read_settings:
             reserved, event_invoke = await self._settings(spec)
@@ -169,10 +172,18 @@ class Observer:
         cache_key = (function_name_of(spec.function_name), spec.publish.code_sha256)
         if cache_key not in self._by_sha:
             found = await self._aws.lambda_.find_version_by_sha(spec.function_name, spec.publish.code_sha256)
-            if found is None:
+            self._latest_sha[cache_key] = found.latest_code_sha256
+            if found.version is None:
                 return None
-            self._by_sha[cache_key] = found
+            self._by_sha[cache_key] = found.version
         return self._by_sha[cache_key]
+
+    def _code_mismatch(self, spec: RolloutSpec, desired: str | None) -> str | None:
+        """``$LATEST``'s hash when ``spec.publish`` asks for other code that no version has (AWS would refuse)."""
+        if spec.publish is None or desired is not None:
+            return None
+        latest = self._latest_sha.get((function_name_of(spec.function_name), spec.publish.code_sha256))
+        return latest if latest is not None and latest != spec.publish.code_sha256 else None
 
     async def _versions_of(self, function: str, wanted: set[str]) -> tuple[dict[str, VersionInfo], frozenset[str]]:
         found: dict[str, VersionInfo] = {}

@@ -26,6 +26,7 @@ from controller.runtime.observe import Observer, TickReads
 from controller.runtime.reconcile import Clock, Outcome, Reconciler
 from controller.runtime.records import RecordStore
 from controller.spec.model import RolloutSpec
+from controller.spec.ownership import OwnershipPolicy
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,17 @@ async def preview_all(
     *,
     clock: Clock = time.time,
     time_scale: float = 1.0,
+    ownership: OwnershipPolicy | None = None,
 ) -> list[Preview]:
-    """Observe and decide every rollout once, with the same shared reads a tick makes."""
+    """Observe and decide every rollout once, with the same shared reads a tick makes.
+
+    ``ownership`` is the daemon's ``--ownership-config``: without it a preview cannot know that the
+    controller would refuse a rollout (NotOwner) and would show a plan that never happens.
+    """
     store = RecordStore(aws)
-    reconciler = Reconciler(aws=aws, store=store, observer=Observer(aws), clock=clock, time_scale=time_scale)
+    reconciler = Reconciler(
+        aws=aws, store=store, observer=Observer(aws), clock=clock, time_scale=time_scale, ownership=ownership
+    )
     reads = await shared_reads(aws, store, specs)
     previews = []
     for spec in specs:

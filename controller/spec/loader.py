@@ -10,13 +10,20 @@ reads multi-document YAML safely and skips documents of other kinds, so a direct
 Kustomizations, Deployments and the like. Across all files it then refuses two rollouts of the same
 function alias, or two with the same namespace/name, naming both places.
 
+A mistake must never make a rollout silently disappear, so "other kinds" are only documents that are
+plainly someone else's: a document of our API group whose ``kind`` is missing or is not
+``LambdaRollout``, or whose ``kind`` is a near miss of it (``LambdaRolout``), is an error; and a file
+named explicitly (not found in a directory) that holds no rollout is an error too.
+
 ``LoadResult.rollouts`` holds every rollout that passed its own checks and conflicts with no other;
 ``errors_by_file`` tells a daemon which files are broken, so it can hold (not drop) what those files
-described before.
+described before; ``invalid`` names the rollouts whose documents are broken but still say who they
+are (namespace and name), so that a rollout is reported Invalid under its own name, not as a file.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -50,6 +57,20 @@ class LoadedRollout:
         return f"{self.file}:{self.line}" if self.line > 0 else self.file
 
 
+@dataclass(frozen=True)
+class InvalidRollout:
+    """A rollout document with errors that still says who it is: its key, and its function and alias
+    when they are readable (``""`` otherwise). ``spec`` is set when the document itself is valid
+    and only conflicts with another one (two rollouts of one alias)."""
+
+    key: str
+    function_name: str
+    alias: str
+    file: str
+    errors: tuple[SpecError, ...]
+    spec: RolloutSpec | None = None
+
+
 @dataclass
 class LoadResult:
     """Everything read from a set of paths: valid rollouts, every error, and the files looked at."""
@@ -57,6 +78,7 @@ class LoadResult:
     rollouts: list[LoadedRollout] = field(default_factory=list)
     errors: list[SpecError] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    invalid: list[InvalidRollout] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +102,42 @@ class LoadResult:
 def is_rollout_document(data: Any) -> bool:
     """Whether a YAML document claims to be a LambdaRollout (others are skipped, not errors)."""
     return isinstance(data, dict) and data.get("kind") == KIND
+
+
+def kind_error(data: Any) -> tuple[Path, str] | None:
+    """Why a document that is not a LambdaRollout looks like a mistaken one (None: someone else's).
+
+    Ours by its API group with a missing or other kind, or a kind that is a near miss of ours.
+    """
+    if not isinstance(data, dict) or data.get("kind") == KIND:
+        return None
+    kind, api_version = data.get("kind"), data.get("apiVersion")
+    ours = isinstance(api_version, str) and api_version.split("/")[0] == API_GROUP
+    if kind is None and ours:
+        return ("kind",), f"missing: a {API_GROUP} document must be kind {KIND}"
+    if not isinstance(kind, str):
+        return (("kind",), f"{kind!r} is not {KIND}") if ours else None
+    near = difflib.SequenceMatcher(None, kind.lower(), KIND.lower()).ratio() >= 0.8
+    if ours or near:
+        return ("kind",), f"{kind!r} is not {KIND}" + ("" if ours else " (a misspelling? this document is ignored)")
+    return None
+
+
+def claimed_identity(data: Any, *, default_namespace: str) -> tuple[str, str, str] | None:
+    """(key, function, alias) of a rollout document as far as it is readable, None without a name."""
+    if not isinstance(data, dict) or not is_rollout_document(data):
+        return None
+    metadata: dict[str, Any] = data["metadata"] if isinstance(data.get("metadata"), dict) else {}
+    name, namespace = metadata.get("name"), metadata.get("namespace") or default_namespace
+    if not isinstance(name, str) or not name or not isinstance(namespace, str):
+        return None
+    spec: dict[str, Any] = data["spec"] if isinstance(data.get("spec"), dict) else {}
+    function, alias = spec.get("functionName"), spec.get("alias")
+    return (
+        f"{namespace}/{name}",
+        function if isinstance(function, str) else "",
+        alias if isinstance(alias, str) else "",
+    )
 
 
 def check_document(
@@ -151,44 +209,71 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], li
     return list(dict.fromkeys(files)), errors
 
 
-def load_file(file: str, *, default_namespace: str = "default") -> tuple[list[LoadedRollout], list[SpecError]]:
+@dataclass
+class FileLoad:
+    """One file's valid rollouts, its errors, and its broken rollouts that still say who they are."""
+
+    rollouts: list[LoadedRollout] = field(default_factory=list)
+    errors: list[SpecError] = field(default_factory=list)
+    invalid: list[InvalidRollout] = field(default_factory=list)
+
+
+def load_file(file: str, *, default_namespace: str = "default") -> FileLoad:
     """The valid rollouts of one file and the errors of the others (before cross-file checks)."""
-    rollouts: list[LoadedRollout] = []
-    errors: list[SpecError] = []
+    loaded = FileLoad()
     try:
         for document in parse_documents(read_text(file)):
-            errors += [
+            duplicates = [
                 SpecError(file, line, format_path(path), f"duplicate key (first given at line {first})")
                 for path, line, first in document.duplicate_keys
             ]
+            loaded.errors += duplicates
+            mistaken = kind_error(document.data)
+            if mistaken is not None:
+                path, message = mistaken
+                loaded.errors.append(SpecError(file, document.index.line_for(path), format_path(path), message))
+                continue
             if not is_rollout_document(document.data):
                 continue
             spec, problems = check_document(
                 document.data, file=file, index=document.index, default_namespace=default_namespace
             )
-            errors += problems
+            loaded.errors += problems
             if spec is not None and not document.duplicate_keys:
-                rollouts.append(LoadedRollout(spec, file, document.index.start, document.data, document.index))
+                loaded.rollouts.append(LoadedRollout(spec, file, document.index.start, document.data, document.index))
+                continue
+            identity = claimed_identity(document.data, default_namespace=default_namespace)
+            if identity is not None:
+                loaded.invalid.append(InvalidRollout(*identity, file=file, errors=tuple(duplicates + problems)))
     except DocumentError as problem:
-        errors.append(SpecError(file, problem.line, problem.path, problem.message))
+        loaded.errors.append(SpecError(file, problem.line, problem.path, problem.message))
     except OSError as problem:
-        errors.append(SpecError(file, 0, "", problem.strerror or str(problem)))
-    return rollouts, errors
+        loaded.errors.append(SpecError(file, 0, "", problem.strerror or str(problem)))
+    return loaded
 
 
 def load_paths(paths: Iterable[str | os.PathLike[str]], *, default_namespace: str = "default") -> LoadResult:
     """Load every rollout under ``paths``; see the module docstring for what is checked."""
+    paths = list(paths)
     files, errors = expand_paths(paths)
+    named = {FilePath(given).as_posix() for given in paths if FilePath(given).is_file()}
     result = LoadResult(files=files, errors=errors)
     for file in files:
-        rollouts, problems = load_file(file, default_namespace=default_namespace)
-        result.rollouts += rollouts
-        result.errors += problems
+        loaded = load_file(file, default_namespace=default_namespace)
+        result.rollouts += loaded.rollouts
+        result.errors += loaded.errors
+        result.invalid += loaded.invalid
+        if file in named and not (loaded.rollouts or loaded.errors or loaded.invalid):
+            # Asked for by name: a file that holds no rollout is a mistake (a wrong path, an empty file).
+            result.errors.append(SpecError(file, 0, "", f"no {KIND} document in this file"))
     conflicts = _conflicts(result.rollouts)
     # Neither side of a conflict may act: which one the user meant is theirs to say.
     conflicted = {id(rollout) for rollout, _ in conflicts}
     result.rollouts = [rollout for rollout in result.rollouts if id(rollout) not in conflicted]
     result.errors += [error for _, error in conflicts]
+    for rollout, error in conflicts:
+        spec = rollout.spec
+        result.invalid.append(InvalidRollout(spec.key, spec.function_name, spec.alias, rollout.file, (error,), spec))
     rank = {file: position for position, file in enumerate(files)}
     result.errors.sort(key=lambda error: (rank.get(error.file, -1), *_error_order(error)))
     return result

@@ -194,3 +194,12 @@ class RolloutSpec:
     def key(self) -> str:
         """The rollout's identity across sources: ``namespace/name``."""
         return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def placeholder(cls, key: str, *, function_name: str, alias: str) -> RolloutSpec:
+        """A stand-in known only by its identity: for a rollout whose document is broken or gone, which
+        is shown (Invalid, Orphaned) but never reconciled."""
+        namespace, _, name = key.partition("/")
+        return cls(
+            namespace=namespace, name=name, function_name=function_name, alias=alias, strategy=AllAtOnceStrategy()
+        )

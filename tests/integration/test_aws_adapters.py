@@ -158,11 +158,12 @@ def test_find_version_by_sha_returns_the_newest_match(aws: Emulator, clients: Aw
         for v in lam.list_versions_by_function(FunctionName="fn-sha")["Versions"]
         if v["Version"] != "$LATEST"
     }
-    assert run(clients.lambda_.find_version_by_sha("fn-sha", sha_of["2"])) == "2"
-    assert run(clients.lambda_.find_version_by_sha("fn-sha", "Z" * 43 + "=")) is None
+    found = run(clients.lambda_.find_version_by_sha("fn-sha", sha_of["2"]))
+    assert (found.version, found.latest_code_sha256) == ("2", _latest_sha(aws, "fn-sha"))
+    assert run(clients.lambda_.find_version_by_sha("fn-sha", "Z" * 43 + "=")).version is None
     # $LATEST carries a hash too (the code of version 3, then new code): never returned.
     lam.update_function_code(FunctionName="fn-sha", ZipFile=zip_code("def handler(e, c):\n    return 'unpublished'\n"))
-    assert run(clients.lambda_.find_version_by_sha("fn-sha", _latest_sha(aws, "fn-sha"))) is None
+    assert run(clients.lambda_.find_version_by_sha("fn-sha", _latest_sha(aws, "fn-sha"))).version is None
     # The same code published again later: the newest version wins.
     code_a = zip_code("def handler(e, c):\n    return 'a'\n")
     code_b = zip_code("def handler(e, c):\n    return 'b'\n")
@@ -172,7 +173,7 @@ def test_find_version_by_sha_returns_the_newest_match(aws: Emulator, clients: Aw
         published.append(lam.publish_version(FunctionName="fn-sha")["Version"])
     assert len(set(published)) == 3
     sha_a = lam.get_function_configuration(FunctionName="fn-sha", Qualifier=published[0])["CodeSha256"]
-    assert run(clients.lambda_.find_version_by_sha("fn-sha", sha_a)) == published[2]
+    assert run(clients.lambda_.find_version_by_sha("fn-sha", sha_a)).version == published[2]
 
 
 # ---- aliases -------------------------------------------------------------------------------------------------

@@ -90,4 +90,5 @@ def test_get_shows_the_history_with_who_asked(aws: Emulator, tmp_path: Path) -> 
     assert orders["phase"] == "RolledBack"
     [aborted] = [entry for entry in orders["history"] if entry["outcome"] == "Aborted"]
     assert aborted["version"] == "2" and aborted["by"].startswith("arn:aws:sts::")
-    assert "steps" not in orders  # unknown without the document: left out, not null
+    # The record keeps the plan's length, so the step reads the same without the document: rolled back, step 0.
+    assert (orders["step"], orders["steps"]) == (0, 3)

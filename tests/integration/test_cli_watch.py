@@ -78,8 +78,8 @@ def test_watch_frames_show_the_weights_on_the_alias_while_a_rollout_moves(aws: E
     splits = [shown_traffic(f) for f in frames]
     assert ("1", {"2": 0.1}) in splits and ("1", {"2": 0.5}) in splits and splits[-1] == ("2", {})
     baking = next(f for f in frames if "stable 1: 90% | canary 2: 10%" in f)
-    assert re.search(r"pause\s+[0-5]s left of 5s", baking) and "step 2/4" in baking
-    assert "Healthy" in frames[-1] and "step 4/4" in frames[-1]
+    assert re.search(r"pause\s+[0-5]s left of 5s", baking) and "step 2/5" in baking
+    assert "Healthy" in frames[-1] and "step 5/5" in frames[-1]
 
 
 def test_until_done_exit_codes_for_a_healthy_and_a_rolled_back_rollout(aws: Emulator, tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ def status(**changes: object) -> Status:
         "stable_version": "1",
         "canary_version": "2",
         "canary_weight": 10,
-        "current_step": 1,
-        "steps": 4,
+        "current_step": 2,  # counted from 1: the 15 s pause after the 10% step
+        "steps": 5,
         "step_started_at": STARTED + 5,
         "message": "baking version 2 at 10%",
         "reason": "Baking",
@@ -56,7 +56,7 @@ def test_the_screen_shows_the_split_the_pause_left_and_the_alarms() -> None:
 
 def test_a_weight_step_has_no_countdown_and_a_finished_rollout_no_split() -> None:
     view = DemoView(started=STARTED, plan=(0.0, 15.0, 0.0, 15.0))
-    view.status = status(current_step=2, canary_weight=50)
+    view.status = status(current_step=3, canary_weight=50)
     text = draw(view, now=STARTED + 9)
     assert f"step {step_text(view.status)}" in text  # the step as ``get --watch`` counts it
     assert "left of" not in text

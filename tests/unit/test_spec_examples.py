@@ -65,11 +65,20 @@ def test_validate_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 2
 
 
-def test_validate_a_file_without_rollouts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_file_named_without_rollouts_is_an_error_but_skipped_in_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     other = tmp_path / "configmap.yaml"
     other.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
-    assert run_validate(str(other)) == 0
+    assert run_validate(str(other)) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"{other.as_posix()}: no LambdaRollout document in this file\n"
+    # The same file found in a directory is someone else's document: skipped, not an error.
+    assert run_validate(str(tmp_path)) == 0
     assert capsys.readouterr().out == f"{other.as_posix()}: no LambdaRollout documents\n"
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert run_validate(str(empty)) == 1
 
 
 def test_examples_cover_every_strategy_and_preset_family() -> None:

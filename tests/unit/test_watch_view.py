@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 
 from controller.commands.get import Row, rich_table
-from controller.commands.watch import plan_of, status_from_record, verdict
+from controller.commands.watch import plan_of, verdict
+from controller.core.status import record_status as status_from_record
 from controller.core.types import HistoryEntry, Phase, Record
 from controller.observability.view import Snapshot, line
 
