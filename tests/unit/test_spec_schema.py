@@ -127,7 +127,7 @@ def test_the_packaged_crd_is_the_crds_file() -> None:
 
 
 def test_kustomization_lists_the_crd() -> None:
-    kustomization = yaml.safe_load((REPO / "crds" / "kustomization.yaml").read_text())
+    kustomization = yaml.safe_load((REPO / "crds" / "Kustomization").read_text())
     assert kustomization["resources"] == ["lambdarollout.yaml"]
 
 
