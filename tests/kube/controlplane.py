@@ -14,12 +14,14 @@ no service-account tokens. These tests need the real thing, so ``start_control_p
 There is no controller-manager or scheduler: no pod runs, no ``default`` ServiceAccount appears in a
 new namespace, and a deleted namespace is never finalized (its deletion hangs), so the tests create
 namespaces and never delete them. Each process runs in its own process group, so stopping kills
-everything it started, also when a test or the start itself fails.
+everything it started, also when a test or the start itself fails; and the kernel kills both if the
+test process itself is killed outright (SIGKILL, where no cleanup runs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime
 import ipaddress
 import json
@@ -196,11 +198,24 @@ class _Process:
             self.popen.wait()
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the test process dies, even by SIGKILL (no finally runs then)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _spawn(name: str, args: list[str], *, log: Path) -> _Process:
     with log.open("wb") as stream:
         # A file, not a pipe, so a chatty server never blocks; a new session makes it a process group.
         popen = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=stream, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     return _Process(name, popen, log)
 
