@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration e2e bench clean
+.PHONY: demo test lint typecheck unit integration e2e kube kube-binaries bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck kube-binaries
 	$(BIN)/pytest -n 2 --dist loadfile tests
 
 unit: $(STAMP)
@@ -34,8 +34,16 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
 
+# A real kube-apiserver, etcd, kubectl and helm for tests/kube, built from the pinned Go module in
+# tests/kube/gobuild into .cache/kube/bin; a second call returns at once while they match the pins.
+kube-binaries:
+	bash tests/kube/build.sh
+
+kube: $(STAMP) kube-binaries
+	$(BIN)/pytest tests/kube
+
 bench: $(STAMP)
 	$(BIN)/python bench/ticks.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .cache

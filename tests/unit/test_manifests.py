@@ -9,7 +9,6 @@ one by one so a careless edit fails loudly.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+
+from tests.kube.controlplane import MissingBinaries, kustomize_kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.31"
@@ -26,8 +27,10 @@ PROMETHEUS_OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 @pytest.fixture(scope="module")
 def objects() -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl is required to build manifests/ (it is installed on dev machines and CI)"
+    try:
+        kubectl = kustomize_kubectl()
+    except MissingBinaries as missing:
+        pytest.fail(str(missing), pytrace=False)
     built = subprocess.run(
         [kubectl, "kustomize", str(ROOT / "manifests")], check=True, capture_output=True, text=True, timeout=60
     ).stdout

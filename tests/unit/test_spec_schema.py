@@ -93,7 +93,7 @@ def test_cel_rules_have_messages() -> None:
     rules = [rule for _, node in walk(openapi_schema()) for rule in node.get("x-kubernetes-validations", [])]
     assert rules
     for rule in rules:
-        assert set(rule) == {"rule", "message"}
+        assert {"rule", "message"} <= set(rule) <= {"rule", "message", "fieldPath"}
 
 
 def test_printer_columns_point_into_the_schema() -> None:
@@ -127,7 +127,7 @@ def test_the_packaged_crd_is_the_crds_file() -> None:
 
 
 def test_kustomization_lists_the_crd() -> None:
-    kustomization = yaml.safe_load((REPO / "crds" / "kustomization.yaml").read_text())
+    kustomization = yaml.safe_load((REPO / "crds" / "Kustomization").read_text())
     assert kustomization["resources"] == ["lambdarollout.yaml"]
 
 
