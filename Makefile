@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TEST_LOCK := requirements/test.lock
 RUNTIME_LOCK := requirements/runtime.lock
 
-.PHONY: demo test lint typecheck unit integration e2e bench clean lock
+.PHONY: demo test lint typecheck unit integration e2e bench clean lock system-deps
 
 $(STAMP): pyproject.toml $(TEST_LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# Prometheus (and python3-venv on a bare Debian) installed when missing and possible, else named.
+system-deps:
+	sh tests/system-deps.sh $(PYTHON)
+
+test: system-deps lint typecheck
 	$(BIN)/pytest -n 2 --dist loadfile tests
 
 unit: $(STAMP)
