@@ -158,8 +158,10 @@ def test_the_dockerfile_installs_with_the_script_and_the_runtime_lock() -> None:
     assert version.startswith("3.11."), "the lock is made for Python 3.11 (make lock)"
     installs = [args for args in BUILDER.arguments("RUN") if INSTALL_SCRIPT in args]
     assert installs == [f"sh {INSTALL_SCRIPT} {IMAGE_VENV} {IMAGE_WHEELS} {RUNTIME_LOCK}"]
-    copied = " ".join(BUILDER.arguments("COPY"))
-    assert INSTALL_SCRIPT in copied and RUNTIME_LOCK in copied
+    sources = [word for arguments in BUILDER.arguments("COPY") for word in arguments.split()[:-1]]
+    assert INSTALL_SCRIPT in sources and RUNTIME_LOCK in sources
+    ignored = {line.rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines() if line[:1] != "#"}
+    assert not {source.split("/")[0] for source in sources} & ignored, "the build context leaves out a COPY source"
     assert FINAL.arguments("COPY") == [f"--from={BUILDER.name} {IMAGE_VENV} {IMAGE_VENV}"]
     assert FINAL.arguments("ENTRYPOINT") == ['["lambda-rollouts"]']
     assert FINAL.arguments("CMD") == ['["operator"]']
