@@ -6,7 +6,13 @@
   phase when known) to every line, so one rollout's story can be filtered out of a busy controller.
 - ``RedactingFilter`` sits on the handler, not on a logger: filters on a logger do not see records
   that propagate from child loggers (boto3, aiohttp), and credentials most often leak from those.
-  It scrubs the message, the extra fields and formatted tracebacks.
+  It scrubs the message, the extra fields and formatted tracebacks. A SigV4 ``Authorization``
+  header is dropped whole (botocore prints it at DEBUG as bytes, ``b'AWS4-HMAC-SHA256 Credential=…,
+  Signature=…'``), and so is any ``Signature`` botocore prints on its own.
+- Libraries that log routine events at INFO (botocore's "Found credentials in environment
+  variables" on every command, watchfiles' "1 change detected" on every edit, aiohttp's access log
+  of every scrape, kopf's handler bookkeeping) are held at WARNING unless the level is DEBUG, so
+  the controller's own INFO lines are what an operator reads.
 """
 
 from __future__ import annotations
@@ -37,11 +43,18 @@ _SECRET_KEYS = (
 _ALREADY = re.escape(REDACTED)
 _SECRET_KEY_NAME = re.compile(rf"^(?:{_SECRET_KEYS})$", re.IGNORECASE)
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # Authorization headers: the value runs to the end of the quoted string or line (SigV4 has commas).
-    (re.compile(r"""(\bauthorization["']?\s*[:=]\s*["']?)[^"'\r\n]+""", re.IGNORECASE), rf"\1{REDACTED}"),
+    # Authorization headers: the value runs to the end of the quoted string or line (SigV4 has commas);
+    # botocore's DEBUG dump of a request quotes header values as bytes (b'...'), hence the optional b.
+    (re.compile(r"""(\bauthorization["']?\s*[:=]\s*(?:b?["'])?)[^"'\r\n]+""", re.IGNORECASE), rf"\1{REDACTED}"),
+    # A request signature anywhere else: botocore's "Signature:\n<hex>" DEBUG line, presigned URLs'
+    # X-Amz-Signature=<hex>: anyone holding one may replay that request for up to 15 minutes.
+    (re.compile(r"""(\b(?:x-amz-)?signature["']?\s*[:=]\s*b?["']?)[0-9a-f]{64}\b""", re.IGNORECASE), rf"\1{REDACTED}"),
     # key=value / key: value / "key": "value" for secret-named keys.
     (
-        re.compile(rf"""(\b(?:{_SECRET_KEYS})["']?\s*[:=]\s*["']?)(?!{_ALREADY})[^\s"',;&}}\]]+""", re.IGNORECASE),
+        re.compile(
+            rf"""(\b(?:{_SECRET_KEYS})["']?\s*[:=]\s*(?:b?["'])?)(?!(?:b?["'])?{_ALREADY})[^\s"',;&}}\]]+""",
+            re.IGNORECASE,
+        ),
         rf"\1{REDACTED}",
     ),
     (re.compile(rf"\b(bearer\s+)(?!{_ALREADY})[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE), rf"\1{REDACTED}"),
@@ -139,6 +152,8 @@ class TextFormatter(logging.Formatter):
 
 
 _HANDLER_MARK = "_lambda_rollouts_handler"
+# Loggers (and their children) whose INFO lines are routine library chatter, not controller events.
+QUIET_LIBRARIES = ("boto3", "botocore", "urllib3", "aiohttp.access", "watchfiles", "kopf")
 
 
 def configure_logging(
@@ -149,7 +164,8 @@ def configure_logging(
 ) -> logging.Handler:
     """Install the controller's handler on the root logger (replacing one installed before).
 
-    ``format`` None picks JSON when the stream is not a terminal, text when it is.
+    ``format`` None picks JSON when the stream is not a terminal, text when it is. Below DEBUG the
+    ``QUIET_LIBRARIES`` log only warnings and errors; at DEBUG everything they say gets through.
     """
     stream = stream if stream is not None else sys.stderr
     if format is None:
@@ -163,6 +179,9 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    library_level = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(library_level)
     return handler
 
 

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from controller.aws import ApiObserver, AwsClients, AwsSettings, make_clients
+from controller.errors import UsageError  # defined there so the CLI can catch it cheaply; importable from here
 from controller.observability.http import Health, ObservabilityServer
 from controller.observability.metrics import Metrics, MetricsSink
 from controller.runtime.engine import Engine, EngineSettings
@@ -29,10 +30,6 @@ from controller.runtime.sink import LogSink, StatusSink
 from controller.spec.ownership import OwnershipPolicy, load_ownership
 
 logger = logging.getLogger("controller.wiring")
-
-
-class UsageError(Exception):
-    """A command-line problem found after parsing (a bad config file): exit 2 with this text."""
 
 
 def clients_from_args(args: argparse.Namespace, *, observer: ApiObserver | None = None) -> AwsClients:

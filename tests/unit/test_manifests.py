@@ -217,7 +217,7 @@ def _stages(dockerfile: str) -> list[str]:
 def test_dockerfile_is_multi_stage_on_slim_python(dockerfile: str) -> None:
     stages = _stages(dockerfile)
     assert len(stages) >= 2
-    assert stages[-1].startswith("python:3.11-slim")
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", stages[-1]), "the exact patch release the tests use"
     *_, last_from = re.finditer(r"^FROM .*$", dockerfile, flags=re.MULTILINE)
     final = dockerfile[last_from.end() :]
     # The final stage copies the ready venv and installs nothing: no compilers, no pip at build time.
