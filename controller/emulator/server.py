@@ -22,7 +22,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-from . import cloudwatch_ext, lambda_ext
+from . import cloudwatch_ext, lambda_ext, tagging_ext
 from .app import CallRecord, EmulatorApp
 from .cloudwatch_ext import AlarmEvaluator
 from .lambda_ext import StrictLambda
@@ -98,6 +98,7 @@ class Emulator:
         settings = settings or EmulatorSettings()
         lambda_ext.install()
         cloudwatch_ext.install()
+        tagging_ext.install()
         _apply_moto_config()
         strict = StrictLambda(settings)
         # The WSGI app is built on the server thread, before the Emulator object exists; the
