@@ -358,7 +358,7 @@ def test_caller_arn(aws: Emulator, clients: AwsClients) -> None:
 @pytest.fixture
 def alarms(aws: Emulator) -> Iterator[list[str]]:
     """230 alarms, 150 of them in ALARM (the emulator's own evaluation paused so the states hold)."""
-    aws.configure(alarm_evaluation_interval=3600)
+    aws.configure(alarm_evaluation=False)
     cw = aws.client("cloudwatch")
     names = [f"alarm-{i:03d}" for i in range(230)]
     for name in names:
