@@ -31,8 +31,6 @@ from controller.demo.story import Story, StoryResult, summary, until_stopped
 from controller.observability.logs import configure_logging
 
 INTERRUPTED = 130
-# The alarms must react within seconds: the emulator evaluates them every second.
-ALARM_EVALUATION_INTERVAL = 1.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,10 +79,10 @@ async def _main(args: argparse.Namespace, *, console: Console, live: bool) -> in
 
 
 def _start_emulator(resources: contextlib.ExitStack, view: DemoView) -> str:
-    from controller.emulator import Emulator, EmulatorSettings  # moto is heavy: only when needed
+    from controller.emulator import Emulator  # moto is heavy: only when needed
 
-    settings = EmulatorSettings(alarm_evaluation_interval=ALARM_EVALUATION_INTERVAL)
-    emulator = resources.enter_context(Emulator.start(port=0, settings=settings))
+    # The story sets the emulator's alarm clock and traffic itself (also on an emulator it is given).
+    emulator = resources.enter_context(Emulator.start(port=0))
     view.tell(f"strict AWS emulator listening on {emulator.url} (in this process)")
     return emulator.url
 

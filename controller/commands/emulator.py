@@ -23,7 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds provisioned concurrency stays IN_PROGRESS before READY",
     )
     parser.add_argument(
-        "--alarm-interval", type=float, default=None, metavar="S", help="seconds between alarm evaluations"
+        "--alarm-period-scale",
+        type=float,
+        default=None,
+        metavar="X",
+        help="wall seconds per second of alarm period (default 1: a 60 s alarm is evaluated every 60 s)",
     )
     parser.add_argument(
         "--proxy-port",
@@ -41,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     settings = EmulatorSettings()
     if args.provisioned_delay is not None:
         settings.provisioned_concurrency_delay = args.provisioned_delay
-    if args.alarm_interval is not None:
-        settings.alarm_evaluation_interval = args.alarm_interval
+    if args.alarm_period_scale is not None:
+        settings.alarm_period_scale = args.alarm_period_scale
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -1,7 +1,8 @@
 """The demo's script: two GitOps commits, played against the real controller, with traffic flowing.
 
 Act 1 commits version 2 (good): the controller shifts 10%, waits, 50%, waits, and promotes it.
-Act 2 commits version 3 (bad): at 10% its errors and slow calls trip the alarms, which the emulator
+Act 2 commits version 3 (bad): at 10% its errors and slow calls (clients invoke the alias all along,
+and the emulator makes Lambda's metrics from those invocations) trip the alarms, which the emulator
 evaluates on its own, and the controller rolls it back naming the alarm. The controller here is
 exactly what ``lambda-rollouts run --source DIR`` runs (``Engine`` fed by ``FileSource.watch``);
 only its outputs are different (the demo's sink instead of log lines).
@@ -27,7 +28,8 @@ from controller.core.reasons import Outcome, Reason
 from controller.core.types import Event, HistoryEntry, Phase, Status
 from controller.demo import world
 from controller.demo.screen import DemoView
-from controller.demo.traffic import TrafficSimulator
+from controller.demo.traffic import LastSecond, TrafficSimulator
+from controller.emulator.control import EmulatorControl
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.wiring import clients_from_args
 from controller.sources.files import FileSource
@@ -38,7 +40,10 @@ logger = logging.getLogger("controller.demo")
 # At --speed 1: how long each canary pause lasts, and the breath between the two acts.
 PAUSE_SECONDS = 15.0
 BREATHER_SECONDS = 3.0
-BEAT_SECONDS = 1.0
+# Clients invoke the alias at REQUESTS_PER_SECOND, sent in beats several times a second so that every
+# one-second alarm period (ALARM_PERIOD_SCALE) holds a full second of invocations.
+REQUESTS_PER_SECOND = 200.0
+BEAT_SECONDS = 0.25
 # How long an act may take beyond its plan before the story is declared off the rails.
 ACT_SLACK_SECONDS = 30.0
 STOP_GRACE_SECONDS = 8.0
@@ -173,6 +178,7 @@ class Story:
 
     def __init__(self, *, args: argparse.Namespace, endpoint: str, directory: Path, view: DemoView, speed: float):
         self.region = args.region or "us-east-1"
+        self.endpoint = endpoint
         self.clients = world.Clients.for_endpoint(endpoint, region=self.region)
         self.directory = directory
         self.view = view
@@ -191,6 +197,8 @@ class Story:
     async def play(self) -> StoryResult:
         started = time.time()
         self.view.begin(f"setting up {world.FUNCTION}: versions 1, 2 (good), 3 (bad), two alarms, prod on 1")
+        control = EmulatorControl(self.endpoint, region=self.region)
+        await asyncio.to_thread(control.configure, alarm_period_scale=world.ALARM_PERIOD_SCALE)
         await asyncio.to_thread(world.create_world, self.clients)
         stop = asyncio.Event()
         traffic = asyncio.create_task(self._traffic(stop))
@@ -251,18 +259,28 @@ class Story:
 
     async def _traffic(self, stop: asyncio.Event) -> None:
         simulator = TrafficSimulator(
-            lambda_client=self.clients.lambda_,
-            cloudwatch_client=self.clients.cloudwatch,
+            endpoint=self.endpoint,
             function=world.FUNCTION,
             alias=world.ALIAS,
             profiles=world.PROFILES,
+            region=self.region,
         )
+        await asyncio.to_thread(simulator.apply_profiles)
+        shown = LastSecond()
+        last, owed = time.time(), 0.0
         while not stop.is_set():
-            beat, alarms = await asyncio.to_thread(lambda: (simulator.beat(), world.alarm_states(self.clients)))
-            self.view.traffic, self.view.errors = beat.invocations, beat.errors
-            self.view.set_alarms(alarms)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=BEAT_SECONDS)
+            # As many requests as the time since the last beat holds, stamped now, as clients send them.
+            now = time.time()
+            owed += REQUESTS_PER_SECOND * (now - last)
+            last, requests = now, int(owed)
+            owed -= requests
+            beat = await asyncio.to_thread(simulator.beat, requests=requests)
+            alarms = await asyncio.to_thread(world.alarm_states, self.clients)
+            second = shown.add(now, beat)
+            self.view.traffic, self.view.errors = second.invocations, second.errors
+            self.view.set_alarms(alarms)
 
     async def _stop(self, stop: asyncio.Event, *tasks: asyncio.Task[None] | None) -> None:
         """Stop the engine and the traffic and wait for them: a beat or a write in flight completes."""

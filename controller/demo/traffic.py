@@ -1,23 +1,28 @@
-"""Simulated production traffic for the demo and the tests: it plays Lambda's own metric emission.
+"""Simulated production traffic for the demo and the tests: clients invoking the alias, as real ones do.
 
-Each beat it reads the alias's live weights and publishes, per executed version, the
-``AWS/Lambda`` metrics real Lambda would: ``Invocations``, ``Errors`` and ``Duration``, with the
-``FunctionName``, ``Resource`` (``function:alias``) and ``ExecutedVersion`` dimensions, plus the
-alias-level aggregate (no ``ExecutedVersion``) that the seed article's alarms watch. Errors and
-latency follow each version's profile, so an alarm evaluated by the emulator trips on a bad canary
-in proportion to the traffic it gets, exactly as it would in AWS.
+AWS refuses ``PutMetricData`` into ``AWS/Lambda``: Lambda's ``Invocations``, ``Errors`` and ``Duration``
+exist because functions are invoked, per executed version when an alias routes by weights. So the
+simulator does not write metrics. It tells the emulator how each version behaves (failure rate,
+latency: there is no function code to run without Docker) and then invokes ``function:alias``, many
+requests per beat through the emulator's traffic endpoint (its own shortcut for N Invokes in one
+request; see docs/emulator.md). The emulator routes each request by the alias's live weights, answers
+as that version's profile says, and records Lambda's metrics with the ``FunctionName``, ``Resource``
+and ``ExecutedVersion`` dimensions, so an alarm trips on a bad canary in proportion to the traffic it
+really gets, exactly as in AWS.
 
-It stands on the AWS side of the demo (like the emulator), so it talks to the emulator with plain
-boto3 clients rather than through the controller's adapters and budget.
+It stands on the AWS side of the demo (like the emulator), so it talks to the emulator directly
+rather than through the controller's adapters and budget.
 """
 
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+
+from controller.emulator.control import EmulatorControl
 
 
 @dataclass(frozen=True)
@@ -39,87 +44,68 @@ class Beat:
 
 
 class TrafficSimulator:
-    """Publishes one beat of per-version metrics in proportion to the alias's current weights."""
+    """Invokes ``function:alias`` a number of times per beat, each version answering as its profile says."""
 
     def __init__(
         self,
         *,
-        lambda_client: Any,
-        cloudwatch_client: Any,
+        endpoint: str,
         function: str,
         alias: str,
         profiles: Mapping[str, VersionProfile],
         requests_per_beat: int = 200,
+        region: str = "us-east-1",
         seed: int | None = None,
     ) -> None:
-        self._lambda = lambda_client
-        self._cloudwatch = cloudwatch_client
+        self._control = EmulatorControl(endpoint, region=region)
         self._function = function
         self._alias = alias
         self._profiles = dict(profiles)
         self._requests = requests_per_beat
-        self._random = random.Random(seed)
+        # Seeded: every beat's routing and failures repeat from run to run.
+        self._random = random.Random(seed) if seed is not None else None
 
-    def split(self) -> dict[str, int]:
-        """How many of this beat's requests each version serves, from the alias as it is now."""
-        alias = self._lambda.get_alias(FunctionName=self._function, Name=self._alias)
-        weights = dict(alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {}))
-        primary_share = 1.0 - sum(weights.values())
-        shares = {alias["FunctionVersion"]: primary_share, **weights}
-        return {version: round(self._requests * share) for version, share in shares.items() if share > 0}
-
-    def beat(self, *, now: datetime | None = None) -> Beat:
-        timestamp = now or datetime.now(UTC)
-        invocations = self.split()
-        errors: dict[str, int] = {}
-        durations: list[float] = []
-        data: list[dict[str, Any]] = []
-        for version, count in invocations.items():
-            profile = self._profiles.get(version, VersionProfile())
-            failed = sum(1 for _ in range(count) if self._random.random() < profile.error_rate)
-            errors[version] = failed
-            version_durations = [
-                profile.slow_ms if self._random.random() < profile.slow_share else profile.duration_ms
-                for _ in range(count)
-            ]
-            durations.extend(version_durations)
-            dimensions = self._dimensions(version)
-            data += self._datums(dimensions, count, failed, version_durations, timestamp)
-        data += self._datums(
-            self._dimensions(None), sum(invocations.values()), sum(errors.values()), durations, timestamp
-        )
-        # PutMetricData takes at most 1000 datums a call; a beat sends a handful.
-        self._cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=data)
-        return Beat(invocations=invocations, errors=errors)
-
-    def _dimensions(self, version: str | None) -> list[dict[str, str]]:
-        dimensions = [
-            {"Name": "FunctionName", "Value": self._function},
-            {"Name": "Resource", "Value": f"{self._function}:{self._alias}"},
-        ]
-        if version is not None:
-            dimensions.append({"Name": "ExecutedVersion", "Value": version})
-        return dimensions
-
-    @staticmethod
-    def _datums(
-        dimensions: list[dict[str, str]], count: int, failed: int, durations: list[float], timestamp: datetime
-    ) -> list[dict[str, Any]]:
-        common = {"Dimensions": dimensions, "Timestamp": timestamp}
-        datums: list[dict[str, Any]] = [
-            {"MetricName": "Invocations", "Value": count, "Unit": "Count", **common},
-            {"MetricName": "Errors", "Value": failed, "Unit": "Count", **common},
-        ]
-        if durations:
-            # Values/Counts keeps the distribution so percentile statistics stay meaningful.
-            distinct = sorted(set(durations))
-            datums.append(
-                {
-                    "MetricName": "Duration",
-                    "Values": distinct,
-                    "Counts": [float(durations.count(value)) for value in distinct],
-                    "Unit": "Milliseconds",
-                    **common,
-                }
+    def apply_profiles(self) -> None:
+        """Tell the emulator how each version answers (once, before the first beat)."""
+        for version, profile in self._profiles.items():
+            self._control.set_behaviour(
+                self._function,
+                version,
+                error_rate=profile.error_rate,
+                duration_ms=profile.duration_ms,
+                slow_share=profile.slow_share,
+                slow_ms=profile.slow_ms,
             )
-        return datums
+
+    def beat(self, *, now: datetime | None = None, requests: int | None = None) -> Beat:
+        """``requests`` invocations of the alias (default ``requests_per_beat``), at ``now`` (default: now)."""
+        result = self._control.traffic(
+            self._function,
+            self._alias,
+            count=self._requests if requests is None else requests,
+            at=now.timestamp() if now is not None else None,
+            seed=self._random.randrange(2**31) if self._random is not None else None,
+        )
+        return Beat(invocations=result.invocations, errors=result.errors)
+
+
+class LastSecond:
+    """The beats of the last second, summed: what the demo's traffic panel shows."""
+
+    def __init__(self, *, window: float = 1.0) -> None:
+        self._window = window
+        self._beats: deque[tuple[float, Beat]] = deque()
+
+    def add(self, at: float, beat: Beat) -> Beat:
+        """Add ``beat`` (sent at ``at``, epoch seconds); returns the sum of the beats within the window."""
+        self._beats.append((at, beat))
+        while self._beats and self._beats[0][0] <= at - self._window:
+            self._beats.popleft()
+        invocations: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        for _, seen in self._beats:
+            for version, count in seen.invocations.items():
+                invocations[version] = invocations.get(version, 0) + count
+            for version, count in seen.errors.items():
+                errors[version] = errors.get(version, 0) + count
+        return Beat(invocations=invocations, errors=errors)

@@ -2,9 +2,10 @@
 
 Everything here is what a team would already have in its account before adopting the controller:
 a function with published versions, an alias in front of it, and the two rollback alarms of the
-canary article the project started from (error count and p99 latency on the ``prod`` alias). Only
-the alarm periods are scaled down (10 s instead of 60 s, one evaluation period) so that the
-emulator's alarm evaluation reacts within seconds.
+canary article the project started from (error count and p99 latency on the ``prod`` alias, 60 s
+periods as Lambda's one-minute metrics want). Only the clock of the alarms is sped up: the story
+sets the emulator's ``alarm_period_scale`` so that each 60 s period lasts one second, and the alarms
+react within seconds.
 
 It talks to AWS with plain boto3 clients, like the traffic simulator and unlike the controller: it
 plays the team and the account, not the controller, so the controller's adapters and API budget do
@@ -32,8 +33,9 @@ DOCUMENT = "brand-api.yaml"
 ERROR_ALARM = "brand-api-error-rate-canary"
 LATENCY_ALARM = "brand-api-p99-latency-canary"
 ALARMS = (ERROR_ALARM, LATENCY_ALARM)
-# The emulator evaluates periods of 10 s; AWS would want 60 s (or 10/30 s high-resolution metrics).
-ALARM_PERIOD = 10
+# Lambda publishes per minute: its alarms have periods of 60 s. The emulator runs them 60 times faster.
+ALARM_PERIOD = 60
+ALARM_PERIOD_SCALE = 1 / 60
 
 # Version 1 and 2 are healthy; version 3 fails half its calls and a quarter take 3 s (p99 > 2 s).
 PROFILES: dict[str, VersionProfile] = {
@@ -104,7 +106,7 @@ def _code(version: str) -> bytes:
 
 
 def alarm_definitions() -> list[dict[str, Any]]:
-    """The seed article's two alarms on the alias, with 10 s periods instead of 60 s."""
+    """The seed article's two alarms on the alias: one 60 s period each."""
     dimensions = [{"Name": "FunctionName", "Value": FUNCTION}, {"Name": "Resource", "Value": f"{FUNCTION}:{ALIAS}"}]
     common: dict[str, Any] = {
         "Namespace": "AWS/Lambda",

@@ -10,9 +10,9 @@ returns. This module:
 * serves ``PutCompositeAlarm`` with AWS's ``AlarmRule`` grammar (``ALARM(name)``, ``OK(...)``,
   ``INSUFFICIENT_DATA(...)``, ``AND``/``OR``/``NOT``, parentheses, ``TRUE``/``FALSE``) and its
   validation errors (``ValidationError`` for a malformed rule or a rule naming missing alarms);
-* evaluates composite alarms over their children's states (:func:`evaluate_composites`, called
-  by the alarm evaluator), with AWS's ``StateReason``/``StateReasonData`` shape, so state
-  changes emit the same EventBridge event as metric alarms;
+* evaluates composite alarms over their children's states (:func:`evaluate_composites`: when one
+  is created, and whenever a child changes state), with AWS's ``StateReason``/``StateReasonData``
+  shape, so state changes emit the same EventBridge event and history item as metric alarms;
 * replaces ``DescribeAlarms``: every filter combined, ``AlarmTypes`` (default ``MetricAlarm``),
   ``ChildrenOfAlarmName``/``ParentsOfAlarmName``, ``MaxRecords`` 1-100 (default 50) and an
   opaque ``NextToken``.
@@ -200,6 +200,12 @@ def _spoken(ts: datetime) -> str:
     return aware.strftime("%A %d %B, %Y %H:%M:%S UTC")
 
 
+def transitioned(alarm: Alarm) -> datetime:
+    """When the alarm's state value last changed (set on every alarm by ``cloudwatch_ext``)."""
+    found: datetime = getattr(alarm, "state_transitioned_timestamp", alarm.state_updated_timestamp)
+    return found
+
+
 def composite_outcome(backend: CloudWatchBackend, alarm: Alarm) -> tuple[str, str, str] | None:
     """(state, reason, reason data) a composite alarm should have now, or ``None`` to leave it.
 
@@ -230,14 +236,14 @@ def composite_outcome(backend: CloudWatchBackend, alarm: Alarm) -> tuple[str, st
         "triggeringAlarms": [
             {
                 "arn": child.alarm_arn,
-                "state": {"value": child.state_value, "timestamp": _iso(child.state_updated_timestamp)},
+                "state": {"value": child.state_value, "timestamp": _iso(transitioned(child))},
             }
             for child in unique
         ]
     }
     if unique:
-        latest = max(unique, key=lambda child: _iso(child.state_updated_timestamp))
-        reason = f"{latest.alarm_arn} transitioned to {latest.state_value} at {_spoken(latest.state_updated_timestamp)}"
+        latest = max(unique, key=lambda child: _iso(transitioned(child)))
+        reason = f"{latest.alarm_arn} transitioned to {latest.state_value} at {_spoken(transitioned(latest))}"
     else:
         reason = f"Alarm rule evaluated to {'TRUE' if state == 'ALARM' else 'FALSE'}"
     return state, reason, json.dumps(reason_data)
@@ -324,6 +330,8 @@ def put_composite_alarm(self: CloudWatchResponse) -> ActionResult:
     alarm = backend.put_metric_alarm(**fields)
     # The response serializer looks for ``alarm_rule`` (the model's AlarmRule) first.
     alarm.alarm_rule = rule  # type: ignore[attr-defined]
+    # CloudWatch evaluates a new composite at once over its children's current states.
+    evaluate_composites(backend)
     return EmptyResult()
 
 

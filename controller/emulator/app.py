@@ -4,6 +4,11 @@ moto's server is a WSGI application, so wrapping it is the least invasive way to
 request (for the call log benchmarks read), to answer ``/_emulator/*`` control requests, and to
 let :class:`~controller.emulator.lambda_ext.StrictLambda` refuse or serve Lambda requests before
 moto's lenient handlers run, without forking moto.
+
+The Lambda control endpoints are the emulator's own, not AWS APIs: ``/_emulator/lambda/behaviour``
+sets how a version answers Invoke (no code runs without Docker), and ``/_emulator/lambda/traffic``
+simulates N invocations server-side, recorded exactly as N Invokes, because tests, the demo and the
+benchmarks need more traffic than N round trips could give them.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from moto.core.exceptions import JsonRESTError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
 from .lambda_ext import AwsError, StrictLambda
+from .lambda_metrics import Behaviour
 from .settings import WRITE_LOCK, EmulatorSettings
 from .wire import identify, lambda_error
 
@@ -117,7 +123,11 @@ class EmulatorApp:
             return start_response(status, response_headers, *exc)
 
         try:
-            if op.service == "lambda":
+            if op.service == "lambda" and op.operation == "Invoke":
+                # Invoke writes no Lambda state (its metrics have their own lock) and may sleep on
+                # purpose: it must not hold up the control plane.
+                chunks = self._lambda(environ, recording_start, op, query_string, body, headers)
+            elif op.service == "lambda":
                 # The whole check-then-write must be atomic: see WRITE_LOCK.
                 with WRITE_LOCK:
                     chunks = self._lambda(environ, recording_start, op, query_string, body, headers)
@@ -149,7 +159,7 @@ class EmulatorApp:
     ) -> list[bytes]:
         account = _account_from(headers)
         try:
-            served = self.strict_lambda.before(op, account, parse_qs(query_string), body)
+            served = self.strict_lambda.before(op, account, parse_qs(query_string), body, headers)
         except AwsError as err:
             served = lambda_error(err.status, err.code, err.message)
         except JsonRESTError as err:  # moto's own lookups raise its exceptions: pass them on as-is
@@ -179,9 +189,18 @@ class EmulatorApp:
             elif path == "/_emulator/reset" and method == "POST":
                 self._on_reset()
                 payload = {"status": "ok"}
+            elif path == "/_emulator/lambda/behaviour" and method == "POST":
+                self._set_behaviour(json.loads(_read_body(environ) or b"{}"))
+                payload = {"behaviours": self.strict_lambda.behaviour_list()}
+            elif path == "/_emulator/lambda/behaviour" and method == "GET":
+                payload = {"behaviours": self.strict_lambda.behaviour_list()}
+            elif path == "/_emulator/lambda/traffic" and method == "POST":
+                payload = self._traffic(json.loads(_read_body(environ) or b"{}"))
             else:
                 status, payload = 404, {"error": f"no such control endpoint: {method} {path}"}
-        except (ValueError, TypeError) as err:
+        except AwsError as err:
+            status, payload = err.status, {"error": err.message, "code": err.code}
+        except (ValueError, TypeError, KeyError) as err:
             status, payload = 400, {"error": str(err)}
         data = json.dumps(payload).encode()
         start_response(
@@ -189,6 +208,35 @@ class EmulatorApp:
             [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
         )
         return [data]
+
+    def _set_behaviour(self, data: dict[str, Any]) -> None:
+        """``{"function", "version", "region"?, "account"?, <Behaviour fields>}``."""
+        fields = dict(data)
+        where = {
+            "account": str(fields.pop("account", DEFAULT_ACCOUNT_ID)),
+            "region": str(fields.pop("region", "us-east-1")),
+            "function": str(fields.pop("function")),
+            "version": str(fields.pop("version")),
+        }
+        self.strict_lambda.set_behaviour(**where, behaviour=Behaviour.from_dict(fields))
+
+    def _traffic(self, data: dict[str, Any]) -> dict[str, Any]:
+        """``{"function", "qualifier"?, "count" | "rate" + "seconds", "at"?, "seed"?, "region"?, "account"?}``."""
+        known = {"function", "qualifier", "count", "rate", "seconds", "at", "seed", "region", "account"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown traffic fields: {', '.join(unknown)}")
+        return self.strict_lambda.traffic(
+            account=str(data.get("account", DEFAULT_ACCOUNT_ID)),
+            region=str(data.get("region", "us-east-1")),
+            function=str(data["function"]),
+            qualifier=data.get("qualifier"),
+            count=data.get("count"),
+            rate=data.get("rate"),
+            seconds=data.get("seconds"),
+            at=data.get("at"),
+            seed=data.get("seed"),
+        )
 
 
 #: Operations whose response body goes into the call log.

@@ -1,20 +1,26 @@
-"""CloudWatch that behaves like CloudWatch: alarms evaluated on a timer, events on every change.
+"""CloudWatch that behaves like CloudWatch: AWS's namespaces refused, statistics computed, transitions recorded.
 
-moto stores alarms but never evaluates them (they start ``OK`` and stay there), emits no
-EventBridge event when their state changes, fails ``GetMetricData`` with ``Stat: p99`` and
-returns nothing for metric math. A controller that rolls back "when an alarm fires" cannot be
-tested against that. This module:
+moto stores alarms but never evaluates them (they start ``OK`` and stay there), emits no EventBridge
+event and no history item when their state changes, accepts ``PutMetricData`` into ``AWS/...``
+namespaces (AWS refuses them: those metrics come from the services), fails ``GetMetricData`` with
+``Stat: p99`` and returns nothing for metric math. A controller that rolls back "when an alarm fires"
+cannot be tested against that. This module:
 
-* patches moto's ``Alarm`` so new alarms start ``INSUFFICIENT_DATA``, updates keep their state,
-  and every state change (evaluation or ``SetAlarmState``) is published on the default event bus
-  as ``aws.cloudwatch`` / ``CloudWatch Alarm State Change`` with AWS's detail shape;
-* replaces ``GetMetricData`` with an implementation that knows Sum / Average / Minimum /
-  Maximum / SampleCount / pNN and basic metric math (``+ - * /``, parentheses, query Ids);
-* runs :class:`AlarmEvaluator`, a background thread evaluating every metric alarm against the
-  stored data (Period, EvaluationPeriods, DatapointsToAlarm, ComparisonOperator,
-  TreatMissingData) every ``alarm_evaluation_interval`` seconds;
-* installs :mod:`.alarms_ext` (PutCompositeAlarm, composite evaluation on every child state
-  change, DescribeAlarms filtering and paging).
+* refuses ``PutMetricData`` into a namespace starting with ``AWS/`` with AWS's
+  ``InvalidParameterValue`` ("The value AWS/Lambda for parameter Namespace is invalid."); Lambda's
+  metrics come from invocations (:mod:`.lambda_metrics`);
+* replaces ``GetMetricData`` with Sum / Average / Minimum / Maximum / SampleCount / pNN over exact
+  dimension matches, in period buckets aligned to the epoch (any period, so high-resolution metrics
+  read per second), and metric math (``+ - * /``, parentheses, query Ids);
+* patches moto's ``Alarm`` so new alarms start ``INSUFFICIENT_DATA``, an update keeps the state, and
+  every transition (evaluation, ``SetAlarmState``, a composite following its children) updates
+  ``StateTransitionedTimestamp``, is published on the default event bus as ``aws.cloudwatch`` /
+  ``CloudWatch Alarm State Change`` with AWS's detail shape, and adds a ``StateUpdate`` history item
+  (:mod:`.alarm_history`); a ``SetAlarmState`` to the state the alarm is already in only updates its
+  reason and ``StateUpdatedTimestamp``;
+* installs :mod:`.alarms_ext` (composites, DescribeAlarms) and :mod:`.alarm_history`.
+
+When alarms are evaluated is :mod:`.alarm_eval`'s business.
 """
 
 from __future__ import annotations
@@ -26,30 +32,37 @@ import math
 import operator
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from moto.cloudwatch.exceptions import InvalidParameterValue
 from moto.cloudwatch.models import (
     Alarm,
     CloudWatchBackend,
     MetricAggregatedDatum,
     MetricDatum,
     MetricDatumBase,
-    cloudwatch_backends,
 )
+from moto.core.utils import utcnow
 
-from . import alarms_ext
-from .settings import EmulatorSettings
+from . import alarm_history, alarms_ext
+from .alarm_history import StateSnapshot
+from .lambda_metrics import NAMESPACE as LAMBDA_NAMESPACE
+from .lambda_metrics import InvocationMetrics, Slot
 
 log = logging.getLogger(__name__)
 
 _PATCHED = False
 _PATCH_LOCK = threading.Lock()
-_EVALUATION_LOCK = threading.Lock()
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Namespaces reserved for AWS services: PutMetricData into them is refused.
+RESERVED_PREFIX = "AWS/"
 
-# --- statistics ---------------------------------------------------------------------------
+Point = MetricDatumBase | Slot
+
+# --- time ---------------------------------------------------------------------------------
 
 
 def _aware(ts: datetime) -> datetime:
@@ -57,25 +70,51 @@ def _aware(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def _percentile(values: list[float], pct: float) -> float:
-    """Linear interpolation between closest ranks (CloudWatch's answer for raw samples)."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    rank = pct / 100.0 * (len(ordered) - 1)
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+def epoch_us(ts: datetime) -> int:
+    """Exact microseconds since the epoch: bucket arithmetic in integers, so fractional periods line up."""
+    return (_aware(ts) - _EPOCH) // timedelta(microseconds=1)
 
 
-def statistic(data: list[MetricDatumBase], stat: str) -> float | None:
+def from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _point_us(point: Point) -> int:
+    return point.timestamp_us if isinstance(point, Slot) else epoch_us(point.timestamp)
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+def _weighted_percentile(pairs: Sequence[tuple[float, int]], pct: float) -> float:
+    """Linear interpolation between closest ranks over (value, count) pairs (raw samples have count 1)."""
+    ordered = sorted(pairs)
+    total = sum(count for _, count in ordered)
+    rank = pct / 100.0 * (total - 1)
+    low_rank = math.floor(rank)
+
+    def at(position: int) -> float:
+        seen = 0
+        for value, count in ordered:
+            seen += count
+            if position < seen:
+                return value
+        return ordered[-1][0]
+
+    low = at(low_rank)
+    high = at(min(low_rank + 1, total - 1))
+    return low + (high - low) * (rank - low_rank)
+
+
+def statistic(data: Sequence[Point], stat: str) -> float | None:
     """One statistic over the datapoints of one period; ``None`` when it cannot be computed."""
     if not data:
         return None
     raw = [d.value for d in data if isinstance(d, MetricDatum)]
     aggregated = [d for d in data if isinstance(d, MetricAggregatedDatum)]
-    count = len(raw) + sum(a.sample_count for a in aggregated)
-    total = sum(raw) + sum(a.sum for a in aggregated)
+    slots = [d for d in data if isinstance(d, Slot)]
+    count = len(raw) + sum(a.sample_count for a in aggregated) + sum(s.count for s in slots)
+    total = sum(raw) + sum(a.sum for a in aggregated) + sum(s.total for s in slots)
     if stat == "SampleCount":
         return float(count)
     if stat == "Sum":
@@ -83,58 +122,66 @@ def statistic(data: list[MetricDatumBase], stat: str) -> float | None:
     if stat == "Average":
         return float(total / count) if count else None
     if stat == "Minimum":
-        return float(min([*raw, *(a.min for a in aggregated)]))
+        return float(min([*raw, *(a.min for a in aggregated), *(s.low for s in slots)]))
     if stat == "Maximum":
-        return float(max([*raw, *(a.max for a in aggregated)]))
+        return float(max([*raw, *(a.max for a in aggregated), *(s.high for s in slots)]))
     match = _PERCENTILE.match(stat)
-    if match and raw:
-        return _percentile(raw, float(match.group(1)))
+    # Percentiles need the values themselves: statistic sets put by callers have none (AWS alike).
+    pairs = [(value, 1) for value in raw] + [pair for s in slots for pair in s.values.items()]
+    if match and pairs:
+        return _weighted_percentile(pairs, float(match.group(1)))
     return None
 
 
-def _dims_equal(datum: MetricDatumBase, dims: Iterable[dict[str, str]] | Iterable[Any]) -> bool:
-    """CloudWatch matches dimensions exactly: same set of names and values, no more, no less."""
+def _dimension_key(dims: Iterable[dict[str, str]] | Iterable[Any]) -> frozenset[tuple[str, str | None]]:
     wanted = set()
     for d in dims:
         if isinstance(d, dict):
             wanted.add((d["Name"], d.get("Value")))
         else:
             wanted.add((d.name, d.value))
-    return {(d.name, d.value) for d in datum.dimensions} == wanted
+    return frozenset(wanted)
 
 
-def select(
-    data: Iterable[MetricDatumBase],
-    namespace: str,
-    name: str,
-    dims: Iterable[Any],
-    unit: str | None = None,
-) -> list[MetricDatumBase]:
-    dims = list(dims)
-    return [
-        d
-        for d in data
-        if d.namespace == namespace and d.name == name and _dims_equal(d, dims) and (not unit or d.unit == unit)
-    ]
+class MetricData:
+    """One read of a backend's datapoints, grouped by metric so each query scans only its own.
+
+    CloudWatch matches dimensions exactly (same names and values, no more, no less). Callers'
+    datapoints come from moto's list; Lambda's own from the invocation index.
+    """
+
+    def __init__(self, backend: CloudWatchBackend) -> None:
+        self._account = backend.account_id
+        self._region = backend.region_name
+        self._by_metric: dict[tuple[str, str], list[MetricDatumBase]] = {}
+        for datum in list(backend.metric_data):
+            self._by_metric.setdefault((datum.namespace, datum.name), []).append(datum)
+
+    def points(self, namespace: str, name: str, dims: Iterable[Any], unit: str | None = None) -> list[Point]:
+        key = _dimension_key(dims)
+        found: list[Point] = [
+            d
+            for d in self._by_metric.get((namespace, name), [])
+            if _dimension_key(d.dimensions) == key and (not unit or d.unit == unit)
+        ]
+        if namespace == LAMBDA_NAMESPACE and all(value is not None for _, value in key):
+            pairs = [(dim, str(value)) for dim, value in key]
+            found += InvocationMetrics.slots(self._account, self._region, name, pairs)
+        return found
 
 
-def bucketed(
-    data: list[MetricDatumBase], stat: str, period: int, start: datetime, end: datetime
-) -> list[tuple[datetime, float]]:
-    """(bucket start, value) for every period in [start, end) that has data, ascending."""
-    buckets: dict[datetime, list[MetricDatumBase]] = {}
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    for datum in data:
-        ts = _aware(datum.timestamp)
-        if not start <= ts < end:
-            continue
-        offset = int((ts - epoch).total_seconds()) // period * period
-        buckets.setdefault(epoch + timedelta(seconds=offset), []).append(datum)
-    result = []
-    for ts in sorted(buckets):
-        value = statistic(buckets[ts], stat)
+def bucketed(data: list[Point], stat: str, period_us: int, start_us: int, end_us: int) -> dict[int, float]:
+    """{bucket start (µs): value} for every ``period_us`` bucket in [start, end) that has data."""
+    buckets: dict[int, list[Point]] = {}
+    for point in data:
+        at = _point_us(point)
+        if start_us <= at < end_us:
+            buckets.setdefault(at // period_us * period_us, []).append(point)
+    result = {}
+    for bucket in sorted(buckets):
+        value = statistic(buckets[bucket], stat)
         if value is not None:
-            result.append((ts, value))
+            result[bucket] = value
     return result
 
 
@@ -146,7 +193,7 @@ _BINOPS: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
 }
-Series = dict[datetime, float]
+Series = dict[int, float]
 
 
 def evaluate_expression(expression: str, series: Callable[[str], Series | None]) -> Series:
@@ -205,14 +252,18 @@ def _combine(fn: Callable[[float, float], float], left: Series | float, right: S
 
 
 def run_queries(
-    backend: CloudWatchBackend,
+    data: MetricData,
     queries: list[dict[str, Any]],
-    start: datetime,
-    end: datetime,
+    start_us: int,
+    end_us: int,
+    *,
+    period_scale: float = 1.0,
 ) -> dict[str, tuple[dict[str, Any], Series]]:
-    """Evaluate MetricStat and math queries; returns Id -> (query, series)."""
-    data = backend.get_all_metrics()
-    start, end = _aware(start), _aware(end)
+    """Evaluate MetricStat and math queries; returns Id -> (query, series keyed by bucket start in µs).
+
+    ``period_scale`` turns each query's ``Period`` into wall-clock microseconds: 1 for GetMetricData,
+    the emulator's alarm time scale for alarm evaluation (see :mod:`.alarm_eval`).
+    """
     by_id = {q["Id"]: q for q in queries}
     done: dict[str, Series] = {}
     visiting: set[str] = set()
@@ -227,10 +278,11 @@ def run_queries(
         if "MetricStat" in query:
             ms = query["MetricStat"]
             metric = ms["Metric"]
-            points = select(
-                data, metric["Namespace"], metric["MetricName"], metric.get("Dimensions", []), ms.get("Unit")
+            points = data.points(
+                metric["Namespace"], metric["MetricName"], metric.get("Dimensions", []), ms.get("Unit")
             )
-            result: Series = dict(bucketed(points, ms["Stat"], int(ms["Period"]), start, end))
+            period_us = max(round(float(ms["Period"]) * period_scale * 1_000_000), 1)
+            result: Series = bucketed(points, ms["Stat"], period_us, start_us, end_us)
         else:
             result = evaluate_expression(query["Expression"], resolve)
         visiting.discard(query_id)
@@ -250,7 +302,7 @@ def get_metric_data(
     """Replacement for moto's GetMetricData (percentiles, exact dimensions, metric math)."""
     if any(str(q.get("Expression", "")).upper().startswith("SELECT") for q in queries):
         return _ORIGINAL_GET_METRIC_DATA(self, queries, start_time, end_time, scan_by)  # type: ignore[no-any-return]
-    results = run_queries(self, queries, start_time, end_time)
+    results = run_queries(MetricData(self), queries, epoch_us(start_time), epoch_us(end_time))
     out = []
     for query_id, (query, series) in results.items():
         if not query.get("ReturnData", True):
@@ -264,7 +316,7 @@ def get_metric_data(
                 "id": query_id,
                 "label": label,
                 "values": [series[t] for t in stamps],
-                "timestamps": stamps,
+                "timestamps": [from_us(t) for t in stamps],
                 "status_code": "Complete",
             }
         )
@@ -272,11 +324,20 @@ def get_metric_data(
 
 
 _ORIGINAL_GET_METRIC_DATA: Callable[..., Any] = CloudWatchBackend.get_metric_data
+_ORIGINAL_PUT_METRIC_DATA: Callable[..., Any] = CloudWatchBackend.put_metric_data
 
-# --- alarm state changes as events --------------------------------------------------------
+
+def put_metric_data(self: CloudWatchBackend, namespace: str, metric_data: list[dict[str, Any]]) -> None:
+    """PutMetricData, refusing AWS's own namespaces as CloudWatch does."""
+    if namespace.startswith(RESERVED_PREFIX):
+        raise InvalidParameterValue(f"The value {namespace} for parameter Namespace is invalid.")
+    _ORIGINAL_PUT_METRIC_DATA(self, namespace, metric_data)
 
 
-def _iso(ts: datetime) -> str:
+# --- alarm state changes as events ----------------------------------------------------------
+
+
+def iso(ts: datetime) -> str:
     return _aware(ts).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
 
 
@@ -308,20 +369,24 @@ def _alarm_configuration(alarm: Alarm) -> dict[str, Any]:
     return {"description": alarm.description or "", "metrics": metrics}
 
 
-def publish_state_change(alarm: Alarm, previous: dict[str, Any]) -> None:
+def _event_state(state: StateSnapshot) -> dict[str, Any]:
+    return {
+        "value": state.value,
+        "reason": state.reason,
+        "reasonData": state.reason_data,
+        "timestamp": iso(state.timestamp),
+    }
+
+
+def publish_state_change(alarm: Alarm, previous: StateSnapshot) -> None:
     """Send AWS's ``CloudWatch Alarm State Change`` event to the default bus of the alarm's account."""
     from moto.events.models import events_backends
 
     _, _, _, region, account = alarm.alarm_arn.split(":")[:5]
     detail = {
         "alarmName": alarm.name,
-        "state": {
-            "value": alarm.state_value,
-            "reason": alarm.state_reason,
-            "reasonData": alarm.state_reason_data,
-            "timestamp": _iso(alarm.state_updated_timestamp),
-        },
-        "previousState": previous,
+        "state": _event_state(StateSnapshot.of(alarm)),
+        "previousState": _event_state(previous),
         "configuration": _alarm_configuration(alarm),
     }
     try:
@@ -332,13 +397,17 @@ def publish_state_change(alarm: Alarm, previous: dict[str, Any]) -> None:
                     "DetailType": "CloudWatch Alarm State Change",
                     "Detail": json.dumps(detail),
                     "Resources": [alarm.alarm_arn],
-                    # No "Time": moto's event bus only handles epoch seconds there (it fills
-                    # them in), so the envelope's "time" is a number; detail timestamps are ISO.
+                    # No "Time": moto's bus stamps epoch seconds and its SQS and Logs targets turn
+                    # them into ISO-8601, as AWS delivers them.
                 }
             ]
         )
     except Exception:  # a broken target must not break CloudWatch itself
         log.exception("publishing alarm state change for %s failed", alarm.name)
+
+
+#: Called after every PutMetricAlarm (the evaluator wakes up to schedule the alarm).
+on_alarm_put: list[Callable[[Alarm], None]] = []
 
 
 def install() -> None:
@@ -350,206 +419,61 @@ def install() -> None:
         _PATCHED = True
 
     orig_init = Alarm.__init__
-    orig_update_state = Alarm.update_state
     orig_put_metric_alarm = CloudWatchBackend.put_metric_alarm
+    orig_delete_alarms = CloudWatchBackend.delete_alarms
 
     def alarm_init(self: Alarm, *args: Any, **kwargs: Any) -> None:
         orig_init(self, *args, **kwargs)
         self.state_value = "INSUFFICIENT_DATA"
         self.state_reason = "Unchecked: Initial alarm creation"
+        self.state_transitioned_timestamp = self.state_updated_timestamp  # type: ignore[attr-defined]
 
     def update_state(self: Alarm, reason: str, reason_data: str, state_value: str) -> None:
-        previous = {
-            "value": self.state_value,
-            "reason": self.state_reason,
-            "reasonData": self.state_reason_data,
-            "timestamp": _iso(self.state_updated_timestamp),
-        }
-        orig_update_state(self, reason, reason_data, state_value)
-        if previous["value"] != state_value:
-            publish_state_change(self, previous)
-            alarms_ext.on_state_change(self)
+        """Every state update: a transition also publishes its event and a history item."""
+        previous = StateSnapshot.of(self)
+        self.state_reason = reason
+        self.state_reason_data = reason_data
+        self.state_value = state_value
+        self.state_updated_timestamp = utcnow()
+        if previous.value == state_value:
+            return
+        self.state_transitioned_timestamp = self.state_updated_timestamp  # type: ignore[attr-defined]
+        alarm_history.record_state_update(self, previous, StateSnapshot.of(self))
+        publish_state_change(self, previous)
+        alarms_ext.on_state_change(self)
 
     def put_metric_alarm(self: CloudWatchBackend, name: str, *args: Any, **kwargs: Any) -> Alarm:
         # AWS: "When you update an existing alarm, its state is left unchanged".
         old = self.alarms.get(name)
         alarm = orig_put_metric_alarm(self, name, *args, **kwargs)
         if old is not None:
-            alarm.state_value = old.state_value
-            alarm.state_reason = old.state_reason
-            alarm.state_reason_data = old.state_reason_data
-            alarm.state_updated_timestamp = old.state_updated_timestamp
-            alarm.history = old.history
+            for kept in (
+                "state_value",
+                "state_reason",
+                "state_reason_data",
+                "state_updated_timestamp",
+                "state_transitioned_timestamp",
+                "history",
+            ):
+                setattr(alarm, kept, getattr(old, kept))
+        alarm_history.record_configuration(alarm, original=old, at=alarm.configuration_updated_timestamp)
+        for hook in on_alarm_put:
+            hook(alarm)
         return alarm
 
+    def delete_alarms(self: CloudWatchBackend, alarm_names: list[str]) -> None:
+        now = utcnow()
+        for alarm_name in alarm_names:
+            alarm = self.alarms.get(alarm_name)
+            if alarm is not None:
+                alarm_history.record_deletion(alarm, at=now)
+        orig_delete_alarms(self, alarm_names)
+
     alarms_ext.install()
+    alarm_history.install()
     Alarm.__init__ = alarm_init  # type: ignore[method-assign]
     Alarm.update_state = update_state  # type: ignore[method-assign]
     CloudWatchBackend.put_metric_alarm = put_metric_alarm  # type: ignore[method-assign]
+    CloudWatchBackend.delete_alarms = delete_alarms  # type: ignore[method-assign]
     CloudWatchBackend.get_metric_data = get_metric_data  # type: ignore[method-assign]
-
-
-# --- alarm evaluation ---------------------------------------------------------------------
-
-_COMPARE: dict[str, tuple[Callable[[float, float], bool], str]] = {
-    "GreaterThanOrEqualToThreshold": (operator.ge, "greater than or equal to"),
-    "GreaterThanThreshold": (operator.gt, "greater than"),
-    "LessThanThreshold": (operator.lt, "less than"),
-    "LessThanOrEqualToThreshold": (operator.le, "less than or equal to"),
-}
-
-
-def evaluate_alarm(backend: CloudWatchBackend, alarm: Alarm, now: datetime) -> tuple[str, str, str] | None:
-    """The state an alarm should be in now: (state, reason, reason data), or ``None`` to leave it.
-
-    The evaluation range is the last ``EvaluationPeriods`` periods including the current, still
-    open one once it has data: real CloudWatch waits for a period to close, but here that would only
-    add latency. While the open period has no data yet (it has just begun) the range ends with the
-    last closed period instead, so an alarm does not flap to INSUFFICIENT_DATA at every boundary.
-    """
-    compare = _COMPARE.get(alarm.comparison_operator)
-    if compare is None:
-        return None  # anomaly-detection operators are not modelled
-    period = int(alarm.period or 60)
-    periods = int(alarm.evaluation_periods or 1)
-    needed = int(alarm.datapoints_to_alarm or periods)
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    current = epoch + timedelta(seconds=int((now - epoch).total_seconds()) // period * period)
-    # One period more than needed is read, so the window can slide back while the open one is empty.
-    start = current - timedelta(seconds=period * periods)
-    end = current + timedelta(seconds=period)
-    if alarm.metric_name:
-        stat = alarm.extended_statistic or alarm.statistic
-        points = select(backend.get_all_metrics(), alarm.namespace, alarm.metric_name, alarm.dimensions, alarm.unit)
-        series = dict(bucketed(points, stat, period, start, end))
-    elif alarm.metric_data_queries:
-        queries = []
-        for q in alarm.metric_data_queries:
-            query: dict[str, Any] = {"Id": q.id, "ReturnData": q.return_data in (True, "true", "True", None)}
-            if q.expression:
-                query["Expression"] = q.expression
-            elif q.metric_stat:
-                ms = q.metric_stat
-                query["MetricStat"] = {
-                    "Metric": {
-                        "Namespace": ms.metric.namespace,
-                        "MetricName": ms.metric.metric_name,
-                        "Dimensions": [{"Name": d.name, "Value": d.value} for d in ms.metric.dimensions],
-                    },
-                    "Period": int(ms.period or period),
-                    "Stat": ms.stat,
-                }
-            queries.append(query)
-        results = run_queries(backend, queries, start, end)
-        returned = [series for q, series in results.values() if q.get("ReturnData")]
-        series = returned[0] if returned else {}
-        stat = "Expression"
-    else:
-        return None
-    last = current if current in series else current - timedelta(seconds=period)
-    buckets = [last - timedelta(seconds=period * i) for i in reversed(range(periods))]
-    start = buckets[0]
-    values = [series.get(b) for b in buckets]
-    treat = alarm.treat_missing_data or "missing"
-    fn, words = compare
-    breaching = sum(1 for v in values if v is not None and fn(v, alarm.threshold))
-    present = [v for v in values if v is not None]
-    missing = periods - len(present)
-    if treat == "breaching":
-        breaching += missing
-    reason_data = {
-        "version": "1.0",
-        "queryDate": _iso(now),
-        "startDate": _iso(start),
-        "statistic": stat,
-        "period": period,
-        "recentDatapoints": present,
-        "threshold": alarm.threshold,
-        "evaluatedDatapoints": [
-            {"timestamp": _iso(b), **({"value": v} if v is not None else {})}
-            for b, v in zip(buckets, values, strict=True)
-        ],
-    }
-    if not present and treat in ("missing", "ignore"):
-        if treat == "ignore":
-            return None
-        return (
-            "INSUFFICIENT_DATA",
-            f"Insufficient Data: {periods} datapoint{'s were' if periods > 1 else ' was'} unknown.",
-            json.dumps(reason_data),
-        )
-    shown = ", ".join(
-        f"{v} ({_aware(b).strftime('%d/%m/%y %H:%M:%S')})"
-        for b, v in zip(buckets, values, strict=True)
-        if v is not None
-    )
-    if breaching >= needed:
-        state = "ALARM"
-        verb = "were" if breaching > 1 else "was"
-        reason = (
-            f"Threshold Crossed: {breaching} out of the last {periods} datapoints [{shown}] {verb} {words} "
-            f"the threshold ({alarm.threshold}) (minimum {needed} datapoint"
-            f"{'s' if needed > 1 else ''} for OK -> ALARM transition)."
-        )
-    else:
-        state = "OK"
-        reason = (
-            f"Threshold Crossed: {periods - breaching} out of the last {periods} datapoints [{shown}] "
-            f"{'were' if periods - breaching > 1 else 'was'} not {words} the threshold ({alarm.threshold}) "
-            f"(minimum {max(periods - needed + 1, 1)} datapoint for ALARM -> OK transition)."
-        )
-    return state, reason, json.dumps(reason_data)
-
-
-class AlarmEvaluator:
-    """Background thread: evaluates every metric alarm in every account and region on a timer."""
-
-    def __init__(self, settings: EmulatorSettings) -> None:
-        self.settings = settings
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="emulator-alarm-evaluator", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def wake(self) -> None:
-        """Evaluate now (used when the interval changes so a long sleep does not delay it)."""
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(max(self.settings.alarm_evaluation_interval, 0.05))
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.evaluate_all()
-            except Exception:  # keep evaluating: one odd alarm must not stop all others
-                log.exception("alarm evaluation pass failed")
-
-    @staticmethod
-    def evaluate_all(now: datetime | None = None) -> None:
-        # One pass at a time: a test's evaluate_alarms() and the timer thread must not both
-        # move the same alarm (that would publish the same state change twice).
-        with _EVALUATION_LOCK:
-            now = now or datetime.now(UTC)
-            for account in list(cloudwatch_backends.keys()):
-                for backend in list(cloudwatch_backends[account].values()):
-                    for alarm in list(backend.alarms.values()):
-                        if alarm.rule:  # composite alarms follow their children, below
-                            continue
-                        outcome = evaluate_alarm(backend, alarm, now)
-                        if outcome is None:
-                            continue
-                        state, reason, data = outcome
-                        if state != alarm.state_value:
-                            alarm.update_state(reason, data, state)
-                    alarms_ext.evaluate_composites(backend)
+    CloudWatchBackend.put_metric_data = put_metric_data  # type: ignore[method-assign]

@@ -10,26 +10,33 @@ AWS mid-rollout. This module closes those gaps in two ways:
   aliases a RevisionId that changes on every change and keep ``DeadLetterConfig``;
 * :class:`StrictLambda` runs before moto's own handler for each Lambda request: it validates
   (raising :class:`AwsError` shaped like AWS's), or serves operations moto lacks entirely
-  (provisioned concurrency, per-qualifier event invoke configs) from its own small store.
+  (provisioned concurrency, per-qualifier event invoke configs) from its own small store;
+* it also serves ``Invoke`` itself, without Docker: an alias invocation runs the version its
+  routing weights draw for that request, each version answers as its :class:`~.lambda_metrics.Behaviour`
+  says (failure rate, latency, payload), and every invocation records Lambda's own ``AWS/Lambda``
+  metrics (:mod:`.lambda_metrics`). :meth:`StrictLambda.traffic` is the emulator's shortcut for N
+  such invocations in one request (not an AWS API).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import random
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from moto.awslambda.models import LambdaAlias, LambdaFunction, LambdaStorage
 from moto.awslambda.utils import get_backend, make_function_arn
 
-from .settings import EmulatorSettings
+from .lambda_metrics import MAX_TRAFFIC, Behaviour, Invocation, InvocationMetrics, route
+from .settings import WRITE_LOCK, EmulatorSettings
 from .wire import ErrorResponse, Operation
 
 _PATCHED = False
@@ -209,6 +216,28 @@ INVOKE_RESPONSE_VAR = "EMULATOR_INVOKE_RESPONSE"
 FUNCTION_ERROR_VAR = "EMULATOR_FUNCTION_ERROR"
 
 
+@dataclass(frozen=True)
+class InvokeTarget:
+    """What an Invoke names: the function, its ``Resource`` dimension, and an alias or a version."""
+
+    function: str
+    resource: str | None  # "function:qualifier" for a qualified invocation
+    alias: LambdaAlias | None
+    version: str  # the version invoked directly ("$LATEST" when unqualified); the alias's primary otherwise
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How one invocation went."""
+
+    version: str
+    failed: bool
+    duration_ms: float
+    error_type: str | None
+    payload: str | None
+    sleep: bool
+
+
 class StrictLambda:
     """Validates Lambda requests before moto sees them and serves what moto lacks."""
 
@@ -217,14 +246,31 @@ class StrictLambda:
         # (account, region, function) -> qualifier -> config
         self.provisioned: dict[tuple[str, str, str], dict[str, ProvisionedConfig]] = {}
         self.event_invoke: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+        # (account, region, function, version) -> how that version answers Invoke
+        self.behaviours: dict[tuple[str, str, str, str], Behaviour] = {}
+        self._random = random.Random(settings.invoke_seed)
 
     def reset(self) -> None:
         self.provisioned.clear()
         self.event_invoke.clear()
+        self.behaviours.clear()
+        InvocationMetrics.reset()
+        self.reseed()
+
+    def reseed(self) -> None:
+        """Start the draws of Invoke again from the ``invoke_seed`` setting."""
+        self._random = random.Random(self.settings.invoke_seed)
 
     # ----- entry point -----
 
-    def before(self, op: Operation, account: str, query: dict[str, list[str]], body: bytes) -> ErrorResponse | None:
+    def before(
+        self,
+        op: Operation,
+        account: str,
+        query: dict[str, list[str]],
+        body: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> ErrorResponse | None:
         """Validate or serve one Lambda request; ``None`` lets moto handle it."""
         handler = getattr(self, f"_op_{op.operation}", None)
         if handler is None:
@@ -234,7 +280,7 @@ class StrictLambda:
         except ValueError:  # Invoke payloads need not be JSON
             params = {}
         params = params if isinstance(params, dict) else {}
-        ctx = _Ctx(account, op.region, op.params, {k: v[0] for k, v in query.items()}, params)
+        ctx = _Ctx(account, op.region, op.params, {k: v[0] for k, v in query.items()}, params, body, headers or {})
         result: ErrorResponse | None = handler(ctx)
         return result
 
@@ -277,31 +323,142 @@ class StrictLambda:
         if function_revision(storage._functions[name]["latest"]) != wanted:
             raise precondition_failed("GetFunction/GetAlias")
 
-    # ----- invoke (a test facility) -----
+    # ----- invoke: weighted routing, per-version behaviour, Lambda's own metrics -----
 
-    def _op_Invoke(self, ctx: _Ctx) -> ErrorResponse | None:
-        """Invoke answers as the function's environment says, else moto echoes the payload.
-
-        Without Docker no code runs, so a function cannot fail by itself. Two environment variables
-        make it answer on purpose (documented in docs/emulator.md): ``EMULATOR_INVOKE_RESPONSE`` is
-        returned as the payload, and ``EMULATOR_FUNCTION_ERROR`` (e.g. ``Unhandled``) is returned as
-        the ``X-Amz-Function-Error`` header, as AWS does when the handler raises.
-        """
+    def invoke_target(self, ctx: _Ctx) -> InvokeTarget:
+        """Resolve the function and qualifier an Invoke names (name, name:qualifier, ARN forms)."""
         storage, name, inline = self._function(ctx)
-        qualifier = ctx.query.get("Qualifier") or inline or "$LATEST"
-        fn = self._version(storage, name, qualifier)
-        if fn is None and qualifier in self._aliases(storage, name):
-            fn = self._version(storage, name, self._aliases(storage, name)[qualifier].function_version)
+        qualifier = ctx.query.get("Qualifier") or inline
+        if not qualifier:
+            return InvokeTarget(name, None, None, "$LATEST")
+        alias = self._aliases(storage, name).get(qualifier)
+        if alias is not None:
+            return InvokeTarget(name, f"{name}:{qualifier}", alias, str(alias.function_version))
+        if self._version(storage, name, qualifier) is None:
+            raise not_found(f"Function not found: {self._qualified_arn(ctx, name, qualifier)}")
+        return InvokeTarget(name, f"{name}:{qualifier}", None, qualifier)
+
+    def answer(self, ctx: _Ctx, target: InvokeTarget, rng: random.Random) -> Answer:
+        """One invocation: the version the alias routes this request to, and how that version answers.
+
+        The behaviour set through the control endpoint decides failures and latency. The older test
+        facility still works on top: ``EMULATOR_FUNCTION_ERROR`` in the version's environment makes
+        every invocation fail with that error type, ``EMULATOR_INVOKE_RESPONSE`` is the payload.
+        """
+        version = route(target.version, _weights(target.alias), rng) if target.alias is not None else target.version
+        behaviour = self.behaviours.get((ctx.account, ctx.region, target.function, version), Behaviour())
+        failed, duration = behaviour.draw(rng)
+        fn = self._version(self._storage(ctx), target.function, version)
         env: dict[str, str] = dict(getattr(fn, "environment_vars", None) or {})
-        response, error = env.get(INVOKE_RESPONSE_VAR), env.get(FUNCTION_ERROR_VAR)
-        if response is None and error is None:
-            return None
-        headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": str(getattr(fn, "version", "$LATEST"))}
-        if error:
-            headers["X-Amz-Function-Error"] = error
-            if response is None:
-                response = json.dumps({"errorMessage": "failed on purpose", "errorType": error})
-        return 200, headers, (response or "").encode()
+        forced = env.get(FUNCTION_ERROR_VAR)
+        payload = env.get(INVOKE_RESPONSE_VAR, behaviour.payload)
+        error_type = forced or ("Unhandled" if failed else None)
+        return Answer(version, bool(forced) or failed, duration, error_type, payload, behaviour.sleep)
+
+    def _record(self, ctx: _Ctx, target: InvokeTarget, answers: list[tuple[float, Answer]]) -> None:
+        InvocationMetrics.record(
+            ctx.account,
+            ctx.region,
+            (
+                Invocation(
+                    timestamp=at,
+                    function=target.function,
+                    resource=target.resource,
+                    executed_version=answer.version if target.alias is not None else None,
+                    failed=answer.failed,
+                    duration_ms=answer.duration_ms,
+                )
+                for at, answer in answers
+            ),
+        )
+
+    def _op_Invoke(self, ctx: _Ctx) -> ErrorResponse:
+        """Invoke without Docker: the routed version answers as its behaviour says; metrics are recorded.
+
+        ``RequestResponse`` answers 200 with the payload (the behaviour's, else the request's own,
+        as moto's Docker-less Lambda echoes it), ``X-Amz-Executed-Version`` and, when the invocation
+        failed, ``X-Amz-Function-Error``; ``Event`` answers 202 and ``DryRun`` 204 (no invocation).
+        """
+        target = self.invoke_target(ctx)
+        kind = ctx.headers.get("x-amz-invocation-type", "RequestResponse")
+        if kind == "DryRun":
+            return 204, {}, b""
+        started = time.time()
+        answer = self.answer(ctx, target, self._random)
+        self._record(ctx, target, [(started, answer)])
+        if answer.sleep:
+            # Invoke holds no lock (see EmulatorApp), so a slow version holds up nothing else.
+            time.sleep(min(answer.duration_ms / 1000.0, max(self.settings.invoke_sleep_cap, 0.0)))
+        headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": answer.version}
+        if kind == "Event":
+            return 202, headers, b""
+        body = answer.payload.encode() if answer.payload is not None else (ctx.raw or b"null")
+        if answer.error_type:
+            headers["X-Amz-Function-Error"] = answer.error_type
+            if answer.payload is None:
+                body = json.dumps({"errorMessage": "failed on purpose", "errorType": answer.error_type}).encode()
+        if ctx.headers.get("x-amz-log-type") == "Tail":
+            request_id = uuid.uuid4()
+            log = (
+                f"START RequestId: {request_id} Version: {answer.version}\nEND RequestId: {request_id}\n"
+                f"REPORT RequestId: {request_id}\tDuration: {answer.duration_ms:.2f} ms\n"
+            )
+            headers["X-Amz-Log-Result"] = base64.b64encode(log.encode()).decode()
+        return 200, headers, body
+
+    def traffic(
+        self,
+        *,
+        account: str,
+        region: str,
+        function: str,
+        qualifier: str | None = None,
+        count: int | None = None,
+        rate: float | None = None,
+        seconds: float | None = None,
+        at: float | None = None,
+        seed: int | None = None,
+    ) -> dict[str, dict[str, int]]:
+        """N invocations in one call, recorded exactly as N Invokes would be (the emulator's shortcut).
+
+        ``count`` invocations at ``at`` (epoch seconds, default now), or ``rate`` per second for
+        ``seconds``, spread evenly over [``at - seconds``, ``at``). Each one is routed and answered
+        on its own (``seed`` makes this call's draws repeatable). Returns invocations and errors per
+        executed version.
+        """
+        if (count is None) == (rate is None and seconds is None):
+            raise ValueError("give either count, or rate and seconds")
+        when = time.time() if at is None else float(at)
+        if count is not None:
+            total, spread = int(count), 0.0
+        else:
+            if rate is None or seconds is None or float(rate) < 0 or float(seconds) <= 0:
+                raise ValueError("rate must be at least 0 and seconds more than 0")
+            total, spread = round(float(rate) * float(seconds)), float(seconds)
+        if not 0 <= total <= MAX_TRAFFIC:
+            raise ValueError(f"between 0 and {MAX_TRAFFIC} invocations per traffic request")
+        stamps = [when - spread + spread * i / total for i in range(total)]
+        ctx = _Ctx(account, region, {"FunctionName": function}, {"Qualifier": qualifier} if qualifier else {}, {})
+        with WRITE_LOCK:  # the alias is read consistently; the invocations themselves change no state
+            target = self.invoke_target(ctx)
+        rng = random.Random(seed) if seed is not None else self._random
+        answers = [(stamp, self.answer(ctx, target, rng)) for stamp in stamps]
+        self._record(ctx, target, answers)
+        invocations: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        for _, answer in answers:
+            invocations[answer.version] = invocations.get(answer.version, 0) + 1
+            errors[answer.version] = errors.get(answer.version, 0) + int(answer.failed)
+        return {"invocations": invocations, "errors": errors}
+
+    def set_behaviour(self, *, account: str, region: str, function: str, version: str, behaviour: Behaviour) -> None:
+        self.behaviours[(account, region, function, str(version))] = behaviour
+
+    def behaviour_list(self) -> list[dict[str, Any]]:
+        return [
+            {"account": account, "region": region, "function": function, "version": version, **vars(behaviour)}
+            for (account, region, function, version), behaviour in sorted(self.behaviours.items())
+        ]
 
     def _op_UpdateFunctionCode(self, ctx: _Ctx) -> None:
         self._check_function_revision(ctx)
@@ -714,11 +871,13 @@ class _Ctx:
     params: dict[str, Any]
     query: dict[str, str]
     body: dict[str, Any]
+    raw: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
-def _weights(alias: LambdaAlias) -> dict[str, float]:
+def _weights(alias: LambdaAlias | None) -> dict[str, float]:
     """The alias's additional version weights ({} when it routes to one version)."""
-    routing: Any = alias.routing_config
+    routing: Any = alias.routing_config if alias is not None else None
     return dict(routing.get("AdditionalVersionWeights") or {}) if isinstance(routing, dict) else {}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -22,9 +23,10 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-from . import cloudwatch_ext, lambda_ext
+from . import cloudwatch_ext, events_ext, lambda_ext, tagging_ext
+from .alarm_eval import AlarmEvaluator
 from .app import CallRecord, EmulatorApp
-from .cloudwatch_ext import AlarmEvaluator
+from .control import EmulatorControl, TrafficResult
 from .lambda_ext import StrictLambda
 from .settings import WRITE_LOCK, EmulatorSettings
 
@@ -64,7 +66,7 @@ class _StrictMotoServer(ThreadedMotoServer):
 
 
 def _apply_moto_config() -> None:
-    """Lambda without Docker (Invoke echoes the payload); must hold before any function exists."""
+    """Lambda without Docker (the emulator serves Invoke); must hold before any function exists."""
     default_user_config["lambda"] = {"use_docker": False}
 
 
@@ -98,6 +100,8 @@ class Emulator:
         settings = settings or EmulatorSettings()
         lambda_ext.install()
         cloudwatch_ext.install()
+        tagging_ext.install()
+        events_ext.install()
         _apply_moto_config()
         strict = StrictLambda(settings)
         # The WSGI app is built on the server thread, before the Emulator object exists; the
@@ -136,8 +140,10 @@ class Emulator:
     def configure(self, **changes: Any) -> None:
         """Change settings at run time, e.g. ``configure(provisioned_concurrency_delay=0.2)``."""
         self.settings.update(**changes)
-        if "alarm_evaluation_interval" in changes:
+        if "alarm_period_scale" in changes or "alarm_evaluation" in changes:
             self._evaluator.wake()
+        if "invoke_seed" in changes:
+            self._app.strict_lambda.reseed()
 
     def reset(self) -> None:
         """Wipe all AWS state (moto's and ours) and the call log; settings stay."""
@@ -149,9 +155,26 @@ class Emulator:
             self._app.strict_lambda.reset()
             self._app.calls.clear()
 
-    def evaluate_alarms(self) -> None:
-        """Run one alarm-evaluation pass now (tests use it to avoid waiting for the timer)."""
-        AlarmEvaluator.evaluate_all()
+    def evaluate_alarms(self, at: datetime | None = None) -> None:
+        """Evaluate every metric alarm now, or as at instant ``at``, over the periods closed by then.
+
+        Tests use it (with ``alarm_evaluation=False``) to pick the instant instead of waiting for a
+        period boundary.
+        """
+        self._evaluator.evaluate(at=at)
+
+    # ----- Lambda traffic and behaviour (the emulator's own control endpoints) -----
+
+    def control(self, region: str = REGION) -> EmulatorControl:
+        return EmulatorControl(self.url, region=region)
+
+    def set_behaviour(self, function: str, version: str, **behaviour: Any) -> None:
+        """How ``version`` answers Invoke (``error_rate``, ``duration_ms``, ``slow_share``, ``slow_ms``, ...)."""
+        self.control().set_behaviour(function, version, **behaviour)
+
+    def traffic(self, function: str, qualifier: str | None = None, **amount: Any) -> TrafficResult:
+        """``count`` (or ``rate`` + ``seconds``) invocations of ``function:qualifier``, recorded as real Invokes."""
+        return self.control().traffic(function, qualifier, **amount)
 
     def stop(self) -> None:
         self._evaluator.stop()

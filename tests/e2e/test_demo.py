@@ -25,7 +25,7 @@ import pytest
 
 from controller.core.codec import decode_record
 from controller.core.types import Phase
-from controller.emulator import Emulator, EmulatorSettings
+from controller.emulator import Emulator
 from tests.integration.helpers import CLI, alias_routing, cli_env, function_tags
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +36,7 @@ ALARMS = ("brand-api-error-rate-canary", "brand-api-p99-latency-canary")
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[Emulator]:
-    emu = Emulator.start(port=0, settings=EmulatorSettings(alarm_evaluation_interval=1.0))
+    emu = Emulator.start(port=0)  # the demo sets the alarm clock and the versions' behaviour itself
     yield emu
     emu.stop()
 

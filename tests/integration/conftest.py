@@ -14,15 +14,12 @@ from pathlib import Path
 import pytest
 
 from controller.emulator import Emulator, EmulatorSettings
-from tests.integration.helpers import EngineHarness
+from tests.integration.helpers import EMULATOR_SETTINGS, EngineHarness
 
 
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Emulator]:
-    emu = Emulator.start(
-        port=0,
-        settings=EmulatorSettings(provisioned_concurrency_delay=0.3, alarm_evaluation_interval=0.2),
-    )
+    emu = Emulator.start(port=0, settings=EmulatorSettings(**EMULATOR_SETTINGS))
     yield emu
     emu.stop()
 
@@ -31,7 +28,7 @@ def emulator() -> Iterator[Emulator]:
 def aws(emulator: Emulator) -> Emulator:
     """The session emulator with all AWS state, the call log and default timings reset."""
     emulator.reset()
-    emulator.configure(provisioned_concurrency_delay=0.3, alarm_evaluation_interval=0.2)
+    emulator.configure(**EMULATOR_SETTINGS)
     return emulator
 
 

@@ -43,6 +43,17 @@ from tests.integration.documents import write_document as write_document
 
 T = TypeVar("T")
 
+#: Alarm periods run 100 times faster than CloudWatch's: a 60 s alarm is evaluated every 0.6 s, over
+#: datapoints bucketed in 0.6 s periods (docs/emulator.md, "Alarm evaluation").
+ALARM_PERIOD_SCALE = 0.01
+#: The settings every test starts from (the ``aws`` fixture puts them back before each test).
+EMULATOR_SETTINGS: dict[str, Any] = {
+    "provisioned_concurrency_delay": 0.3,
+    "alarm_period_scale": ALARM_PERIOD_SCALE,
+    "alarm_evaluation": True,
+    "invoke_seed": None,
+}
+
 # Operations that change AWS state: none of them may appear when the input is bad.
 WRITE_OPERATIONS = frozenset(
     {
@@ -75,9 +86,9 @@ def seed_alias(
 def put_hand_alarm(cloudwatch: Any, name: str) -> None:
     """An errors alarm only the test moves (``set_alarm``), with no data behind it.
 
-    ``TreatMissingData: ignore`` makes the emulator's evaluation (every 0.2 s) leave a state set by
-    hand alone; with ``notBreaching`` it would put an ALARM back to OK within 0.2 s, racing the tick
-    that is meant to see it.
+    ``TreatMissingData: ignore`` makes the emulator's evaluation (at the end of each 0.6 s period: a
+    60 s period at the tests' alarm time scale) leave a state set by hand alone; with ``notBreaching``
+    it would put an ALARM back to OK at the next period's end, racing the tick that is meant to see it.
     """
     put_errors_alarm(cloudwatch, name, TreatMissingData="ignore")
 

@@ -329,18 +329,18 @@ def test_empty_tag_writes_make_no_call(aws: Emulator, clients: AwsClients, obser
 
 
 def test_functions_with_tag_paginates(aws: Emulator, clients: AwsClients, observer: Recorder) -> None:
-    # 12 tags per function: GetResources pages by tag count, so 25 functions take several pages.
+    # GetResources returns at most 100 functions a page (as AWS does): 120 take two pages.
     extra = {f"team:t{i}": "x" for i in range(11)}
-    for i in range(25):
-        aws.seed_function(f"managed-{i:02d}", versions=0, tags={MANAGED_KEY: f"prod=ns/r{i}", **extra})
+    for i in range(120):
+        aws.seed_function(f"managed-{i:03d}", versions=0, tags={MANAGED_KEY: f"prod=ns/r{i}", **extra})
     for i in range(3):
         aws.seed_function(f"unmanaged-{i}", versions=0, tags=extra)
     found = run(clients.tagging.functions_with_tag(MANAGED_KEY))
-    assert len(found) == 25
+    assert len(found) == 120
     for arn, tags in found.items():
         name = arn.rsplit(":", 1)[-1]
         assert name.startswith("managed-")
-        assert tags[MANAGED_KEY] == f"prod=ns/r{int(name[-2:])}"
+        assert tags[MANAGED_KEY] == f"prod=ns/r{int(name[-3:])}"
         assert len(tags) == 12
     pages = observer.ops("GetResources")
     assert pages == ["ok"] * len(pages)
@@ -359,7 +359,7 @@ def test_caller_arn(aws: Emulator, clients: AwsClients) -> None:
 @pytest.fixture
 def alarms(aws: Emulator) -> Iterator[list[str]]:
     """230 alarms, 150 of them in ALARM (the emulator's own evaluation paused so the states hold)."""
-    aws.configure(alarm_evaluation_interval=3600)
+    aws.configure(alarm_evaluation=False)
     cw = aws.client("cloudwatch")
     names = [f"alarm-{i:03d}" for i in range(230)]
     for name in names:

@@ -146,3 +146,30 @@ def test_proxy_http_control(proxy: FaultProxy) -> None:
     assert _http(f"{proxy.url}/_proxy/counts")["counts"] == {"cloudwatch:DescribeAlarms": 1}
     _http(f"{proxy.url}/_proxy/counts/clear", {})
     assert proxy.counts() == {}
+
+
+def test_proxy_keeps_connections_alive_with_whole_responses(aws: Emulator, proxy: FaultProxy) -> None:
+    """Responses go out in one buffered write: small, larger than the buffer, and HEAD, on one connection."""
+    import http.client
+
+    aws.seed_function("svc", versions=1)
+    for _ in range(500):  # a call log larger than the proxy's 64 KiB write buffer
+        aws.client("lambda").get_function(FunctionName="svc")
+    host, port = proxy.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        for _ in range(3):
+            connection.request("GET", "/_proxy/counts")
+            small = connection.getresponse()
+            assert small.status == 200 and "counts" in json.loads(small.read())
+            connection.request("GET", "/_emulator/calls")
+            large = connection.getresponse()
+            body = large.read()
+            assert large.status == 200 and len(body) > 64 * 1024
+            assert len(json.loads(body)["calls"]) >= 500
+            connection.request("HEAD", "/_emulator/config")  # no HEAD handler: a 404, with no body
+            head = connection.getresponse()
+            assert head.status == 404 and head.read() == b""
+        assert connection.sock is not None  # the same connection served all nine
+    finally:
+        connection.close()

@@ -21,7 +21,7 @@ from tests.integration.helpers import (
     alias_writes,
     canary,
     function_tags,
-    put_errors_alarm,
+    put_hand_alarm,
     rollout_document,
     seed_alias,
     write_calls,
@@ -54,7 +54,7 @@ def harness_for(aws: Emulator, docs: Path, gate: Gate, clock: FakeClock | None =
 def pay(aws: Emulator, docs: Path) -> Emulator:
     """``pay`` on version 1 behind ``live``, a rollout to version 2 (20%, then waiting), alarm watched."""
     seed_alias(aws, "pay")
-    put_errors_alarm(aws.client("cloudwatch"), "pay-errors")
+    put_hand_alarm(aws.client("cloudwatch"), "pay-errors")
     document = rollout_document("pay", function="pay", version="2", strategy=canary(20, None), alarms=["pay-errors"])
     write_document(docs, document)
     aws.clear_calls()
@@ -62,10 +62,8 @@ def pay(aws: Emulator, docs: Path) -> Emulator:
 
 
 def set_alarm(aws: Emulator, state: str) -> None:
-    """Put the alarm in ``state`` with breaching data behind it, so the emulator's evaluation keeps it there."""
-    cloudwatch = aws.client("cloudwatch")
-    cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=[{"MetricName": "Errors", "Value": 5.0}])
-    cloudwatch.set_alarm_state(AlarmName="pay-errors", StateValue=state, StateReason="test")
+    """Put the alarm in ``state`` by hand (it has no data: the emulator's evaluation leaves it there)."""
+    aws.client("cloudwatch").set_alarm_state(AlarmName="pay-errors", StateValue=state, StateReason="test")
 
 
 def test_a_closed_gate_prevents_every_write(pay: Emulator, docs: Path) -> None:

@@ -82,20 +82,23 @@ def plugin(cluster: KubeCluster, *argv: str) -> int:
 
 def test_an_alarm_rolls_back_with_its_name_in_status_and_event(aws: Emulator, tmp_path: Path) -> None:
     seed(aws)
-    cloudwatch = aws.client("cloudwatch")
-    dimensions = [{"Name": "FunctionName", "Value": FUNCTION}]
-    put_errors_alarm(cloudwatch, "orders-errors", function=FUNCTION, TreatMissingData="notBreaching")
+    put_errors_alarm(aws.client("cloudwatch"), "orders-errors", function=FUNCTION, TreatMissingData="notBreaching")
+    aws.set_behaviour(FUNCTION, "2", error_rate=1.0)  # the canary fails every call
 
     async def scenario() -> None:
         async with kube_cluster(tmp_path) as cluster, operator_running(cluster, aws.url):
+
+            def clients_call_until_rolled_back() -> bool:
+                # Callers keep invoking the alias, so every period the alarm is evaluated over has
+                # the canary's errors in it until the rollback takes the canary out of the routing.
+                aws.traffic(FUNCTION, ALIAS, count=20)
+                return phase_of(cluster, "orders") == "RolledBack"
+
             doc = document("orders", "2", canary(50, None))
             doc["spec"]["analysis"] = {"alarms": ["orders-errors"]}
             await cluster.apply(doc)
             await eventually(lambda: phase_of(cluster, "orders") == "Paused", timeout=20, what="Paused")
-            cloudwatch.put_metric_data(
-                Namespace="AWS/Lambda", MetricData=[{"MetricName": "Errors", "Value": 5, "Dimensions": dimensions}]
-            )
-            await eventually(lambda: phase_of(cluster, "orders") == "RolledBack", timeout=20, what="RolledBack")
+            await eventually(clients_call_until_rolled_back, timeout=20, what="RolledBack")
             status = cluster.emulator.rollout("orders")["status"]
             assert "orders-errors" in f"{status['reason']} {status['message']}"
             events = await eventually(

@@ -1,0 +1,123 @@
+"""Round trip to the strict emulator, direct and through its fault proxy (no rule, no quota).
+
+The proxy sits in front of the emulator in every benchmark that injects faults or enforces AWS's
+quotas, so any time it adds to a call it adds to every figure measured through it. This script
+starts the emulator and the proxy in a subprocess (``lambda-rollouts emulator --proxy-port``),
+seeds one function with an alias and one alarm, switches the proxy's AWS quotas off (the calls here
+come faster than Lambda's 15/s and would be throttled and retried), and times the same boto3 calls, on
+one kept-alive connection each way, directly and through the proxy.
+
+Usage: ``python bench/proxy_roundtrip.py [CALLS]`` (default 200 per operation and path). Prints
+figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+
+OPERATIONS: dict[str, Callable[[Any, Any], Any]] = {
+    "GetAlias": lambda lam, cw: lam.get_alias(FunctionName="bench", Name="live"),
+    "ListVersionsByFunction": lambda lam, cw: lam.list_versions_by_function(FunctionName="bench"),
+    "DescribeAlarms": lambda lam, cw: cw.describe_alarms(AlarmNames=["bench-errors"]),
+}
+
+
+def start_emulator() -> tuple[subprocess.Popen[str], str, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "emulator", "--port", "0", "--proxy-port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    urls: dict[str, str] = {}
+    while len(urls) < 2:
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError("the emulator exited before it listened")
+        match = re.search(r"(emulator|fault proxy) listening on (\S+)", line)
+        if match:
+            urls[match.group(1)] = match.group(2)
+    return process, urls["emulator"], urls["fault proxy"]
+
+
+def client(url: str, service: str) -> Any:
+    return boto3.client(
+        service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+
+
+def seed(url: str) -> None:
+    iam, lam, cw = client(url, "iam"), client(url, "lambda"), client(url, "cloudwatch")
+    role = iam.create_role(RoleName="bench", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam.create_function(FunctionName="bench", Runtime="python3.12", Role=role, Handler="x.h", Code={"ZipFile": b"v1"})
+    lam.publish_version(FunctionName="bench")
+    lam.create_alias(FunctionName="bench", Name="live", FunctionVersion="1")
+    cw.put_metric_alarm(
+        AlarmName="bench-errors",
+        Namespace="AWS/Lambda",
+        MetricName="Errors",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+
+
+def no_quotas(proxy_url: str) -> None:
+    request = urllib.request.Request(f"{proxy_url}/_proxy/quotas", data=json.dumps([]).encode(), method="POST")
+    with urllib.request.urlopen(request) as response:
+        response.read()
+
+
+def timings(url: str, operation: Callable[[Any, Any], Any], calls: int) -> list[float]:
+    lam, cw = client(url, "lambda"), client(url, "cloudwatch")
+    operation(lam, cw)  # the connection is opened (and kept alive) outside the measurement
+    found = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        operation(lam, cw)
+        found.append((time.perf_counter() - started) * 1000)
+    return found
+
+
+def describe(values: list[float]) -> str:
+    ordered = sorted(values)
+    p90 = ordered[int(len(ordered) * 0.9) - 1]
+    return f"p50 {statistics.median(ordered):6.2f} ms  p90 {p90:6.2f} ms  max {ordered[-1]:6.2f} ms"
+
+
+def main(argv: list[str]) -> int:
+    calls = int(argv[0]) if argv else 200
+    process, emulator_url, proxy_url = start_emulator()
+    try:
+        seed(emulator_url)
+        no_quotas(proxy_url)
+        print(f"{calls} calls per operation and path, one kept-alive connection each")
+        for name, operation in OPERATIONS.items():
+            direct = timings(emulator_url, operation, calls)
+            proxied = timings(proxy_url, operation, calls)
+            extra = statistics.median(proxied) - statistics.median(direct)
+            print(f"{name}")
+            print(f"  direct        {describe(direct)}")
+            print(f"  through proxy {describe(proxied)}  (+{extra:.2f} ms at the median)")
+    finally:
+        process.terminate()
+        process.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    sys.exit(main(sys.argv[1:]))
