@@ -11,6 +11,9 @@ moto, which cost most of a second to import and are not all installed (moto come
 is not installed says in one line what to install, before anything is imported.
 
 Exit codes: 0 ok, 1 invalid input or a failed rollout, 2 usage errors (argparse's own convention).
+Whatever a verb raises ends as one line on stderr (what failed, what to do: missing credentials or
+region, an unreachable endpoint, refused credentials...) and exit 1; the traceback is printed only
+with ``--log-level debug``.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ import importlib
 import importlib.util
 import os
 import sys
+import traceback
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from controller.errors import UsageError
+from controller.errors import UsageError, describe_failure
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        # One error path for every verb: one line saying what to do; the traceback only when asked for.
+        if str(args.log_level).upper() == "DEBUG":
+            traceback.print_exc()
+        print(f"lambda-rollouts {verb}: error: {describe_failure(error)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

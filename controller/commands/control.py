@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from controller.aws import AwsClients, AwsError
+from controller.aws import AwsClients
 from controller.commands.rollouts import (
     ManagedRollout,
     RolloutNotFound,
@@ -97,10 +97,7 @@ async def control(
     except RolloutNotFound as exc:
         print(f"error: {exc}", file=err)
         return 1
-    except AwsError as exc:
-        # AccessDenied here is IAM saying no: the message names the missing permission.
-        print(f"error: {exc}", file=err)
-        return 1
+    # Any AWS error goes to the command line's one error path (AccessDenied there names the policy).
     if replaced is not None:
         print(f"note: replaced the unhandled {replaced.verb} request {replaced.id} by {replaced.by}", file=out)
     print(

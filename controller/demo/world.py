@@ -73,18 +73,28 @@ class Clients:
         return cls(lambda_=client("lambda"), cloudwatch=client("cloudwatch"), iam=client("iam"))
 
 
+class WorldExists(Exception):
+    """The account already has the demo's function: the story would not be the one it tells."""
+
+
 def create_world(clients: Clients) -> None:
     """The function with versions 1-3, the alarms, and ``prod`` on version 1 (no controller yet)."""
     role = _role(clients.iam)
     lam = clients.lambda_
-    lam.create_function(
-        FunctionName=FUNCTION,
-        Runtime="python3.12",
-        Role=role,
-        Handler="lambda_function.handler",
-        Code={"ZipFile": _code("1")},
-        Description="brand logos for the storefront",
-    )
+    try:
+        lam.create_function(
+            FunctionName=FUNCTION,
+            Runtime="python3.12",
+            Role=role,
+            Handler="lambda_function.handler",
+            Code={"ZipFile": _code("1")},
+            Description="brand logos for the storefront",
+        )
+    except lam.exceptions.ResourceConflictException:
+        raise WorldExists(
+            f"the emulator at {lam.meta.endpoint_url} already has function {FUNCTION} (from an earlier demo?): "
+            f"start a fresh one, or reset it with POST {lam.meta.endpoint_url}/moto-api/reset"
+        ) from None
     for version in sorted(PROFILES):
         if version != "1":
             lam.update_function_code(FunctionName=FUNCTION, ZipFile=_code(version))

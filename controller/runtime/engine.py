@@ -704,9 +704,11 @@ class Engine:
             await self.step()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             # Shared reads failed (e.g. CloudWatch down): nothing was decided; try again next tick.
-            logger.exception("tick failed")
+            # One line saying why; the traceback only for whoever debugs.
+            logger.error("tick failed, retried next tick: %s: %s", type(exc).__name__, exc)
+            logger.debug("tick failure", exc_info=exc)
 
     async def _sleep_until_due(self, stop: asyncio.Event) -> None:
         """Sleep until the regular tick or a rollout's earlier look; ``wake`` cuts it short.
