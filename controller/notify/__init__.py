@@ -18,18 +18,31 @@ one delivery path for many targets):
 - ``links``: signed one-click gate tokens and their HTTP handler; ``build``: config to parts.
 """
 
+from controller.notify.build import build_notifier, gate_signer
 from controller.notify.config import NotificationConfig, load_notifications, parse_notifications, targets_for
+from controller.notify.delivery import Notifier, NotifyObserver, Pending
+from controller.notify.links import GateRequest, GateSigner, SubmitResult, TokenRefused, gate_routes
 from controller.notify.secrets import SecretError, SecretReader, check_secrets
 from controller.notify.transition import Transition, Trigger, attempt_id
 
 __all__ = [
+    "GateRequest",
+    "GateSigner",
     "NotificationConfig",
+    "Notifier",
+    "NotifyObserver",
+    "Pending",
     "SecretError",
     "SecretReader",
+    "SubmitResult",
+    "TokenRefused",
     "Transition",
     "Trigger",
     "attempt_id",
+    "build_notifier",
     "check_secrets",
+    "gate_routes",
+    "gate_signer",
     "load_notifications",
     "parse_notifications",
     "targets_for",
