@@ -237,8 +237,8 @@ class Notifier:
     async def stop(self, *, drain: float = 0.0) -> None:
         """Stop the workers, after giving the queues up to ``drain`` seconds to empty.
 
-        What is still queued is lost to this process; the engine offers it again after a restart,
-        because it was never reported delivered.
+        What is still queued stays in ``pending()`` (a later ``start`` sends it); a new process does
+        not have it, but the engine offers it again there, because it was never reported delivered.
         """
         if drain > 0:
             try:
@@ -273,15 +273,17 @@ class Notifier:
             try:
                 await self._deliver(lane, job)
             finally:
+                # Stopped mid-send, the job stays at the head: pending() still shows it and a restarted
+                # worker sends it; it was never reported delivered, so the engine offers it again anyway.
                 lane.sending = False
-                lane.jobs.popleft()
-                key = (job.transition.id, lane.channel.name)
-                self._queued.discard(key)
-                self._finished[key] = None
-                while len(self._finished) > _REMEMBERED:
-                    self._finished.popitem(last=False)
-                if not lane.jobs:
-                    lane.empty.set()
+            lane.jobs.popleft()
+            key = (job.transition.id, lane.channel.name)
+            self._queued.discard(key)
+            self._finished[key] = None
+            while len(self._finished) > _REMEMBERED:
+                self._finished.popitem(last=False)
+            if not lane.jobs:
+                lane.empty.set()
 
     async def _deliver(self, lane: _Lane, job: _Job) -> None:
         channel, transition, policy = lane.channel, job.transition, self._policy

@@ -392,3 +392,21 @@ async def test_a_full_queue_warns_once_when_it_starts_dropping_and_once_when_it_
     assert warnings[0].endswith("queue full (1): dropped")
     assert warnings[1].endswith("queue has room again; 49 dropped while full")
     assert len(channel.delivered) == 2
+
+
+async def test_a_message_interrupted_by_stop_stays_pending_and_is_sent_after_a_restart() -> None:
+    channel = ScriptedChannel("a")
+    channel.gate.clear()
+    notifier = Notifier(config=config("a", policy=DeliveryPolicy(attempt_timeout=3600)), channels=[channel])
+    t = transition()
+    notifier.offer(t)
+    await notifier.start()
+    await asyncio.sleep(0.01)
+    await notifier.stop()
+    (pending,) = notifier.pending()
+    assert (pending.transition_id, pending.sending, pending.attempts) == (t.id, False, 1)
+    assert notifier.offer(t) == ()  # still queued: not twice
+    channel.gate.set()
+    async with notifier:
+        await asyncio.wait_for(notifier.idle(), 5)
+    assert channel.delivered == [t.id] and notifier.pending() == ()
