@@ -230,9 +230,6 @@ class NotificationConfig:
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     source: str = ""
 
-    def target(self, name: str) -> Target | None:
-        return next((target for target in self.targets if target.name == name), None)
-
 
 def targets_for(
     config: NotificationConfig, transition: Transition, *, rollout_opt_in: Collection[str] = ()
@@ -425,7 +422,6 @@ def _inline_secret_in_url(url: str) -> str | None:
 
 # ---- checks -----------------------------------------------------------------------------------------
 
-_KINDS = ("slack", "teams", "webhook", "sns")
 _USE_FROM = "keep it out of this file and use {field}: {{env: NAME}} or {{file: PATH}}"
 
 

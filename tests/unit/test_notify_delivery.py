@@ -410,3 +410,13 @@ async def test_a_message_interrupted_by_stop_stays_pending_and_is_sent_after_a_r
     async with notifier:
         await asyncio.wait_for(notifier.idle(), 5)
     assert channel.delivered == [t.id] and notifier.pending() == ()
+
+
+async def test_stop_gives_the_queues_time_to_drain() -> None:
+    channel = ScriptedChannel("a")
+    notifier = Notifier(config=config("a"), channels=[channel])
+    await notifier.start()
+    for n in range(5):
+        notifier.offer(transition(n))
+    await notifier.stop(drain=5.0)
+    assert len(channel.delivered) == 5 and notifier.pending() == ()
