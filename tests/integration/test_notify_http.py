@@ -258,7 +258,7 @@ subscriptions:
   - {{target: refused, on: [RolledBack]}}
   - {{target: silent, on: [RolledBack]}}
   - {{target: live, on: [RolledBack]}}
-delivery: {{maxAttempts: 2, attemptTimeout: 100ms}}
+delivery: {{maxAttempts: 2, attemptTimeout: 5s}}
 """
         transitions = [
             Transition(
