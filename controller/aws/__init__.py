@@ -1,7 +1,7 @@
 """The imperative shell's AWS side: the only package that imports boto3 / botocore.
 
 Each module wraps one service in the core's vocabulary (``lambda_``, ``cloudwatch``, ``tagging``,
-``sts``); ``session`` builds them with shared retries, budget and observer; ``errors`` is what the
+``sts``, ``sns``); ``session`` builds them with shared retries, budget and observer; ``errors`` is what the
 engine catches. Every method is ``async`` (boto3 runs in worker threads) and takes a budget token
 first, so no caller can bypass the API budget.
 """
@@ -12,6 +12,7 @@ from controller.aws.cloudwatch import CloudWatchAdapter
 from controller.aws.errors import AwsError, Conflict, InvalidRequest, NotFound, Throttled
 from controller.aws.lambda_ import AliasState, FunctionInfo, LambdaAdapter
 from controller.aws.session import AwsClients, AwsSettings, make_clients
+from controller.aws.sns import SnsAdapter
 from controller.aws.sts import StsAdapter
 from controller.aws.tagging import TaggingAdapter
 
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidRequest",
     "LambdaAdapter",
     "NotFound",
+    "SnsAdapter",
     "StsAdapter",
     "TaggingAdapter",
     "Throttled",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 __all__ = ["DEFAULT_RATES", "Budget"]
 
 #: Requests per second per family, below AWS's quotas (Lambda control plane ~15/s, DescribeAlarms 9,
-#: GetMetricData 50, Resource Groups Tagging GetResources ~5/s).
+#: GetMetricData 50, Resource Groups Tagging GetResources ~5/s, SNS Publish hundreds per second or more).
 DEFAULT_RATES: Mapping[str, float] = {
     "lambda": 10.0,
     "lambda.invoke": 10.0,  # lifecycle hooks: data plane, not the control-plane quota
@@ -29,6 +29,7 @@ DEFAULT_RATES: Mapping[str, float] = {
     "cloudwatch.get_metric_data": 25.0,
     "tagging": 5.0,
     "sts": 5.0,
+    "sns": 10.0,  # notifications: far below SNS's Publish quota, and never taken from the Lambda family
 }
 #: A family nobody configured gets this conservative rate rather than none at all.
 FALLBACK_RATE = 5.0

@@ -26,6 +26,7 @@ from controller.aws.calls import ApiCaller, ApiObserver
 from controller.aws.cloudwatch import CloudWatchAdapter
 from controller.aws.errors import AwsError
 from controller.aws.lambda_ import LambdaAdapter
+from controller.aws.sns import SnsAdapter
 from controller.aws.sts import StsAdapter
 from controller.aws.tagging import TaggingAdapter
 
@@ -53,6 +54,7 @@ class AwsClients:
     tagging: TaggingAdapter
     budget: Budget
     sts: StsAdapter
+    sns: SnsAdapter
     region: str = ""
     endpoint_url: str | None = None
 
@@ -99,6 +101,7 @@ def make_clients(
         tagging=TaggingAdapter(caller("resourcegroupstaggingapi")),
         budget=budget,
         sts=StsAdapter(caller("sts")),
+        sns=SnsAdapter(caller("sns")),
         region=region,
         endpoint_url=endpoint_url,
     )

@@ -58,6 +58,12 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         rf"\1{REDACTED}",
     ),
     (re.compile(rf"\b(bearer\s+)(?!{_ALREADY})[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE), rf"\1{REDACTED}"),
+    # One-click gate links (controller.notify.links): the token in the path is a capability. Also
+    # URL-encoded, as botocore's DEBUG lines show an SNS message inside a form body.
+    (
+        re.compile(rf"((?:/|%2F)v1(?:/|%2F)gate(?:/|%2F))(?!{_ALREADY})[A-Za-z0-9_\-.]+", re.IGNORECASE),
+        rf"\1{REDACTED}",
+    ),
     # AWS access key ids (long-term AKIA, temporary ASIA and the other IAM unique-id prefixes).
     (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"), REDACTED),
     # STS session tokens start with these base64 prefixes.

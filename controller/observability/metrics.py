@@ -58,6 +58,7 @@ ROLLOUT_LABELS = ("namespace", "name", "function", "alias")
 ROLLBACK_REASONS = ("alarm", "analysis", "deadline", "manual", "supersede")
 PROMOTION_KINDS = ("auto", "manual", "full")
 ROLLOUT_OUTCOMES = (Phase.HEALTHY, Phase.ROLLED_BACK, Phase.DEGRADED)
+NOTIFICATION_OUTCOMES = ("sent", "failed")
 
 # A rollout is "in flight" in these phases: entering one starts an attempt, leaving for an outcome ends it.
 _ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING})
@@ -316,6 +317,20 @@ class Metrics:
             registry=r,
         )
 
+        # ---- controller-wide: notifications ----
+        self.notifications = Counter(
+            f"{PREFIX}notifications_total",
+            "Notification messages finished, by target and outcome (sent|failed).",
+            ["target", "outcome"],
+            registry=r,
+        )
+        self.notifications_dropped = Counter(
+            f"{PREFIX}notification_queue_dropped_total",
+            "Notification messages dropped because the target's queue was full.",
+            ["target"],
+            registry=r,
+        )
+
     # ---- bookkeeping ---------------------------------------------------------------------------
 
     @staticmethod
@@ -477,6 +492,22 @@ class Metrics:
     def budget_wait(self, *, family: str, seconds: float) -> None:
         """Time one call waited for a token of its API family's budget."""
         self.budget_wait_seconds.labels(family).observe(seconds)
+
+    # ---- notifications (``controller.notify.delivery.NotifyObserver``) -------------------------------
+
+    def notification_target(self, *, target: str) -> None:
+        """A configured target: its series start at 0, so the first message shows in increase()."""
+        for outcome in NOTIFICATION_OUTCOMES:
+            self.notifications.labels(target, outcome)
+        self.notifications_dropped.labels(target)
+
+    def notification(self, *, target: str, outcome: str) -> None:
+        """One message to ``target`` finished: ``outcome`` is sent or failed."""
+        self.notifications.labels(target, outcome).inc()
+
+    def notification_dropped(self, *, target: str) -> None:
+        """One message to ``target`` dropped: its queue was full."""
+        self.notifications_dropped.labels(target).inc()
 
     def set_leader(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)

@@ -199,18 +199,26 @@ _Validator = jsonschema.validators.extend(
 )
 
 
-@functools.cache
-def _validator() -> Any:
-    schema = to_json_schema(openapi_schema())
+def readable_validator(schema: Mapping[str, Any]) -> Any:
+    """A draft 7 validator for ``schema`` whose messages are the readable ones of this module.
+
+    Other documents of the controller (the notifications config) are checked with it, so every
+    config file speaks with the same voice as a rollout document.
+    """
     _Validator.check_schema(schema)
     return _Validator(schema)
 
 
-def _message(error: ValidationError) -> str:
+@functools.cache
+def _validator() -> Any:
+    return readable_validator(to_json_schema(openapi_schema()))
+
+
+def _message(error: ValidationError, hints: Mapping[str, str]) -> str:
     """jsonschema's message, reworded where it would quote a regular expression or a whole list."""
     field = next((element for element in reversed(error.absolute_path) if isinstance(element, str)), "")
     if error.validator == "pattern":
-        hint = PATTERN_HINTS.get(field)
+        hint = hints.get(field)
         return f"{error.instance!r} is not {hint}" if hint else error.message
     if error.validator == "type":
         expected = error.validator_value
@@ -233,7 +241,17 @@ def _message(error: ValidationError) -> str:
     return str(error.message)
 
 
-def schema_errors(document: Mapping[str, Any]) -> list[tuple[Path, str]]:
-    """Every schema violation of ``document`` as ``(path, message)``, in document order of paths."""
-    found = [(tuple(error.absolute_path), _message(error)) for error in _validator().iter_errors(document)]
+def validation_errors(
+    validator: Any, document: Any, *, hints: Mapping[str, str] = PATTERN_HINTS
+) -> list[tuple[Path, str]]:
+    """Every violation ``validator`` finds in ``document`` as ``(path, message)``, in document order of paths.
+
+    ``hints`` words the rule of a field (by name) that only has a ``pattern``.
+    """
+    found = [(tuple(error.absolute_path), _message(error, hints)) for error in validator.iter_errors(document)]
     return sorted(set(found), key=lambda item: (tuple(str(element) for element in item[0]), item[1]))
+
+
+def schema_errors(document: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    """Every schema violation of the LambdaRollout ``document`` as ``(path, message)``, in document order of paths."""
+    return validation_errors(_validator(), document)
