@@ -92,3 +92,41 @@ def test_get_shows_the_history_with_who_asked(aws: Emulator, tmp_path: Path) -> 
     assert aborted["version"] == "2" and aborted["by"].startswith("arn:aws:sts::")
     # The record keeps the plan's length, so the step reads the same without the document: rolled back, step 0.
     assert (orders["step"], orders["steps"]) == (0, 3)
+
+
+def test_a_publish_that_aws_would_refuse_is_invalid_everywhere_and_never_tried(aws: Emulator, tmp_path: Path) -> None:
+    seed_alias(aws, "orders")
+    document = rollout_document("orders", function="orders", version="2", strategy=canary(10, 60))
+    del document["spec"]["version"]
+    document["spec"]["publish"] = {"codeSha256": "A" * 43 + "="}  # not the code of $LATEST, nor of any version
+    write_document(tmp_path, document)
+    aws.clear_calls()
+
+    plan = cli(aws, "plan", str(tmp_path))
+    assert plan.returncode == 1
+    assert "phase: Invalid  reason: CodeMismatch" in plan.stdout and "spec.publish.codeSha256" in plan.stdout
+    once = cli(aws, "run", "--source", str(tmp_path), "--once")
+    assert once.returncode == 1
+    rows = {row["name"]: row for row in json.loads(cli(aws, "get", "-o", "json", "--source", str(tmp_path)).stdout)}
+    assert (rows["default/orders"]["phase"], rows["default/orders"]["reason"]) == ("Invalid", "CodeMismatch")
+    assert write_calls(aws) == []  # no PublishVersion tried, nothing written
+    assert "PublishVersion" not in [call.operation for call in aws.calls()]
+
+
+def test_get_and_plan_take_the_ownership_config_the_daemon_uses(aws: Emulator, tmp_path: Path) -> None:
+    seed_alias(aws, "orders")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_document(docs, rollout_document("orders", function="orders", version="2", strategy=canary(50, 60)))
+    config = tmp_path / "ownership.yaml"
+    config.write_text("default:\n  - 'payments-*'\n")  # default may not move orders
+    aws.clear_calls()
+
+    plan = cli(aws, "plan", str(docs), "--ownership-config", str(config))
+    assert plan.returncode == 1 and "reason: NotOwner" in plan.stdout
+    rows = json.loads(cli(aws, "get", "-o", "json", "--source", str(docs), "--ownership-config", str(config)).stdout)
+    [orders] = [row for row in rows if row["name"] == "default/orders"]
+    assert (orders["phase"], orders["reason"]) == ("Invalid", "NotOwner")
+    # Without it, the same rollout would move: what a daemon without the config would do.
+    assert cli(aws, "plan", str(docs)).returncode == 0
+    assert write_calls(aws) == []
