@@ -231,15 +231,15 @@ def withdraw(
 
 
 def withdraw_decision(
-    ctx: Ctx, *, phase: Phase, reason: Reason, message: str, outcome: Outcome, fail: bool
+    ctx: Ctx, *, phase: Phase, reason: Reason, message: str, outcome: Outcome, fail: bool, by: str = ""
 ) -> Decision:
-    """``withdraw`` as the final answer of a rule, with its warning Event.
+    """``withdraw`` as the final answer of a rule (or an ``abort``), with its warning Event.
 
     When the spec already wants yet another version, the next decide starts it: ask for it at once
     (``requeue_after=0``) rather than leaving the withdrawal looking like the last word.
     """
     canary = ctx.record.canary
-    new, write = withdraw(ctx, phase=phase, reason=reason, message=message, outcome=outcome, fail=fail)
+    new, write = withdraw(ctx, phase=phase, reason=reason, message=message, outcome=outcome, fail=fail, by=by)
     ctx = ctx.with_record(new, Event(reason, message, warning=fail))
     again = 0.0 if ctx.desired not in (canary, new.stable) else None
     return finish(ctx, new, actions=(write,) if write else (), requeue_after=again)

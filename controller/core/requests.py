@@ -23,7 +23,7 @@ from controller.core.context import (
     make_write,
     with_failed,
     with_history,
-    withdraw,
+    withdraw_decision,
 )
 from controller.core.metrics import accept_inconclusive
 from controller.core.reasons import Outcome, Reason
@@ -99,7 +99,11 @@ def _promote(ctx: Ctx, request: Request) -> Ctx | Decision:
         record = _requested(record, ctx, request)
         return ctx.with_record(record).note(f"promote by {request.by or 'operator'}: inconclusive analysis accepted")
     if ctx.blue_green is not None:
-        if record.step_index <= 1:
+        if record.step_index == 0:
+            # Not on the preview yet (warming up, or the preview write is in flight): nothing to promote
+            # from; cutting over now would skip the warm-up and the preview altogether.
+            return _ignored(ctx.with_record(record), "promote ignored: the new version is not on the preview alias yet")
+        if record.step_index == 1:
             record = _requested(dataclasses.replace(record, step_index=2, step_started_at=ctx.now), ctx, request)
             return ctx.with_record(record).note(f"promote by {request.by or 'operator'}: cutting over")
         return _ignored(ctx.with_record(record), "promote ignored: cut-over already under way")
@@ -180,7 +184,7 @@ def _abort(ctx: Ctx, request: Request) -> Ctx | Decision:
         f"aborted by {request.by or 'operator'}: version {record.canary} rolled back to {record.stable}; "
         "`retry` or a spec change starts it again"
     )
-    new, write = withdraw(
+    return withdraw_decision(
         ctx,
         phase=Phase.ROLLED_BACK,
         reason=Reason.ABORTED,
@@ -189,8 +193,6 @@ def _abort(ctx: Ctx, request: Request) -> Ctx | Decision:
         fail=True,
         by=request.by,
     )
-    ctx = ctx.with_record(new, Event(Reason.ABORTED, message, warning=True))
-    return finish(ctx, new, actions=(write,) if write else ())
 
 
 def _retry(ctx: Ctx, request: Request) -> Ctx | Decision:

@@ -7,6 +7,7 @@ disturbances ``World.disturb`` applies (alarms, requests, drift, spec edits, hoo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,9 @@ STRATEGIES: tuple[Strategy, ...] = (
     BlueGreenStrategy(preview_alias="green"),
 )
 VERSIONS = ("1", "2", "3")
+# Random histories per property: 300 in `make test`; a long hunt for rare interleavings sets
+# LAMBDA_ROLLOUTS_HISTORIES (e.g. 40000: a couple of minutes per property).
+HISTORIES = int(os.environ.get("LAMBDA_ROLLOUTS_HISTORIES", "300"))
 WARM = Concurrency(reserved=10, provisioned=2, warmup_timeout=90.0)
 METRICS = (
     Metric("error-rate", (MetricQuery("m", "Errors", "Sum"),), threshold=Threshold(max=5.0), failure_limit=2),
@@ -104,7 +108,7 @@ def random_histories(**more: st.SearchStrategy[Any]) -> Callable[[Callable[..., 
 
     The test takes ``strategy``, ``deadline``, ``concurrency``, ``hooks``, ``revert`` and ``ops``.
     """
-    drawn = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    drawn = settings(max_examples=HISTORIES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     return lambda test: drawn(
         given(
             strategy=st.sampled_from(STRATEGIES),

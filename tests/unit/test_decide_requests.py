@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from controller.core.types import AliasRouting, Phase, UpdateAlias, Verb
 from controller.spec.model import (
     Analysis,
     BlueGreenStrategy,
     CanaryStrategy,
+    Concurrency,
     Pause,
     PresetStrategy,
     RolloutSpec,
@@ -263,3 +266,34 @@ def test_an_ignored_request_leaves_no_history_entry() -> None:
     w.ask(Verb.PROMOTE)
     d = w.tick()
     assert d.record.history == () and "promote ignored" in d.status.message
+
+
+def test_blue_green_promote_while_warming_is_ignored_and_skips_neither_warm_up_nor_preview() -> None:
+    # Found by the random histories: a promote at step 0 used to jump to the cut-over, so the new
+    # version got all the traffic before its provisioned concurrency was READY and never sat on the preview.
+    spec = dataclasses.replace(
+        make_spec(strategy=BlueGreenStrategy(preview_alias="green", auto_promote=True, auto_promote_after=120)),
+        concurrency=Concurrency(provisioned=2),
+    )
+    w = World(spec=spec, alias=AliasRouting("1"), versions=versions("1", "2"))
+    w.tick()
+    w.ask(Verb.PROMOTE)
+    decision = w.tick()
+    assert decision.record.request_ignored == "promote ignored: the new version is not on the preview alias yet"
+    assert w.alias == AliasRouting("1") and "green" not in w.side
+    w.now += w.warm_delay
+    w.tick()
+    assert w.side == {"green": AliasRouting("2")} and w.alias == AliasRouting("1")
+
+
+def test_abort_while_the_spec_wants_another_version_asks_to_be_looked_at_again_at_once() -> None:
+    # Found by the random histories: abort of 2 after the spec moved on to 3 left 3 for the next tick.
+    w = world()
+    w.tick()
+    w.ask(Verb.ABORT)
+    w.with_spec(version="3")
+    decision = w.tick()
+    assert (decision.status.reason, decision.requeue_after) == ("Aborted", 0)
+    assert w.alias == AliasRouting("1")
+    w.tick()
+    assert w.alias == AliasRouting("1", "3", 0.1)
