@@ -333,13 +333,10 @@ class Engine:
 
     def _recorded_status(self, spec: RolloutSpec) -> Status | None:
         """The status the rollout's durable record shows, from the cached tags (no AWS call)."""
-        for fn in (
-            self._store.managed().values() if not spec.function_name else (self._store.known(spec.function_name),)
-        ):
-            if fn is None:
-                continue
+        # By key alone: a broken document may name another function or alias than its record is for.
+        for fn in self._store.managed().values():
             for alias, key in managed_entries(fn.tags).items():
-                if key == spec.key and (not spec.alias or alias == spec.alias):
+                if key == spec.key:
                     record = _decoded(self._store, fn, alias)
                     return record_status(record) if record is not None else None
         return None

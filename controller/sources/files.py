@@ -20,7 +20,8 @@ from pathlib import Path
 from watchfiles import Change, awatch
 
 from controller.sources import DesiredState
-from controller.spec.loader import LoadedRollout, load_paths
+from controller.spec.errors import SpecError
+from controller.spec.loader import InvalidRollout, LoadedRollout, load_paths
 from controller.spec.model import RolloutSpec
 
 SUFFIXES = (".yaml", ".yml")
@@ -44,30 +45,43 @@ class FileSource:
     def scan(self) -> DesiredState:
         """Load every document now (blocking file I/O: call it in a thread from async code)."""
         result = load_paths([self.root])
-        errors = {file: tuple(str(e) for e in errs) for file, errs in result.errors_by_file.items()}
         for file in list(self._last_valid):
             if file not in result.files:
                 del self._last_valid[file]  # removed: its rollouts stop being managed
+        errors = result.errors_by_file
         for file in result.files:
             if file not in errors:
                 self._last_valid[file] = result.rollouts_in(file)
-        self._last = self._desired(errors)
+        self._last = self._desired(errors, result.invalid)
         return self._last
 
-    def _desired(self, errors: dict[str, tuple[str, ...]]) -> DesiredState:
+    def _desired(self, errors: dict[str, list[SpecError]], invalid: list[InvalidRollout]) -> DesiredState:
         rollouts: dict[str, RolloutSpec] = {}
         origins: dict[str, str] = {}
         held: dict[str, tuple[str, ...]] = {}
-        orphans: dict[str, tuple[str, ...]] = {}
-        for file in sorted(set(self._last_valid) | set(errors)):
-            previous = self._last_valid.get(file, [])
-            for loaded in previous:
-                rollouts[loaded.spec.key] = loaded.spec
-                origins[loaded.spec.key] = loaded.location
+        by_key = {broken.key: broken for broken in invalid}
+        attributed = {error for broken in invalid for error in broken.errors}
+        for file, loaded in sorted(self._last_valid.items()):
+            for rollout in loaded:
+                key = rollout.spec.key
+                rollouts[key], origins[key] = rollout.spec, rollout.location
                 if file in errors:
-                    held[loaded.spec.key] = errors[file]
-            if file in errors and not previous:
-                orphans[file] = errors[file]
+                    # Its own errors when the broken document still says who it is, else the file's.
+                    own = by_key[key].errors if key in by_key else errors[file]
+                    held[key] = tuple(str(error) for error in own)
+        for broken in invalid:
+            if broken.key not in rollouts:
+                # Never valid, or its file was new: shown (and held) under its own name all the same.
+                spec = broken.spec or RolloutSpec.placeholder(
+                    broken.key, function_name=broken.function_name, alias=broken.alias
+                )
+                rollouts[broken.key], origins[broken.key] = spec, broken.file
+                held[broken.key] = tuple(str(error) for error in broken.errors)
+        orphans: dict[str, tuple[str, ...]] = {}
+        for file, problems in errors.items():
+            unattributed = [error for error in problems if error not in attributed]
+            if unattributed and not self._last_valid.get(file):
+                orphans[file] = tuple(str(error) for error in unattributed)
         return DesiredState(rollouts=rollouts, held=held, orphan_errors=orphans, origins=origins)
 
     async def watch(self, stop: asyncio.Event | None = None) -> AsyncIterator[DesiredState]:

@@ -130,3 +130,37 @@ def test_get_and_plan_take_the_ownership_config_the_daemon_uses(aws: Emulator, t
     # Without it, the same rollout would move: what a daemon without the config would do.
     assert cli(aws, "plan", str(docs)).returncode == 0
     assert write_calls(aws) == []
+
+
+def test_an_invalid_document_is_one_invalid_row_under_its_name_and_the_watch_lists_its_errors(
+    aws: Emulator, tmp_path: Path
+) -> None:
+    seed_alias(aws, "orders")
+    path = write_document(
+        tmp_path, rollout_document("orders", function="orders", version="2", strategy=canary(10, 600))
+    )
+    assert cli(aws, "run", "--source", str(tmp_path), "--once").returncode == 0  # at 10%, recorded
+    # Two mistakes in the document, as a fresh reader (no memory of the last valid version) sees it.
+    path.write_text(
+        path.read_text().replace("setWeight: 10", "setWeight: 150").replace("alias: live", "alias: $LATEST")
+    )
+
+    rows = [row for row in json.loads(cli(aws, "get", "-o", "json", "--source", str(tmp_path)).stdout)]
+    [orders] = rows  # once: no second row named after the file
+    assert (orders["name"], orders["phase"], orders["canary"], orders["weight"]) == (
+        "default/orders",
+        "Invalid",
+        "2",
+        10,
+    )
+    assert len(orders["errors"]) == 2 and all(error.startswith(f"{path.as_posix()}:") for error in orders["errors"])
+    table = cli(aws, "get", "--source", str(tmp_path)).stdout
+    assert table.count("default/orders") == 1 and "Invalid" in table and "(and 1 more)" in table
+
+    watch = cli(aws, "get", "orders", "--watch", "--source", str(tmp_path), "--timeout", "1", "--until-done")
+    assert "Invalid" in watch.stdout and "setWeight" in watch.stdout and "$LATEST" in watch.stdout
+
+    # The daemon holds it the same way after a restart, with where the record says it stands.
+    once = cli(aws, "run", "--source", str(tmp_path), "--once", "--log-format", "json")
+    assert once.returncode == 1
+    assert alias_routing(aws, "orders", "live") == ("1", {"2": 0.1})

@@ -137,6 +137,14 @@ class Checker:
             self.exempt, self.carry = self.carry, False
         self.last_main = routing
 
+    def requested(self, verb: Verb, pending: bool) -> None:
+        """A request that applied: what it allows the next writes to do."""
+        if verb in (Verb.PROMOTE, Verb.PROMOTE_FULL, Verb.PROMOTE_BYPASS, Verb.RESUME):
+            self.exempt = True
+            # Asked while a weight write was still pending: it applies to the step after that write.
+            self.carry = pending
+        self.bypassed = self.bypassed or verb in (Verb.PROMOTE_FULL, Verb.PROMOTE_BYPASS)
+
     def note_failures(self) -> None:
         record = self.world.record
         if record is None:
@@ -189,12 +197,20 @@ def test_invariants_hold_over_random_histories(
 ) -> None:
     world = make_world(strategy, deadline, concurrency, hooks=hooks, revert=revert, metrics=metrics)
     checker = Checker(world)
+    asked: tuple[Verb, bool] | None = None  # a request not handled yet, and whether a write was pending
     for op in ops:
         kind = op[0]
         if kind == "tick":
             _, dt, read, crash = op
             world.now += float(dt)  # type: ignore[arg-type]
             decision = world.tick(read=bool(read), crash=crash)  # type: ignore[arg-type]
+            record = world.record
+            handled = record is not None and world.request is not None and record.last_request == world.request.id
+            if asked is not None and record is not None and handled:
+                # What a request exempts holds only if it applied (the record says when it did not).
+                if not record.request_ignored:
+                    checker.requested(*asked)
+                asked = None
             checker.new_writes()
             checker.note_failures()
             # 5. idempotence: applied in full, deciding again at the same instant does nothing more
@@ -214,12 +230,10 @@ def test_invariants_hold_over_random_histories(
             world.disturb(kind, op[1])  # type: ignore[arg-type]
             if kind == "request":
                 verb = op[1]
+                assert isinstance(verb, Verb)
                 if verb in (Verb.RETRY, Verb.PROMOTE_BYPASS):
                     checker.failed = {f for f in checker.failed if f[0] != world.spec.version}
-                if verb in (Verb.PROMOTE, Verb.PROMOTE_FULL, Verb.PROMOTE_BYPASS, Verb.RESUME):
-                    checker.exempt = True
-                    checker.carry = world.record is not None and world.record.pending is not None
-                checker.bypassed = checker.bypassed or verb in (Verb.PROMOTE_FULL, Verb.PROMOTE_BYPASS)
+                asked = (verb, world.record is not None and world.record.pending is not None)
             elif kind in ("drift", "version"):
                 checker.exempt = True
 
