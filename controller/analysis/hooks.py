@@ -36,7 +36,7 @@ from controller.analysis import Provider, Result
 from controller.aws.errors import AwsError
 from controller.aws.lambda_ import LambdaAdapter
 from controller.core.types import HookAnswer, RunHook, Verdict
-from controller.spec.model import Hook, RolloutSpec
+from controller.document.model import Hook, RolloutSpec
 
 #: ``status`` values of a hook function's JSON answer that mean success.
 SUCCESS_STATUSES = frozenset({"Succeeded", "Success", "ok"})

@@ -36,13 +36,13 @@ from controller.core.codec import CodecError
 from controller.core.reasons import Reason
 from controller.core.status import record_status
 from controller.core.types import HistoryEntry, Phase, Record, Status
+from controller.document.ownership import OwnershipPolicy
 from controller.observability.logs import configure_logging
 from controller.observability.view import PHASE_STYLES
 from controller.runtime.preview import Preview, preview_all
 from controller.runtime.wiring import add_ownership, add_time_scale, clients_from_args, ownership_from_args
 from controller.sources import DesiredState
 from controller.sources.files import FileSource
-from controller.spec.ownership import OwnershipPolicy
 
 COLUMNS = ("NAME", "FUNCTION", "ALIAS", "PHASE", "STABLE", "CANARY", "WEIGHT", "STEP", "MESSAGE")
 

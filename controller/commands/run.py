@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 
 from controller.core.types import Phase
+from controller.document.ownership import OwnershipPolicy
 from controller.observability.logs import configure_logging
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.wiring import Daemon, add_ownership, add_time_scale, ownership_from_args
 from controller.sources.files import FileSource
-from controller.spec.ownership import OwnershipPolicy
 
 logger = logging.getLogger("controller.run")
 

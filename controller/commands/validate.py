@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from controller.spec.errors import SpecError
-from controller.spec.loader import LoadResult, load_paths
+from controller.document.errors import SpecError
+from controller.document.loader import LoadResult, load_paths
 
 
 def add_arguments(parser: argparse.ArgumentParser, **_: Any) -> None:

@@ -31,8 +31,8 @@ from controller.core.plan import build_plan
 from controller.core.reasons import Outcome
 from controller.core.status import plan_steps, record_status
 from controller.core.types import Phase, Record, Status, invalid_status
+from controller.document.model import BlueGreenStrategy, Pause, RolloutSpec
 from controller.observability.view import Snapshot, line, render
-from controller.spec.model import BlueGreenStrategy, Pause, RolloutSpec
 
 Clock = Callable[[], float]
 #: What ``--until-done`` returns: the rollout ended where it was meant to, or it failed (or timed out).

@@ -23,7 +23,7 @@ from controller.core.context import Ctx, finish, make_write
 from controller.core.hooks import ask
 from controller.core.reasons import Reason
 from controller.core.types import AliasRouting, Decision, Phase, Record, UpdateAlias
-from controller.spec.model import BlueGreenStrategy
+from controller.document.model import BlueGreenStrategy
 
 # Reasons of a "finish now" request, kept on the record through the cut-over.
 _FINISH_NOW = (Reason.PROMOTE_FULL, Reason.EMERGENCY_BYPASS)

@@ -42,7 +42,7 @@ from controller.core.types import (
     SettingAction,
     Warmup,
 )
-from controller.spec.model import RolloutSpec
+from controller.document.model import RolloutSpec
 
 
 def declared_event_invoke(spec: RolloutSpec) -> EventInvokeConfig | None:

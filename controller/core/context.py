@@ -29,7 +29,7 @@ from controller.core.types import (
     UpdateAlias,
     Warmup,
 )
-from controller.spec.model import BlueGreenStrategy, Pause, RolloutSpec, Step
+from controller.document.model import BlueGreenStrategy, Pause, RolloutSpec, Step
 
 # History is kept short: it is stored in tags on the function next to the rest of the record.
 HISTORY_LIMIT = 5

@@ -70,7 +70,7 @@ from controller.core.types import (
     Record,
     UpdateAlias,
 )
-from controller.spec.model import BlueGreenStrategy, Pause, RolloutSpec, SetWeight, Step
+from controller.document.model import BlueGreenStrategy, Pause, RolloutSpec, SetWeight, Step
 
 Rule = Callable[[Ctx], Ctx | Decision]
 # Reasons of a "finish now" request, kept on the record through the final write.

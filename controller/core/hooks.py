@@ -33,7 +33,7 @@ import dataclasses
 from controller.core.context import Ctx, finish, withdraw_decision
 from controller.core.reasons import Outcome, Reason
 from controller.core.types import Decision, Event, HookAnswer, HookRun, Phase, Record, RunHook, Verdict
-from controller.spec.model import Hook, RolloutSpec
+from controller.document.model import Hook, RolloutSpec
 
 BEFORE_ALLOW_TRAFFIC = "beforeAllowTraffic"
 AFTER_ALLOW_TRAFFIC = "afterAllowTraffic"

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from controller.core.context import Ctx, finish, withdraw_decision
 from controller.core.reasons import Outcome, Reason
 from controller.core.types import Decision, Event, Measurement, MetricState, Phase, Record, UpdateAlias, Verdict
-from controller.spec.model import BlueGreenStrategy, Metric, RolloutSpec
+from controller.document.model import BlueGreenStrategy, Metric, RolloutSpec
 
 # CloudWatch accepts these periods below a minute (high resolution); from 60 s on, multiples of 60.
 _SHORT_PERIODS = (1, 5, 10, 30)

@@ -28,7 +28,7 @@ from controller.core.context import (
 from controller.core.metrics import accept_inconclusive
 from controller.core.reasons import Outcome, Reason
 from controller.core.types import AliasRouting, Decision, Event, HistoryEntry, Phase, Record, Request, Verb
-from controller.spec.model import Pause
+from controller.document.model import Pause
 
 
 def drifted(ctx: Ctx) -> bool:

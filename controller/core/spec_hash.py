@@ -18,7 +18,7 @@ import hashlib
 import json
 from typing import Any
 
-from controller.spec.model import RolloutSpec
+from controller.document.model import RolloutSpec
 
 HASH_LENGTH = 10
 # Spec objects whose hash is remembered; past this many (far more than rollouts) it starts afresh.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from controller.core.ownership import Ownership
 from controller.core.reasons import Reason
-from controller.spec.model import Hook
+from controller.document.model import Hook
 
 # Weights are compared with a tolerance because AWS returns them as JSON floats.
 WEIGHT_TOLERANCE = 1e-6

@@ -29,11 +29,11 @@ from controller.core.types import Event, HistoryEntry, Phase, Status
 from controller.demo import world
 from controller.demo.screen import DemoView
 from controller.demo.traffic import LastSecond, TrafficSimulator
+from controller.document.model import RolloutSpec
 from controller.emulator.control import EmulatorControl
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.wiring import clients_from_args
 from controller.sources.files import FileSource
-from controller.spec.model import RolloutSpec
 
 logger = logging.getLogger("controller.demo")
 

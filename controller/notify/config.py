@@ -7,8 +7,8 @@ One document with four sections (``docs/notifications.md`` is the reference)::
     links:          one-click promote / abort links (off unless a signing key is configured)
     delivery:       queue size, attempts, timeouts (all optional)
 
-It is read with the same line-aware YAML reading as rollout documents (``controller.spec.documents``)
-and checked with the same readable JSON Schema validator (``controller.spec.schema``), so every
+It is read with the same line-aware YAML reading as rollout documents (``controller.document.documents``)
+and checked with the same readable JSON Schema validator (``controller.document.schema``), so every
 problem comes back at once as a ``SpecError`` (``FILE:LINE: path: message``). Secrets never live in
 the document: webhook URLs of Slack and Teams, shared secrets, header values that authenticate and
 the signing key are named by ``...From: {env: NAME}`` or ``{file: PATH}`` and read when the
@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from controller.spec.documents import DocumentError, LineIndex, parse_documents, read_text
-from controller.spec.durations import DURATION_PATTERN, parse_duration
-from controller.spec.errors import Path, SpecError, format_path
-from controller.spec.schema import readable_validator, validation_errors
+from controller.document.documents import DocumentError, LineIndex, parse_documents, read_text
+from controller.document.durations import DURATION_PATTERN, parse_duration
+from controller.document.errors import Path, SpecError, format_path
+from controller.document.schema import readable_validator, validation_errors
 
 from .transition import Transition, Trigger
 

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from controller.spec.errors import SpecError
+from controller.document.errors import SpecError
 
 from .config import Links, NotificationConfig, SecretRef, SlackTarget, TeamsTarget, WebhookTarget, url_problem
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
-from controller.spec.model import RolloutSpec
+from controller.document.model import RolloutSpec
 
 LogFormat = Literal["json", "text"]
 REDACTED = "[REDACTED]"

@@ -40,8 +40,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from controller import __version__
 from controller.core.reasons import Outcome, Reason
 from controller.core.types import Event, Phase, Status, Verb
-from controller.runtime.sink import AliasWritten, Reconciled
-from controller.spec.model import (
+from controller.document.model import (
     AllAtOnceStrategy,
     BlueGreenStrategy,
     CanaryStrategy,
@@ -50,6 +49,7 @@ from controller.spec.model import (
     RolloutSpec,
     Strategy,
 )
+from controller.runtime.sink import AliasWritten, Reconciled
 
 PREFIX = "lambda_rollouts_"
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -71,6 +71,8 @@ from controller.core.types import (
     blank_status,
     invalid_status,
 )
+from controller.document.model import RolloutSpec
+from controller.document.ownership import OwnershipPolicy
 from controller.observability.logs import RolloutLogger, rollout_logger
 from controller.runtime.backoff import backoff_delay
 from controller.runtime.observe import Observer, TickReads
@@ -79,8 +81,6 @@ from controller.runtime.reconcile import Clock, Outcome, Reconciler, WritesStopp
 from controller.runtime.records import FunctionTags, RecordStore, function_name_of, managed_entries
 from controller.runtime.sink import ALARM, MISSING, OK, AliasWritten, FanoutSink, Reconciled, StatusSink
 from controller.sources import DesiredState
-from controller.spec.model import RolloutSpec
-from controller.spec.ownership import OwnershipPolicy
 
 logger = logging.getLogger("controller.engine")
 

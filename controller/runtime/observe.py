@@ -31,8 +31,8 @@ from controller.core.types import (
     Request,
     VersionInfo,
 )
+from controller.document.model import BlueGreenStrategy, RolloutSpec
 from controller.runtime.records import function_name_of
-from controller.spec.model import BlueGreenStrategy, RolloutSpec
 
 LATEST = "$LATEST"
 

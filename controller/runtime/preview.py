@@ -22,11 +22,11 @@ from controller.core.types import (
     PutReservedConcurrency,
     RunHook,
 )
+from controller.document.model import RolloutSpec
+from controller.document.ownership import OwnershipPolicy
 from controller.runtime.observe import Observer, TickReads
 from controller.runtime.reconcile import Clock, Outcome, Reconciler
 from controller.runtime.records import RecordStore
-from controller.spec.model import RolloutSpec
-from controller.spec.ownership import OwnershipPolicy
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from controller.core.context import warming
 from controller.core.metrics import due_metrics
 from controller.core.types import Decision, Phase, Record
-from controller.spec.model import RolloutSpec
+from controller.document.model import RolloutSpec
 
 _UNSETTLED_PHASES = frozenset({Phase.INVALID, Phase.PENDING})
 

@@ -71,6 +71,8 @@ from controller.core.types import (
     SettingAction,
     UpdateAlias,
 )
+from controller.document.model import RolloutSpec
+from controller.document.ownership import OwnershipPolicy
 from controller.runtime.observe import (
     Observation,
     Observer,
@@ -79,8 +81,6 @@ from controller.runtime.observe import (
     declares_settings,
 )
 from controller.runtime.records import FunctionTags, RecordStore, function_name_of, managed_entries
-from controller.spec.model import RolloutSpec
-from controller.spec.ownership import OwnershipPolicy
 
 Clock = Callable[[], float]
 # Told about each alias write AWS accepted, as soon as it returns (the engine reports it).

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.core.types import Event, Status
+from controller.document.model import RolloutSpec
 from controller.observability.logs import rollout_logger
-from controller.spec.model import RolloutSpec
 
 # States reported for a watched alarm. The engine reads only the alarms in ALARM (one call per tick
 # for every rollout), so any other state of an existing alarm (OK or INSUFFICIENT_DATA) is reported

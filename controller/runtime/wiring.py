@@ -22,12 +22,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from controller.aws import ApiObserver, AwsClients, AwsSettings, make_clients
+from controller.document.ownership import OwnershipPolicy, load_ownership
 from controller.errors import UsageError  # defined there so the CLI can catch it cheaply; importable from here
 from controller.observability.http import Health, ObservabilityServer
 from controller.observability.metrics import Metrics, MetricsSink
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.sink import LogSink, StatusSink
-from controller.spec.ownership import OwnershipPolicy, load_ownership
 
 logger = logging.getLogger("controller.wiring")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from controller.spec.model import RolloutSpec
+from controller.document.model import RolloutSpec
 
 
 @dataclass(frozen=True)

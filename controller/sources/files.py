@@ -19,10 +19,10 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
+from controller.document.errors import SpecError
+from controller.document.loader import InvalidRollout, LoadedRollout, load_paths
+from controller.document.model import RolloutSpec
 from controller.sources import DesiredState
-from controller.spec.errors import SpecError
-from controller.spec.loader import InvalidRollout, LoadedRollout, load_paths
-from controller.spec.model import RolloutSpec
 
 SUFFIXES = (".yaml", ".yml")
 

@@ -40,14 +40,14 @@ import kopf
 
 from controller.core.codec import decode_request
 from controller.core.types import Event, HistoryEntry, Phase, Request, Status, Verb, Warmup, invalid_status
+from controller.document.loader import LoadedRollout, check_duplicates, parse_rollout
+from controller.document.model import RolloutSpec
 from controller.kubectl_plugin import REQUEST_ANNOTATION
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.kubeapi import ApiError, Endpoint, KubeApi, decode_ca
 from controller.runtime.leader import LeaderElector
 from controller.runtime.sink import AliasWritten, Reconciled, StatusSink
 from controller.sources import DesiredState
-from controller.spec.loader import LoadedRollout, check_duplicates, parse_rollout
-from controller.spec.model import RolloutSpec
 
 GROUP, VERSION, PLURAL, KIND = "lambda.rollouts.dev", "v1alpha1", "lambdarollouts", "LambdaRollout"
 FINALIZER = f"{GROUP}/revert-on-deletion"

@@ -168,9 +168,9 @@ def test_the_dockerfile_installs_with_the_script_and_the_runtime_lock() -> None:
 
 
 def test_the_wheel_carries_the_schema_the_validator_loads(installed: Installed) -> None:
-    # controller/spec/lambdarollout.yaml is a symlink to crds/: the wheel must hold the file itself.
+    # controller/document/lambdarollout.yaml is a symlink to crds/: the wheel must hold the file itself.
     with zipfile.ZipFile(installed.wheel) as wheel:
-        packaged = wheel.read("controller/spec/lambdarollout.yaml")
+        packaged = wheel.read("controller/document/lambdarollout.yaml")
     assert packaged == (REPO / "crds" / "lambdarollout.yaml").read_bytes()
 
 

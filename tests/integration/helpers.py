@@ -28,11 +28,11 @@ from controller.aws import AwsSettings, Budget, make_clients
 from controller.aws.budget import DEFAULT_RATES
 from controller.core.codec import encode_request, request_key
 from controller.core.types import Phase, Request, Status, Verb
+from controller.document.ownership import OwnershipPolicy
 from controller.emulator import Emulator
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.sink import MemorySink
 from controller.sources.files import FileSource
-from controller.spec.ownership import OwnershipPolicy
 
 # Re-exported: tests import every helper from here.
 from tests.integration.documents import canary as canary

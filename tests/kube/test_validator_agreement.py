@@ -2,7 +2,7 @@
 
 One file, ``crds/lambdarollout.yaml``, is both the CRD and the Python validator's schema, but the
 apiserver adds what Python cannot run (the CEL rules) and Python adds what the schema cannot say
-(``controller/spec/semantics.py``). So every document the project ships or tests with is applied as
+(``controller/document/semantics.py``). So every document the project ships or tests with is applied as
 a custom resource (``kubectl apply --dry-run=server --validate=strict``) and loaded by the validator
 (``load_paths``, what ``validate`` prints): both accept it or both refuse it, and when both refuse,
 every field the apiserver names is a field the validator names (see ``names_same_field`` for the
@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.spec.loader import load_paths
+from controller.document.loader import load_paths
 from tests.kube.controlplane import ROOT, ControlPlane
 
 DATA = ROOT / "tests" / "data"

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.core.types import AliasRouting, Verb, Verdict
-from controller.spec.model import (
+from controller.document.model import (
     AllAtOnceStrategy,
     Analysis,
     BlueGreenStrategy,

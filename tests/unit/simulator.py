@@ -51,7 +51,7 @@ from controller.core.types import (
     Verdict,
     VersionInfo,
 )
-from controller.spec.model import RolloutSpec, Strategy
+from controller.document.model import RolloutSpec, Strategy
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import pytest
 from controller.analysis.metrics import dimensions, measurements_from, plan, queries_for
 from controller.aws.cloudwatch import MAX_QUERIES, pack
 from controller.core.types import Measurement, Phase, Record
-from controller.spec.model import (
+from controller.document.model import (
     AllAtOnceStrategy,
     Analysis,
     CompareToStable,

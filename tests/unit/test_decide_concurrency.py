@@ -23,7 +23,7 @@ from controller.core.types import (
     Verb,
     VersionInfo,
 )
-from controller.spec.model import (
+from controller.document.model import (
     AllAtOnceStrategy,
     Analysis,
     AsyncInvoke,

@@ -8,7 +8,7 @@ from controller.analysis.hooks import judge_invocation
 from controller.core.hooks import AFTER_ALLOW_TRAFFIC, BEFORE_ALLOW_TRAFFIC, RECHECK_AFTER, record_hook
 from controller.core.reasons import Reason
 from controller.core.types import AliasRouting, Phase, RunHook, UpdateAlias, Verb, Verdict
-from controller.spec.model import (
+from controller.document.model import (
     AllAtOnceStrategy,
     BlueGreenStrategy,
     CanaryStrategy,

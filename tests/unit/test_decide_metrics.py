@@ -10,7 +10,7 @@ from controller.core.decide import decide
 from controller.core.metrics import cloudwatch_period, due_metrics, fold, judge, next_due, window
 from controller.core.reasons import Reason
 from controller.core.types import AliasRouting, Measurement, MetricState, Observed, Phase, Verb, Verdict
-from controller.spec.model import (
+from controller.document.model import (
     Analysis,
     CanaryStrategy,
     CompareToStable,

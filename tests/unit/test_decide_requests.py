@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from controller.core.types import AliasRouting, Phase, UpdateAlias, Verb
-from controller.spec.model import (
+from controller.document.model import (
     Analysis,
     BlueGreenStrategy,
     CanaryStrategy,

@@ -20,7 +20,7 @@ from controller.core.types import (
     Verb,
     VersionInfo,
 )
-from controller.spec.model import (
+from controller.document.model import (
     AllAtOnceStrategy,
     Analysis,
     CanaryStrategy,
@@ -344,7 +344,7 @@ def test_spec_hash_is_stable_and_shaped_by_the_right_fields() -> None:
     assert spec_hash(a) == spec_hash(make_spec(paused=True, progress_deadline=5))
     # Same in another process (no PYTHONHASHSEED dependence): it is stored on the function.
     code = (
-        "from controller.spec.model import *; from controller.core.spec_hash import spec_hash;"
+        "from controller.document.model import *; from controller.core.spec_hash import spec_hash;"
         "print(spec_hash(RolloutSpec(namespace='ns', name='api', function_name='api', alias='prod',"
         "strategy=PresetStrategy('Canary10Percent5Minutes'), version='2', analysis=Analysis(alarms=('errors',)))))"
     )

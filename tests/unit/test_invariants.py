@@ -33,7 +33,7 @@ from controller.core.hooks import BEFORE_ALLOW_TRAFFIC
 from controller.core.plan import build_plan
 from controller.core.spec_hash import spec_hash
 from controller.core.types import AliasRouting, Phase, Record, UpdateAlias, Verb, Verdict
-from controller.spec.model import (
+from controller.document.model import (
     BlueGreenStrategy,
     Concurrency,
     Hooks,

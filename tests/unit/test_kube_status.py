@@ -12,8 +12,8 @@ from typing import Any
 import jsonschema
 
 from controller.core.types import Phase, Status, Warmup
+from controller.document.schema import openapi_schema, to_json_schema
 from controller.sources.kube import status_body
-from controller.spec.schema import openapi_schema, to_json_schema
 
 
 def warming_status(warmup: Warmup | None) -> Status:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from controller.document.model import AllAtOnceStrategy, RolloutSpec
 from controller.observability.logs import QUIET_LIBRARIES, REDACTED, configure_logging, redact, rollout_logger
-from controller.spec.model import AllAtOnceStrategy, RolloutSpec
 
 SPEC = RolloutSpec(
     namespace="payments", name="checkout", function_name="checkout-fn", alias="live", strategy=AllAtOnceStrategy()

@@ -15,17 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.core.types import Event, Phase, Status
-from controller.observability.http import Health, ObservabilityServer
-from controller.observability.metrics import (
-    PROMOTION_KINDS,
-    ROLLBACK_REASONS,
-    Metrics,
-    MetricsSink,
-    error_kind_label,
-    rollback_reason_label,
-    strategy_label,
-)
-from controller.spec.model import (
+from controller.document.model import (
     AllAtOnceStrategy,
     BlueGreenStrategy,
     CanaryStrategy,
@@ -35,6 +25,16 @@ from controller.spec.model import (
     RolloutSpec,
     SetWeight,
     Strategy,
+)
+from controller.observability.http import Health, ObservabilityServer
+from controller.observability.metrics import (
+    PROMOTION_KINDS,
+    ROLLBACK_REASONS,
+    Metrics,
+    MetricsSink,
+    error_kind_label,
+    rollback_reason_label,
+    strategy_label,
 )
 
 SPEC = RolloutSpec(

@@ -12,8 +12,8 @@ from controller.core.decide import decide
 from controller.core.ownership import OWNER_TAG, Ownership, matches, owner_namespaces, refusal
 from controller.core.reasons import Reason
 from controller.core.types import AliasRouting, Observed, Phase, Record, Request, Verb, VersionInfo
-from controller.spec.model import Analysis, CanaryStrategy, RolloutSpec, SetWeight
-from controller.spec.ownership import OwnershipPolicy, load_ownership
+from controller.document.model import Analysis, CanaryStrategy, RolloutSpec, SetWeight
+from controller.document.ownership import OwnershipPolicy, load_ownership
 
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:pay-api"
 

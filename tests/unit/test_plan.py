@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.core.plan import PRESET_PLANS, build_plan, preset_plan
-from controller.spec.model import (
+from controller.document.model import (
     AllAtOnceStrategy,
     BlueGreenStrategy,
     CanaryStrategy,

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from controller.core.context import warming
 from controller.core.types import Decision, Phase
+from controller.document.model import Concurrency, Hooks, Strategy
 from controller.runtime.quiet import remember, settled, still_quiet
-from controller.spec.model import Concurrency, Hooks, Strategy
 from tests.unit.histories import HOOKS, STRATEGIES, WARM, make_world, random_histories
 from tests.unit.simulator import World
 

@@ -7,7 +7,7 @@ import re
 from controller.core.reasons import Reason
 from controller.core.status import record_status, step_number
 from controller.core.types import AliasRouting, Phase, Record, Verb
-from controller.spec.model import AllAtOnceStrategy, BlueGreenStrategy, CanaryStrategy, Pause, SetWeight
+from controller.document.model import AllAtOnceStrategy, BlueGreenStrategy, CanaryStrategy, Pause, SetWeight
 from tests.unit.simulator import World, api_spec, versions
 
 

@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeGuard
 
-from controller.spec.durations import is_duration, parse_duration
-from controller.spec.errors import Path
+from controller.document.durations import is_duration, parse_duration
+from controller.document.errors import Path
 
 # Kubernetes object names: a DNS-1123 subdomain; namespaces: a DNS-1123 label.
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

@@ -15,9 +15,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from controller.spec.durations import DURATION_PATTERN
-from controller.spec.model import RolloutSpec
-from controller.spec.schema import PATTERN_HINTS, crd_path, load_crd, openapi_schema, to_json_schema
+from controller.document.durations import DURATION_PATTERN
+from controller.document.model import RolloutSpec
+from controller.document.schema import PATTERN_HINTS, crd_path, load_crd, openapi_schema, to_json_schema
 
 REPO = Path(__file__).resolve().parents[2]
 JUNCTORS = ("allOf", "anyOf", "oneOf", "not")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from controller.commands import validate
-from controller.spec.documents import MAX_FILE_BYTES
-from controller.spec.loader import load_paths
+from controller.document.documents import MAX_FILE_BYTES
+from controller.document.loader import load_paths
 
 REPO = Path(__file__).resolve().parents[2]
 D = "tests/data/invalid"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.spec.loader import load_paths
-from controller.spec.model import (
+from controller.document.loader import load_paths
+from controller.document.model import (
     AllAtOnceStrategy,
     BlueGreenStrategy,
     CanaryStrategy,
@@ -17,7 +17,7 @@ from controller.spec.model import (
     PresetStrategy,
     SetWeight,
 )
-from tests.unit.test_spec_invalid import REPO, run_validate
+from tests.unit.test_document_invalid import REPO, run_validate
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """The CRD's ``openAPIV3Schema``, turned into a JSON Schema validator with readable messages.
 
 The CRD in ``crds/`` is the one schema: this module reads that very file (shipped inside the package
-as ``controller/spec/lambdarollout.yaml``, a link to ``crds/lambdarollout.yaml`` in the source tree)
+as ``controller/document/lambdarollout.yaml``, a link to ``crds/lambdarollout.yaml`` in the source tree)
 and translates the Kubernetes dialect of OpenAPI v3 for ``jsonschema``:
 
 - ``x-kubernetes-*`` keys are dropped, except ``x-kubernetes-list-type: set``, which becomes
@@ -30,8 +30,8 @@ import jsonschema.validators
 import yaml
 from jsonschema.exceptions import ValidationError
 
-from controller.spec.errors import Path
-from controller.spec.presets import accepted_preset_names, unknown_preset_message
+from controller.document.errors import Path
+from controller.document.presets import accepted_preset_names, unknown_preset_message
 
 API_GROUP = "lambda.rollouts.dev"
 API_VERSION = "v1alpha1"
@@ -66,7 +66,7 @@ PATTERN_HINTS: dict[str, str] = {
 
 def crd_path() -> FilePath:
     """Where the CRD is: the package's copy when installed, else the source tree's ``crds/``."""
-    packaged = importlib.resources.files("controller.spec").joinpath(CRD_FILE_NAME)
+    packaged = importlib.resources.files("controller.document").joinpath(CRD_FILE_NAME)
     if packaged.is_file():
         return FilePath(str(packaged))
     return FilePath(__file__).resolve().parents[2] / "crds" / CRD_FILE_NAME

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any
 
-from controller.spec.build import build_rollout
-from controller.spec.documents import DocumentError, LineIndex, parse_documents, read_text
-from controller.spec.errors import Path, SpecError, format_path
-from controller.spec.model import RolloutSpec
-from controller.spec.schema import API_GROUP, API_VERSION, KIND, schema_errors
-from controller.spec.semantics import semantic_errors
+from controller.document.build import build_rollout
+from controller.document.documents import DocumentError, LineIndex, parse_documents, read_text
+from controller.document.errors import Path, SpecError, format_path
+from controller.document.model import RolloutSpec
+from controller.document.schema import API_GROUP, API_VERSION, KIND, schema_errors
+from controller.document.semantics import semantic_errors
 
 API_VERSION_STRING = f"{API_GROUP}/{API_VERSION}"
 YAML_SUFFIXES = (".yaml", ".yml")

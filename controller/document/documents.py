@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from controller.spec.errors import Path
+from controller.document.errors import Path
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 100_000

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from controller.spec.durations import parse_duration
-from controller.spec.model import (
+from controller.document.durations import parse_duration
+from controller.document.model import (
     AllAtOnceStrategy,
     Analysis,
     AsyncInvoke,
@@ -33,7 +33,7 @@ from controller.spec.model import (
     Strategy,
     Threshold,
 )
-from controller.spec.presets import canonical_preset_name
+from controller.document.presets import canonical_preset_name
 
 _DEFAULT_WARMUP_TIMEOUT = Concurrency().warmup_timeout
 _DEFAULT_HOOK_TIMEOUT = Hook().timeout

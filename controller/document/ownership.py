@@ -9,7 +9,7 @@ A pattern is an ``fnmatch`` glob (``*``, ``?``, ``[...]``) over the function's n
 unqualified ARN when it starts with ``arn:``. The rules it feeds are in ``controller.core.ownership``.
 
 It is read once, when a daemon starts, with the same line-aware YAML reading as rollout documents
-(``controller.spec.documents``), and every problem comes back at once as a ``SpecError``
+(``controller.document.documents``), and every problem comes back at once as a ``SpecError``
 (``FILE:LINE: path: message``). A daemon given a bad file refuses to start (a usage error): running
 with a half-understood allow-list would be either too strict or, worse, too lax.
 """
@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.spec.documents import DocumentError, parse_documents, read_text
-from controller.spec.errors import Path, SpecError, format_path
-from controller.spec.semantics import is_namespace
+from controller.document.documents import DocumentError, parse_documents, read_text
+from controller.document.errors import Path, SpecError, format_path
+from controller.document.semantics import is_namespace
 
 # What a function name pattern may contain: Lambda's name characters plus the glob's own.
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_\-*?\[\]!]{1,140}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from controller.spec.loader import parse_rollout
-from controller.spec.model import PresetStrategy
-from controller.spec.presets import PRESETS, accepted_preset_names, canonical_preset_name
-from controller.spec.schema import openapi_schema
+from controller.document.loader import parse_rollout
+from controller.document.model import PresetStrategy
+from controller.document.presets import PRESETS, accepted_preset_names, canonical_preset_name
+from controller.document.schema import openapi_schema
 
 CANONICAL = [
     "AllAtOnce",

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.spec.durations import format_duration, is_duration, parse_duration
+from controller.document.durations import format_duration, is_duration, parse_duration
 
 
 @pytest.mark.parametrize(

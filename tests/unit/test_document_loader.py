@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from controller.spec.documents import parse_documents
-from controller.spec.errors import SpecError, format_path
-from controller.spec.loader import LoadedRollout, check_duplicates, load_paths, parse_rollout
-from controller.spec.model import CanaryStrategy, Pause, SetWeight
+from controller.document.documents import parse_documents
+from controller.document.errors import SpecError, format_path
+from controller.document.loader import LoadedRollout, check_duplicates, load_paths, parse_rollout
+from controller.document.model import CanaryStrategy, Pause, SetWeight
 
 ROLLOUT = """\
 apiVersion: lambda.rollouts.dev/v1alpha1
