@@ -187,7 +187,9 @@ def passed_since_weight(spec: RolloutSpec, record: Record) -> bool:
         return False
     for metric in spec.analysis.metrics:
         state = state_of(record, metric.name)
-        if state is None or state.at < record.weight_at or state.outcome is not Verdict.SUCCESSFUL:
+        # Strictly after: a measurement taken at the very instant the weight was applied was read
+        # before the write (the shell measures first), so it judged the weight before this one.
+        if state is None or state.at <= record.weight_at or state.outcome is not Verdict.SUCCESSFUL:
             return False
     return True
 
