@@ -34,7 +34,8 @@ from controller.core.codec import CodecError
 from controller.core.metrics import due_metrics, period_of, window
 from controller.core.types import Measurement, Record
 from controller.document.model import Metric, MetricQuery, RolloutSpec
-from controller.runtime.records import RecordStore, function_name_of
+from controller.document.names import function_name_of
+from controller.runtime.records import RecordStore
 
 logger = logging.getLogger("controller.analysis.metrics")
 

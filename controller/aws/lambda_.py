@@ -32,6 +32,7 @@ from controller.core.types import (
     ProvisionedStatus,
     VersionInfo,
 )
+from controller.document.names import LATEST, unqualified_arn
 
 __all__ = ["FAMILY", "INVOKE_FAMILY", "AliasState", "FunctionInfo", "Invocation", "LambdaAdapter"]
 
@@ -71,11 +72,6 @@ class Invocation:
 
     function_error: str | None
     payload: bytes
-
-
-def _unqualified(arn: str) -> str:
-    # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] -> without the qualifier.
-    return ":".join(arn.split(":")[:7])
 
 
 def _alias_state(response: Mapping[str, Any]) -> AliasState:
@@ -166,7 +162,7 @@ class LambdaAdapter:
         except NotFound:
             return None
         return FunctionInfo(
-            arn=_unqualified(str(response["FunctionArn"])),
+            arn=unqualified_arn(str(response["FunctionArn"])),
             name=str(response["FunctionName"]),
             role=str(response.get("Role") or ""),
             revision_id=str(response.get("RevisionId") or ""),
@@ -241,7 +237,7 @@ class LambdaAdapter:
             response = await self._call("ListVersionsByFunction", **params)
             for item in response.get("Versions") or []:
                 name = str(item.get("Version") or "")
-                if name == "$LATEST":
+                if name == LATEST:
                     latest = item.get("CodeSha256")
                     continue
                 if item.get("CodeSha256") != code_sha256:

@@ -39,9 +39,9 @@ from controller.core.types import HistoryEntry, Phase, Record, Status
 from controller.document.ownership import OwnershipPolicy
 from controller.observability.logs import configure_logging
 from controller.observability.view import PHASE_STYLES
+from controller.runtime.desired import DesiredState
 from controller.runtime.preview import Preview, preview_all
 from controller.runtime.wiring import add_ownership, add_time_scale, clients_from_args, ownership_from_args
-from controller.sources import DesiredState
 from controller.sources.files import FileSource
 
 COLUMNS = ("NAME", "FUNCTION", "ALIAS", "PHASE", "STABLE", "CANARY", "WEIGHT", "STEP", "MESSAGE")

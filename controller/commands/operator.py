@@ -18,14 +18,15 @@ import socket
 import time
 import uuid
 
+from controller.kube.api import Endpoint, KubeApi
+from controller.kube.lease import LeaderElector, LeaseSettings
+from controller.kube.operator import Operator, OperatorSettings
+from controller.kube.wiring import Login, default_login, endpoint_of, run_operator
 from controller.observability.http import Health
 from controller.observability.logs import configure_logging
 from controller.observability.metrics import Metrics
 from controller.runtime.engine import EngineSettings
-from controller.runtime.kubeapi import Endpoint, KubeApi
-from controller.runtime.leader import LeaderElector, LeaseSettings
 from controller.runtime.wiring import Daemon, add_ownership, add_time_scale, ownership_from_args
-from controller.sources.kube import Login, Operator, OperatorSettings, default_login, endpoint_of, run_operator
 
 logger = logging.getLogger("controller.operator")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from controller.aws import AwsClients
 from controller.core.codec import MANAGED_KEY, decode_managed, decode_record, decode_request, request_key
 from controller.core.types import Record, Request, Verb
-from controller.runtime.records import function_name_of
+from controller.document.names import function_name_of
 
 
 class RolloutNotFound(LookupError):

@@ -71,11 +71,11 @@ from controller.core.types import (
     UpdateAlias,
 )
 from controller.document.model import BlueGreenStrategy, Pause, RolloutSpec, SetWeight, Step
+from controller.document.names import LATEST
 
 Rule = Callable[[Ctx], Ctx | Decision]
 # Reasons of a "finish now" request, kept on the record through the final write.
 _FINISH_NOW = (Reason.PROMOTE_FULL, Reason.EMERGENCY_BYPASS)
-LATEST = "$LATEST"
 # Woken this much after a progress deadline, so the rule that compares "overdue > deadline" sees it passed.
 _DEADLINE_MARGIN = 0.001
 

@@ -27,6 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from controller.document.names import function_name_of
+
 OWNER_TAG = "lambda-rollouts/owner"
 
 
@@ -51,11 +53,6 @@ def owner_namespaces(value: str) -> tuple[str, ...]:
     return tuple(value.split())
 
 
-def short_name(function: str) -> str:
-    """The function's name, whether given as a name or as a (possibly qualified) ARN."""
-    return function.split(":")[6] if function.startswith("arn:") else function
-
-
 def matches(pattern: str, *, name: str, arn: str) -> bool:
     """Whether one allow-list pattern covers the function: ``arn:`` patterns match the ARN, others the name.
 
@@ -76,7 +73,7 @@ def refusal(*, namespace: str, function: str, facts: Ownership) -> str | None:
 
     The message names the namespace, the function and what would allow it.
     """
-    name = short_name(function)
+    name = function_name_of(function)
     hint = f"tag the function {OWNER_TAG}={namespace}"
     if facts.owner_tag is not None:
         owners = owner_namespaces(facts.owner_tag)
@@ -101,4 +98,4 @@ def refusal(*, namespace: str, function: str, facts: Ownership) -> str | None:
     )
 
 
-__all__ = ["OWNER_TAG", "Ownership", "matches", "owner_namespaces", "refusal", "short_name"]
+__all__ = ["OWNER_TAG", "Ownership", "matches", "owner_namespaces", "refusal"]

@@ -35,6 +35,7 @@ from controller.document.build import build_rollout
 from controller.document.documents import DocumentError, LineIndex, parse_documents, read_text
 from controller.document.errors import Path, SpecError, format_path
 from controller.document.model import RolloutSpec
+from controller.document.names import function_name_of, same_function
 from controller.document.schema import API_GROUP, API_VERSION, KIND, schema_errors
 from controller.document.semantics import semantic_errors
 
@@ -285,50 +286,55 @@ _NAME_PATH: Path = ("metadata", "name")
 _ALIAS_PATH: Path = ("spec", "alias")
 
 
-def function_key(function_name: str) -> str:
-    """The function's name, whether it was given as a name or as an ARN (the part after ``:function:``)."""
-    return function_name.rsplit(":function:", 1)[-1]
+@dataclass(frozen=True)
+class Claim:
+    """A rollout's claim on a function alias: who (``key``), what, and where it is declared."""
+
+    key: str
+    function_name: str
+    alias: str
+    location: str
 
 
-def _same_function(first: str, second: str) -> bool:
-    # Two full ARNs are the same function only if equal; a bare name may be either of them.
-    if ":function:" in first and ":function:" in second:
-        return first == second
-    return function_key(first) == function_key(second)
+def alias_conflicts(claims: Sequence[Claim]) -> list[tuple[int, str]]:
+    """(index, message) for each claim on a function alias that another claim also makes.
 
-
-def check_duplicates(rollouts: Sequence[LoadedRollout]) -> list[SpecError]:
-    """An error on each rollout that shares its namespace/name or its function alias with another.
-
-    Both sides of a conflict get an error naming the other, so whichever file a user opens explains it.
+    Two rollouts driving one alias would fight over it, so neither may act; both are told, naming the
+    other, whichever document (file, resource) a user opens. Shared by the GitOps loader and the
+    Kubernetes source, so a duplicate means the same in both modes.
     """
-    return [error for _, error in _conflicts(rollouts)]
+    found: list[tuple[int, str]] = []
+    by_alias: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for index, claim in enumerate(claims):
+        by_alias[(function_name_of(claim.function_name), claim.alias)].append(index)
+    for group in by_alias.values():
+        for index in group:
+            claim = claims[index]
+            others = [
+                other.key if other.location == other.key else f"{other.key} ({other.location})"
+                for other in (claims[i] for i in group if i != index)
+                if same_function(other.function_name, claim.function_name)
+            ]
+            if others:
+                found.append((index, f"{claim.function_name}:{claim.alias} is also rolled out by {', '.join(others)}"))
+    return found
 
 
 def _conflicts(rollouts: Sequence[LoadedRollout]) -> list[tuple[LoadedRollout, SpecError]]:
+    """Two files declaring one namespace/name, or two rollouts of one function alias: an error on each."""
     errors: list[tuple[LoadedRollout, SpecError]] = []
     by_name: dict[str, list[LoadedRollout]] = defaultdict(list)
-    by_alias: dict[tuple[str, str], list[LoadedRollout]] = defaultdict(list)
     for rollout in rollouts:
         by_name[rollout.spec.key].append(rollout)
-        by_alias[(function_key(rollout.spec.function_name), rollout.spec.alias)].append(rollout)
     for group in by_name.values():
         for rollout in group:
             others = [other.location for other in group if other is not rollout]
             if others:
                 message = f"{rollout.spec.key} is also defined at {', '.join(others)}"
                 errors.append((rollout, _conflict(rollout, _NAME_PATH, message)))
-    for group in by_alias.values():
-        for rollout in group:
-            others = [
-                other.spec.key if other.location == other.spec.key else f"{other.spec.key} ({other.location})"
-                for other in group
-                if other is not rollout and _same_function(other.spec.function_name, rollout.spec.function_name)
-            ]
-            if others:
-                target = f"{rollout.spec.function_name}:{rollout.spec.alias}"
-                message = f"{target} is also rolled out by {', '.join(others)}"
-                errors.append((rollout, _conflict(rollout, _ALIAS_PATH, message)))
+    claims = [Claim(r.spec.key, r.spec.function_name, r.spec.alias, r.location) for r in rollouts]
+    for index, message in alias_conflicts(claims):
+        errors.append((rollouts[index], _conflict(rollouts[index], _ALIAS_PATH, message)))
     return errors
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeGuard
 
 from controller.document.durations import is_duration, parse_duration
 from controller.document.errors import Path
+from controller.document.names import LATEST
 
 # Kubernetes object names: a DNS-1123 subdomain; namespaces: a DNS-1123 label.
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -65,7 +66,7 @@ def _metadata(metadata: Any) -> Iterator[Problem]:
 
 
 def _alias(spec: Mapping[str, Any]) -> Iterator[Problem]:
-    if spec.get("alias") == "$LATEST":
+    if spec.get("alias") == LATEST:
         yield ("spec", "alias"), "$LATEST is the unpublished code, not an alias; name the alias (e.g. prod)"
 
 

@@ -30,12 +30,12 @@ alias write is written ahead (see ``controller.runtime.reconcile``).
 The clock is injected: ``now`` given to the core comes from it, so tests drive ticks with a fake
 clock and never sleep.
 
-Seams for the daemons around it: ``request`` hands a control request to the engine directly (the
-Kubernetes operator reads them from the resource, so no request tag is involved), ``handled`` tells
-when it is durably recorded, ``wake`` starts a tick now, and ``can_write`` gates every AWS write
-(leadership). Everything the engine sees goes to ``StatusSink`` outputs; an ``Event`` identical to the
-last one passed on for the rollout (an Invalid rollout repeats its event on every decide) is dropped
-unless the decision changed the durable record, so Events, logs and metrics are not spammed.
+Seams for the daemons around it: ``inbox`` is where control requests wait (a tag on the function in
+GitOps mode, an annotation on the resource in Kubernetes mode: ``controller.runtime.inbox``),
+``wake`` starts a tick now, and ``can_write`` gates every AWS write (leadership). Everything the
+engine sees goes to ``StatusSink`` outputs; an ``Event`` identical to the last one passed on for the
+rollout (an Invalid rollout repeats its event on every decide) is dropped unless the decision changed
+the durable record, so Events, logs and metrics are not spammed.
 """
 
 from __future__ import annotations
@@ -65,22 +65,23 @@ from controller.core.types import (
     Measurement,
     Phase,
     Record,
-    Request,
     Status,
     UpdateAlias,
     blank_status,
     invalid_status,
 )
 from controller.document.model import RolloutSpec
+from controller.document.names import function_name_of
 from controller.document.ownership import OwnershipPolicy
 from controller.observability.logs import RolloutLogger, rollout_logger
 from controller.runtime.backoff import backoff_delay
+from controller.runtime.desired import DesiredState
+from controller.runtime.inbox import Inbox, TagInbox
 from controller.runtime.observe import Observer, TickReads
 from controller.runtime.quiet import Quiet, remember, still_quiet
 from controller.runtime.reconcile import Clock, Outcome, Reconciler, WritesStopped
-from controller.runtime.records import FunctionTags, RecordStore, function_name_of, managed_entries
+from controller.runtime.records import FunctionTags, RecordStore, managed_entries
 from controller.runtime.sink import ALARM, MISSING, OK, AliasWritten, FanoutSink, Reconciled, StatusSink
-from controller.sources import DesiredState
 
 logger = logging.getLogger("controller.engine")
 
@@ -161,6 +162,7 @@ class Engine:
         sinks: tuple[StatusSink, ...] = (),
         rand: Callable[[], float] = random.random,
         can_write: Callable[[], bool] = lambda: True,
+        inbox: Inbox | None = None,
     ) -> None:
         self.settings = settings or EngineSettings()
         self._aws = aws
@@ -169,6 +171,7 @@ class Engine:
         self._store = RecordStore(aws)
         self._observer = Observer(aws)
         self._can_write = can_write
+        self.inbox: Inbox = inbox if inbox is not None else TagInbox(self._store)
         self._hooks = HookRunner(lambda_=aws.lambda_, clock=clock, on_answer=self._hook_answered)
         self._reconciler = Reconciler(
             aws=aws,
@@ -181,6 +184,7 @@ class Engine:
             ownership=self.settings.ownership,
             owner_max_age=self.settings.drift_interval,
             hooks=self._hooks,
+            inbox=self.inbox,
         )
         self.sink = FanoutSink(sinks)
         self._rollouts: dict[str, Rollout] = {}
@@ -188,10 +192,6 @@ class Engine:
         self._orphans: dict[str, Orphan] = {}
         # The metric measurements asked for and not answered yet (at most one batch in flight).
         self._measuring: asyncio.Task[dict[str, dict[str, Measurement]]] | None = None
-        # Control requests handed over with ``request`` (rollout key -> request), and the id of the
-        # last one each rollout's durable record says was handled.
-        self._requested: dict[str, Request] = {}
-        self._handled: dict[str, str] = {}
         self._started = False
         self._stopping = False
         # The reconcile task of each rollout being reconciled right now (at most one per rollout).
@@ -228,24 +228,6 @@ class Engine:
 
     # ---- seams for the daemons -----------------------------------------------------------------
 
-    def request(self, key: str, request: Request) -> None:
-        """Hand a control request for rollout ``key`` to the next tick, as if read from its request tag.
-
-        Idempotent per id (the core handles an id once); a newer request replaces one not yet
-        handled. It stays pending until a reconcile durably records it (see ``handled``) or the
-        rollout stops being managed.
-        """
-        if self._handled.get(key) == request.id:
-            return
-        pending = self._requested.get(key)
-        if pending is None or pending.id != request.id:
-            self._requested[key] = request
-            self.wake()
-
-    def handled(self, key: str, request_id: str) -> bool:
-        """Whether rollout ``key``'s durable record says request ``request_id`` was handled."""
-        return self._handled.get(key) == request_id
-
     def wake(self) -> None:
         """Start the next tick now rather than at the end of the interval."""
         self._tick_requested = True
@@ -272,11 +254,8 @@ class Engine:
             gone = self._rollouts.pop(key)
             self._observer.forget_rollout(key)
             self._hooks.forget(key)
-            self._handled.pop(key, None)
             if not await self._orphan(gone):
                 await self.sink.removed(spec=gone.spec)
-        for key in [k for k in self._requested if k not in desired.rollouts]:
-            del self._requested[key]  # nothing to act on; the caller hands it over again if it returns
         for file, errors in desired.orphan_errors.items():
             logger.warning("%s: not loaded: %s", file, "; ".join(errors))
         self.wake()
@@ -461,13 +440,9 @@ class Engine:
         watched = any(r.spec.analysis.alarms for r in looked_at)
         alarms = await self._aws.cloudwatch.alarms_in_alarm() if watched else frozenset()
         await self._observer.check_alarms(r.spec for r in due)
-        requests = dict(await self._store.requests(r.spec.alias for r in looked_at))
-        direct = self._direct_requests(looked_at, requests)
-        requests.update(direct)
         return TickReads(
             alarms_in_alarm=alarms,
-            requests=requests,
-            direct=frozenset(r.id for r in direct.values()),
+            requests=await self.inbox.pending([r.spec for r in looked_at]),
             measurements=await self._measurements(due, wait=wait),
         )
 
@@ -495,18 +470,6 @@ class Engine:
         task, self._measuring = self._measuring, None
         return task.result()
 
-    def _direct_requests(
-        self, due: list[Rollout], tagged: dict[tuple[str, str], Request]
-    ) -> dict[tuple[str, str], Request]:
-        """Requests handed over with ``request``, unless a newer one waits in the rollout's tag."""
-        found = {}
-        for rollout in due:
-            request = self._requested.get(rollout.spec.key)
-            where = (function_name_of(rollout.spec.function_name), rollout.spec.alias)
-            if request is not None and (where not in tagged or tagged[where].at <= request.at):
-                found[where] = request
-        return found
-
     def _alias_reads_due(self, due: list[Rollout], now: float) -> set[str]:
         """Rollouts whose aliases are read this tick: all at start-up, drift checks up to the cap."""
         forced = {r.spec.key for r in due if r.drift_at is None}
@@ -526,7 +489,7 @@ class Engine:
             spec=spec,
             tags=fn.tags if fn is not None else None,
             now=now,
-            requested=(function_name_of(spec.function_name), spec.alias) in reads.requests,
+            requested=spec.key in reads.requests,
             measured=spec.key in reads.measurements,
             firing=reads.alarms_in_alarm,
             observer_settled=self._observer.alarms_settled(spec) and not self._observer.settings_due(spec),
@@ -586,7 +549,6 @@ class Engine:
         now = self._clock()
         decision = outcome.decision
         rollout.last_decision = decision
-        self._note_handled(rollout, decision)
         if outcome.aliases_read:
             rollout.drift_at = now + self._drift_delay(rollout)
         if decision.status.phase is Phase.INVALID:
@@ -599,16 +561,6 @@ class Engine:
             rollout.failures, rollout.retry_at = 0, 0.0
         rollout.wake_at = now + decision.requeue_after if decision.requeue_after is not None else None
         await self._report(rollout, decision.status, decision.events, record_changed=decision.record_changed)
-
-    def _note_handled(self, rollout: Rollout, decision: Decision) -> None:
-        """A direct request is done once the record saying so is durable (an Invalid one wrote nothing)."""
-        key, handled = rollout.spec.key, decision.record.last_request
-        if handled is None or decision.status.phase is Phase.INVALID:
-            return
-        self._handled[key] = handled
-        pending = self._requested.get(key)
-        if pending is not None and pending.id == handled:
-            del self._requested[key]
 
     async def _failed(self, rollout: Rollout, exc: Exception) -> None:
         now = self._clock()

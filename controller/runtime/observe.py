@@ -32,9 +32,7 @@ from controller.core.types import (
     VersionInfo,
 )
 from controller.document.model import BlueGreenStrategy, RolloutSpec
-from controller.runtime.records import function_name_of
-
-LATEST = "$LATEST"
+from controller.document.names import LATEST, function_name_of
 
 
 @dataclass(frozen=True)
@@ -42,10 +40,8 @@ class TickReads:
     """What one tick read once for every rollout."""
 
     alarms_in_alarm: frozenset[str] = frozenset()
-    # (function short name, alias) -> the control request waiting on that function.
-    requests: Mapping[tuple[str, str], Request] = field(default_factory=dict)
-    # Ids of those requests handed to the engine directly (``Engine.request``), not read from a tag.
-    direct: frozenset[str] = frozenset()
+    # rollout key -> the control request waiting for it (the engine's inbox).
+    requests: Mapping[str, Request] = field(default_factory=dict)
     # rollout key -> metric name -> the measurement taken this tick (one GetMetricData for all).
     measurements: Mapping[str, Mapping[str, Measurement]] = field(default_factory=dict)
 
@@ -116,7 +112,7 @@ class Observer:
             missing_versions=missing,
             missing_alarms=await self._missing_alarms(spec),
             alarms_in_alarm=reads.alarms_in_alarm,
-            request=reads.requests.get((function, spec.alias)),
+            request=reads.requests.get(spec.key),
             measurements=reads.measurements.get(spec.key, {}),
             latest_code_sha256=self._code_mismatch(spec, desired),
         )

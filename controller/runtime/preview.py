@@ -24,6 +24,7 @@ from controller.core.types import (
 )
 from controller.document.model import RolloutSpec
 from controller.document.ownership import OwnershipPolicy
+from controller.runtime.inbox import TagInbox
 from controller.runtime.observe import Observer, TickReads
 from controller.runtime.reconcile import Clock, Outcome, Reconciler
 from controller.runtime.records import RecordStore
@@ -68,7 +69,7 @@ async def preview_all(
 async def shared_reads(aws: AwsClients, store: RecordStore, specs: Iterable[RolloutSpec]) -> TickReads:
     specs = list(specs)
     alarms = await aws.cloudwatch.alarms_in_alarm() if any(s.analysis.alarms for s in specs) else frozenset()
-    return TickReads(alarms_in_alarm=alarms, requests=await store.requests(s.alias for s in specs))
+    return TickReads(alarms_in_alarm=alarms, requests=await TagInbox(store).pending(specs))
 
 
 def describe_routing(routing: AliasRouting) -> str:

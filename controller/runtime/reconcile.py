@@ -9,8 +9,8 @@ The steps, in order, each a small function:
 3. act      - write-ahead: persist the record naming the pending alias write, write the alias with
               the RevisionId just read, then persist ``confirm(record)``; a controller killed between
               any two of these finds the pending write in the record and completes it;
-4. record   - persist the record if it changed (and nothing at all if it did not), then remove the
-              control request it handled.
+4. record   - persist the record if it changed (and nothing at all if it did not), then take the
+              control request it handled out of the inbox (``controller.runtime.inbox``).
 
 A lifecycle hook (``RunHook``) is only *started* in step 3 (``HookRunner``): it runs beside the
 reconciles, and its answer is handed to a later decide (``Observed.hook_answers``), which records it
@@ -73,6 +73,7 @@ from controller.core.types import (
 )
 from controller.document.model import RolloutSpec
 from controller.document.ownership import OwnershipPolicy
+from controller.runtime.inbox import Inbox
 from controller.runtime.observe import (
     Observation,
     Observer,
@@ -80,7 +81,7 @@ from controller.runtime.observe import (
     declares_provisioned,
     declares_settings,
 )
-from controller.runtime.records import FunctionTags, RecordStore, function_name_of, managed_entries
+from controller.runtime.records import FunctionTags, RecordStore, managed_entries
 
 Clock = Callable[[], float]
 # Told about each alias write AWS accepted, as soon as it returns (the engine reports it).
@@ -149,10 +150,13 @@ class Reconciler:
         ownership: OwnershipPolicy | None = None,
         owner_max_age: float = 600.0,
         hooks: HookRunner | None = None,
+        inbox: Inbox | None = None,
     ) -> None:
         self._ownership = ownership
         # Runs lifecycle hooks beside the reconciles; None for read-only previews, which never act.
         self._hooks = hooks
+        # Where control requests wait; a handled one is taken out of it (None: previews, which never act).
+        self._inbox = inbox
         # The owner tag is the one tag others set: re-read on a slow alias check once this old.
         self._owner_max_age = owner_max_age
         self._aws = aws
@@ -204,7 +208,7 @@ class Reconciler:
             spec,
             Observed(
                 alarms_in_alarm=reads.alarms_in_alarm,
-                request=reads.requests.get((function_name_of(spec.function_name), spec.alias)),
+                request=reads.requests.get(spec.key),
                 measurements=reads.measurements.get(spec.key, {}),
                 ownership=self._owners(spec, fn),
             ),
@@ -345,7 +349,7 @@ class Reconciler:
         persisted = alias_written or outcome.decision.record_changed
         if persisted:
             await self._persist(spec, fn, record, priority=rollback)
-        await self._clear_handled_request(spec, fn, record, outcome, reads, priority=rollback)
+        await self._clear_handled_request(spec, record, outcome, priority=rollback)
         return persisted or alias_written or bool(outcome.decision.actions)
 
     async def _publish(self, spec: RolloutSpec, action: PublishVersion) -> None:
@@ -403,20 +407,10 @@ class Reconciler:
         await self._store.persist(fn, alias=spec.alias, key=spec.key, record=record, priority=priority)
 
     async def _clear_handled_request(
-        self,
-        spec: RolloutSpec,
-        fn: FunctionTags,
-        record: Record,
-        outcome: Outcome,
-        reads: TickReads,
-        *,
-        priority: bool = False,
+        self, spec: RolloutSpec, record: Record, outcome: Outcome, *, priority: bool
     ) -> None:
-        """A request tag goes only after the record saying it was handled is durable: never lost.
-
-        A request handed to the engine directly (``reads.direct``) has no tag to remove.
-        """
+        """A request leaves the inbox only after the record saying it was handled is durable: never lost."""
         request = outcome.observation.observed.request
-        if request is not None and record.last_request == request.id and request.id not in reads.direct:
+        if request is not None and record.last_request == request.id and self._inbox is not None:
             self._gate()
-            await self._store.clear_request(fn, alias=spec.alias, priority=priority)
+            await self._inbox.handled(spec, request, priority=priority)

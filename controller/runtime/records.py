@@ -31,13 +31,7 @@ from controller.core.codec import (
 )
 from controller.core.ownership import OWNER_TAG
 from controller.core.types import Record, Request
-
-
-def function_name_of(name_or_arn: str) -> str:
-    """The short function name, whether the document gave a name or a full (possibly qualified) ARN."""
-    if name_or_arn.startswith("arn:"):
-        return name_or_arn.split(":")[6]
-    return name_or_arn
+from controller.document.names import function_name_of
 
 
 @dataclass
@@ -142,10 +136,17 @@ class RecordStore:
                 fn.tags[OWNER_TAG] = value
             return True
 
-    async def clear_request(self, fn: FunctionTags, *, alias: str, priority: bool = False) -> None:
-        """Remove a handled control request, once the record naming it is safely persisted."""
+    async def clear_request(self, fn: FunctionTags, *, alias: str, request_id: str, priority: bool = False) -> None:
+        """Remove a handled control request, once the record naming it is safely persisted.
+
+        Only that request: the tag is read again first, and one that names another request (a newer
+        verb left since this tick's scan) stays for the next tick.
+        """
         async with fn.lock:
-            await self._aws.lambda_.untag(fn.arn, [request_key(alias)], priority=priority)
+            tags = await self._aws.lambda_.list_tags(fn.arn, priority=priority)
+            current = decode_request(tags.get(request_key(alias), ""))
+            if current is not None and current.id == request_id:
+                await self._aws.lambda_.untag(fn.arn, [request_key(alias)], priority=priority)
             fn.tags.pop(request_key(alias), None)
 
     async def requests(self, aliases: Iterable[str]) -> dict[tuple[str, str], Request]:

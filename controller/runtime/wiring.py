@@ -27,6 +27,7 @@ from controller.errors import UsageError  # defined there so the CLI can catch i
 from controller.observability.http import Health, ObservabilityServer
 from controller.observability.metrics import Metrics, MetricsSink
 from controller.runtime.engine import Engine, EngineSettings
+from controller.runtime.inbox import Inbox
 from controller.runtime.sink import LogSink, StatusSink
 
 logger = logging.getLogger("controller.wiring")
@@ -98,10 +99,20 @@ class Daemon:
         """The outputs every engine has: the log and the metrics."""
         return (LogSink(), MetricsSink(self.metrics, clock=self.clock))
 
-    def engine(self, *, sinks: Sequence[StatusSink] = (), can_write: Callable[[], bool] = _always) -> Engine:
-        """An engine reporting to ``sinks`` plus the log and metrics; each tick is a heartbeat."""
+    def engine(
+        self, *, sinks: Sequence[StatusSink] = (), can_write: Callable[[], bool] = _always, inbox: Inbox | None = None
+    ) -> Engine:
+        """An engine reporting to ``sinks`` plus the log and metrics; each tick is a heartbeat.
+
+        ``inbox``: where control requests wait (default: the functions' request tags, GitOps mode).
+        """
         engine = Engine(
-            self.aws, settings=self.settings, clock=self.clock, sinks=(*sinks, *self.sinks()), can_write=can_write
+            self.aws,
+            settings=self.settings,
+            clock=self.clock,
+            sinks=(*sinks, *self.sinks()),
+            can_write=can_write,
+            inbox=inbox,
         )
 
         def ticked() -> None:

@@ -21,8 +21,7 @@ from watchfiles import Change, awatch
 
 from controller.document.errors import SpecError
 from controller.document.loader import InvalidRollout, LoadedRollout, load_paths
-from controller.document.model import RolloutSpec
-from controller.sources import DesiredState
+from controller.runtime.desired import DesiredState, Entry, desired_state
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -56,33 +55,30 @@ class FileSource:
         return self._last
 
     def _desired(self, errors: dict[str, list[SpecError]], invalid: list[InvalidRollout]) -> DesiredState:
-        rollouts: dict[str, RolloutSpec] = {}
-        origins: dict[str, str] = {}
-        held: dict[str, tuple[str, ...]] = {}
         by_key = {broken.key: broken for broken in invalid}
         attributed = {error for broken in invalid for error in broken.errors}
+        entries: dict[str, Entry] = {}
         for file, loaded in sorted(self._last_valid.items()):
             for rollout in loaded:
-                key = rollout.spec.key
-                rollouts[key], origins[key] = rollout.spec, rollout.location
-                if file in errors:
-                    # Its own errors when the broken document still says who it is, else the file's.
-                    own = by_key[key].errors if key in by_key else errors[file]
-                    held[key] = tuple(str(error) for error in own)
+                spec, key = rollout.spec, rollout.spec.key
+                # Held on its last valid spec: with its own errors when the broken document still says
+                # who it is, else (a YAML syntax error, say) with the file's.
+                own = by_key[key].errors if key in by_key else errors.get(file, ())
+                held = tuple(str(error) for error in own) if file in errors else ()
+                entries[key] = Entry(key, spec, held, spec.function_name, spec.alias, rollout.location)
         for broken in invalid:
-            if broken.key not in rollouts:
-                # Never valid, or its file was new: shown (and held) under its own name all the same.
-                spec = broken.spec or RolloutSpec.placeholder(
-                    broken.key, function_name=broken.function_name, alias=broken.alias
+            if broken.key not in entries:
+                # Never valid, or its file is new: held and shown under its own name all the same.
+                errors_text = tuple(str(error) for error in broken.errors)
+                entries[broken.key] = Entry(
+                    broken.key, broken.spec, errors_text, broken.function_name, broken.alias, broken.file
                 )
-                rollouts[broken.key], origins[broken.key] = spec, broken.file
-                held[broken.key] = tuple(str(error) for error in broken.errors)
-        orphans: dict[str, tuple[str, ...]] = {}
+        unreadable: dict[str, tuple[str, ...]] = {}
         for file, problems in errors.items():
             unattributed = [error for error in problems if error not in attributed]
             if unattributed and not self._last_valid.get(file):
-                orphans[file] = tuple(str(error) for error in unattributed)
-        return DesiredState(rollouts=rollouts, held=held, orphan_errors=orphans, origins=origins)
+                unreadable[file] = tuple(str(error) for error in unattributed)
+        return desired_state(entries.values(), unreadable=unreadable)
 
     async def watch(self, stop: asyncio.Event | None = None) -> AsyncIterator[DesiredState]:
         """Yield a new ``DesiredState`` whenever the directory's meaning changes (not on every event)."""

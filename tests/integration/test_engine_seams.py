@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.core.codec import request_key
+from controller.core.codec import decode_record, request_key
 from controller.core.types import Phase, Request, Verb
 from controller.emulator import Emulator
 from controller.runtime.sink import ALARM, MISSING, OK
@@ -105,26 +105,26 @@ def test_a_gate_closing_mid_reconcile_stops_before_the_alias_write(pay: Emulator
     assert len(alias_writes(pay, "pay", "live")) == 1
 
 
-def test_a_request_handed_to_the_engine_is_handled_once_without_a_tag(pay: Emulator, docs: Path) -> None:
+def test_a_request_submitted_to_the_inbox_is_handled_once_without_a_tag(pay: Emulator, docs: Path) -> None:
     harness = harness_for(pay, docs, Gate())
     try:
         harness.drive(lambda: alias_routing(pay, "pay", "live") == ("1", {"2": 0.2}))
         abort = Request(id="abort-1", verb=Verb.ABORT, at=time.time(), by="someone")
-        assert not harness.engine.handled(KEY, abort.id)
         pay.clear_calls()
-        harness.engine.request(KEY, abort)
+        harness.engine.inbox.submit(KEY, abort)
         harness.tick(1.0)
 
         assert harness.status("pay").phase is Phase.ROLLED_BACK
         assert alias_routing(pay, "pay", "live") == ("1", {})
-        assert harness.engine.handled(KEY, abort.id)
+        record = decode_record("live", function_tags(pay, "pay"))
+        assert record is not None and record.last_request == abort.id
         # No request tag was written, and none (a GitOps request, say) was removed on its behalf.
         assert request_key("live") not in function_tags(pay, "pay")
         untagged = [c.params for c in pay.calls() if c.operation == "UntagResource"]
         assert not any(request_key("live") in str(params) for params in untagged)
-        # Handed over again (the annotation not yet cleared): nothing happens a second time.
+        # Submitted again (a replayed link, say): the record says it was handled, nothing happens twice.
         pay.clear_calls()
-        harness.engine.request(KEY, abort)
+        harness.engine.inbox.submit(KEY, abort)
         harness.tick(1.0)
         assert write_calls(pay) == []
     finally:

@@ -10,7 +10,7 @@ import pytest
 
 from controller.document.documents import parse_documents
 from controller.document.errors import SpecError, format_path
-from controller.document.loader import LoadedRollout, check_duplicates, load_paths, parse_rollout
+from controller.document.loader import Claim, alias_conflicts, load_paths, parse_rollout
 from controller.document.model import CanaryStrategy, Pause, SetWeight
 
 ROLLOUT = """\
@@ -126,18 +126,15 @@ def test_duplicates_are_left_out_on_both_sides(tmp_path: Path) -> None:
     ]
 
 
-def test_check_duplicates_for_kubernetes_objects() -> None:
-    spec, _ = parse_rollout(OBJECT)
-    other = copy.deepcopy(OBJECT)
-    other["metadata"]["name"] = "brand-api-2"
-    spec2, _ = parse_rollout(other)
-    assert spec is not None and spec2 is not None
-    errors = check_duplicates(
-        [LoadedRollout(spec, "payments/brand-api", 0, OBJECT), LoadedRollout(spec2, "payments/brand-api-2", 0, other)]
-    )
-    assert [str(error) for error in errors] == [
-        "payments/brand-api: spec.alias: brand-api:prod is also rolled out by payments/brand-api-2",
-        "payments/brand-api-2: spec.alias: brand-api:prod is also rolled out by payments/brand-api",
+def test_alias_conflicts_name_both_sides() -> None:
+    claims = [
+        Claim("payments/brand-api", "brand-api", "prod", "payments/brand-api"),
+        Claim("payments/brand-api-2", "arn:aws:lambda:eu-west-1:123456789012:function:brand-api", "prod", "b.yaml:3"),
+        Claim("payments/other", "brand-api", "beta", "c.yaml:1"),
+    ]
+    assert alias_conflicts(claims) == [
+        (0, "brand-api:prod is also rolled out by payments/brand-api-2 (b.yaml:3)"),
+        (1, "arn:aws:lambda:eu-west-1:123456789012:function:brand-api:prod is also rolled out by payments/brand-api"),
     ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.sources.kube import ResourceSource
+from controller.kube.source import ResourceSource
 
 
 def resource(name: str, *, function: str = "brand-api", alias: str = "prod") -> dict[str, Any]:

@@ -13,7 +13,7 @@ import jsonschema
 
 from controller.core.types import Phase, Status, Warmup
 from controller.document.schema import openapi_schema, to_json_schema
-from controller.sources.kube import status_body
+from controller.kube.status import status_body
 
 
 def warming_status(warmup: Warmup | None) -> Status:

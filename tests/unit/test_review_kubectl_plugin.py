@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller import kubectl_plugin
+from controller.kube import plugin as kubectl_plugin
 
 
 def test_skip_analysis_without_full_is_a_usage_error_before_any_kubectl_call(

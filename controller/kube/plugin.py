@@ -24,9 +24,8 @@ from typing import Any
 
 from controller.commands.rollouts import add_promote_arguments, new_request
 from controller.core.codec import encode_request
+from controller.kube.names import REQUEST_ANNOTATION, RESOURCE
 
-RESOURCE = "lambdarollouts.lambda.rollouts.dev"
-REQUEST_ANNOTATION = "lambda.rollouts.dev/request"
 VERBS = ("promote", "abort", "retry", "pause", "resume", "undo", "get")
 
 

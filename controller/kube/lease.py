@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controller.runtime.kubeapi import ApiError, KubeApi
+from controller.kube.api import ApiError, KubeApi
 
 logger = logging.getLogger("controller.leader")
 

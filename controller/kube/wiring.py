@@ -1,0 +1,118 @@
+"""kopf's part: login, the watch handlers, and the process that runs the operator beside kopf.
+
+The only module that imports kopf, and it uses little of it: kopf watches the resources (list and
+watch, reconnects, discovery, login) and hands every event to the operator, which writes nothing
+from the handlers (no finalizers, no progress annotations, no Events of kopf's own). Leadership is a
+Lease of our own (``controller.kube.lease``), not kopf's peering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import kopf
+
+from controller.kube.api import Endpoint, decode_ca
+from controller.kube.names import GROUP, PLURAL, VERSION
+from controller.kube.operator import Operator, first
+
+logger = logging.getLogger("controller.kube")
+
+
+Login = Callable[[], Awaitable[kopf.ConnectionInfo]]
+
+
+async def default_login() -> kopf.ConnectionInfo:
+    """In a pod: the service account; elsewhere: the kubeconfig (``KUBECONFIG`` or ``~/.kube/config``)."""
+    settings = kopf.OperatorSettings()
+    connection = kopf.login_with_service_account(settings=settings, logger=logger) or kopf.login_with_kubeconfig(
+        settings=settings, logger=logger
+    )
+    if connection is None:
+        raise kopf.LoginError("no Kubernetes credentials: neither a service account nor a kubeconfig")
+    return connection
+
+
+def endpoint_of(info: kopf.ConnectionInfo) -> Endpoint:
+    return Endpoint(
+        server=info.server,
+        token=info.token,
+        insecure=bool(info.insecure),
+        ca_path=_path_or_none(info.ca_path),
+        ca_data=decode_ca(info.ca_data),
+        certificate_path=_path_or_none(info.certificate_path),
+        private_key_path=_path_or_none(info.private_key_path),
+    )
+
+
+def _path_or_none(path: Any) -> str | None:
+    return os.fsdecode(path) if path else None
+
+
+def build_registry(operator: Operator, login: Login) -> kopf.OperatorRegistry:
+    """kopf handlers for one operator instance (a registry each: tests run two in one process)."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    async def _login(**_: Any) -> kopf.ConnectionInfo:
+        return await login()
+
+    @kopf.on.startup(registry=registry)
+    async def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Events are ours to post (by the leader); kopf must not post its own from every replica.
+        settings.posting.enabled = False
+        # Only exact namespaces are watched: no namespace scanning (no globs to resolve).
+        settings.scanning.disabled = bool(operator.settings.namespaces)
+        settings.watching.server_timeout = 300
+        settings.networking.request_timeout = 30
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def _event(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+        operator.watched(event.get("type"), dict(body))
+
+    return registry
+
+
+async def run_operator(
+    *,
+    operator: Operator,
+    login: Login,
+    stop: asyncio.Event,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """kopf, the leader election and the operator, until ``stop`` (or until kopf itself exits)."""
+    registry = build_registry(operator, login)
+    namespaces = operator.settings.namespaces
+    kopf_ready = asyncio.Event()
+    kopf_task = asyncio.create_task(
+        kopf.operator(
+            registry=registry,
+            standalone=True,  # leadership is ours (a Lease), not kopf peering
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            stop_flag=stop,
+            ready_flag=kopf_ready,
+            memo=kopf.Memo(),
+        )
+    )
+    elector_task = asyncio.create_task(operator.elector.run(stop))
+    operator_task = asyncio.create_task(operator.run(stop))
+    tasks = {kopf_task, elector_task, operator_task}
+    try:
+        if await first(kopf_ready.wait(), stop.wait()):
+            operator.source.loaded = True
+            if ready is not None:
+                ready.set()
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.set()
+        # The operator first (its engine finishes in-flight writes), then the lease is released.
+        await asyncio.gather(operator_task, return_exceptions=True)
+        await asyncio.gather(elector_task, kopf_task, return_exceptions=True)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
