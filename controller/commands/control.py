@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from controller.aws import AwsClients
+from controller.commands.options import clients_from_args
 from controller.commands.rollouts import (
     ManagedRollout,
     RolloutNotFound,
@@ -35,7 +36,6 @@ from controller.commands.rollouts import (
 from controller.core.codec import CodecError, decode_record, encode_request, request_key
 from controller.core.types import Request
 from controller.observability.logs import configure_logging
-from controller.runtime.wiring import clients_from_args
 
 Clock = Callable[[], float]
 

@@ -66,7 +66,8 @@ async def _main(args: argparse.Namespace, *, console: Console, live: bool) -> in
     with contextlib.ExitStack() as resources:
         endpoint = args.aws_endpoint_url or _start_emulator(resources, view)
         directory = Path(resources.enter_context(tempfile.TemporaryDirectory(prefix="lambda-rollouts-demo-")))
-        story = Story(args=args, endpoint=endpoint, directory=directory, view=view, speed=args.speed)
+        region = args.region or "us-east-1"
+        story = Story(region=region, endpoint=endpoint, directory=directory, view=view, speed=args.speed)
         if live:
             result = await _live(story, view, console, stop)
         else:

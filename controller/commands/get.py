@@ -30,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from controller.aws import AwsClients
+from controller.commands.options import add_ownership, add_time_scale, clients_from_args, ownership_from_args
 from controller.commands.rollouts import RolloutNotFound, managed_rollouts, matches
 from controller.commands.watch import Watcher, watch
 from controller.core.codec import CodecError
@@ -41,7 +42,6 @@ from controller.observability.logs import configure_logging
 from controller.observability.view import PHASE_STYLES
 from controller.runtime.desired import DesiredState
 from controller.runtime.preview import Preview, preview_all
-from controller.runtime.wiring import add_ownership, add_time_scale, clients_from_args, ownership_from_args
 from controller.sources.files import FileSource
 
 COLUMNS = ("NAME", "FUNCTION", "ALIAS", "PHASE", "STABLE", "CANARY", "WEIGHT", "STEP", "MESSAGE")

@@ -18,6 +18,8 @@ import socket
 import time
 import uuid
 
+from controller.commands.daemon import Daemon
+from controller.commands.options import add_daemon_arguments, engine_settings
 from controller.kube.api import Endpoint, KubeApi
 from controller.kube.lease import LeaderElector, LeaseSettings
 from controller.kube.operator import Operator, OperatorSettings
@@ -25,8 +27,6 @@ from controller.kube.wiring import Login, default_login, endpoint_of, run_operat
 from controller.observability.http import Health
 from controller.observability.logs import configure_logging
 from controller.observability.metrics import Metrics
-from controller.runtime.engine import EngineSettings
-from controller.runtime.wiring import Daemon, add_ownership, add_time_scale, ownership_from_args
 
 logger = logging.getLogger("controller.operator")
 
@@ -37,8 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable); default: all"
     )
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds between reconcile ticks (default 5)")
-    parser.add_argument("--metrics-port", type=int, default=None, help="serve /metrics, /healthz, /readyz here")
     parser.add_argument("--lease-name", default="lambda-rollouts-leader", help="the leader-election Lease")
     parser.add_argument(
         "--lease-namespace",
@@ -51,8 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
         help="this replica's name in the Lease (default: $POD_NAME)",
     )
-    add_ownership(parser)
-    add_time_scale(parser)
+    add_daemon_arguments(parser)
 
 
 def lease_settings(args: argparse.Namespace) -> LeaseSettings:
@@ -82,8 +79,7 @@ async def serve(args: argparse.Namespace, *, login: Login = default_login, stop:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     # A bad --ownership-config raises UsageError (exit 2) before anything starts; none is warned about.
-    ownership = ownership_from_args(args, tenancy_warning=True)
-    settings = EngineSettings(interval=args.interval, time_scale=args.time_scale, ownership=ownership)
+    settings = engine_settings(args, tenancy_warning=True)
     daemon = Daemon.from_args(args, settings=settings)
     endpoint = endpoint_of(await login())
 

@@ -14,13 +14,13 @@ import asyncio
 import sys
 from pathlib import Path
 
+from controller.commands.options import add_ownership, add_time_scale, clients_from_args, ownership_from_args
 from controller.core.types import Phase
 from controller.document.loader import load_paths
 from controller.errors import UsageError
 from controller.observability.logs import configure_logging
 from controller.observability.view import step_text
 from controller.runtime.preview import Preview, describe_action, preview_all
-from controller.runtime.wiring import add_ownership, add_time_scale, clients_from_args, ownership_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,11 +17,11 @@ import signal
 import sys
 from pathlib import Path
 
+from controller.commands.daemon import Daemon
+from controller.commands.options import add_daemon_arguments, engine_settings
 from controller.core.types import Phase
-from controller.document.ownership import OwnershipPolicy
 from controller.observability.logs import configure_logging
 from controller.runtime.engine import Engine, EngineSettings
-from controller.runtime.wiring import Daemon, add_ownership, add_time_scale, ownership_from_args
 from controller.sources.files import FileSource
 
 logger = logging.getLogger("controller.run")
@@ -34,21 +34,8 @@ CANCEL_MARGIN = 1.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", type=Path, required=True, metavar="DIR", help="directory of rollout documents")
     parser.add_argument("--once", action="store_true", help="one reconcile pass, then exit")
-    parser.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="tick interval (default 5)")
-    parser.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics, /healthz, /readyz")
-    parser.add_argument(
-        "--drift-interval", type=float, default=600.0, metavar="SECONDS", help="re-read each alias this often"
-    )
-    parser.add_argument(
-        "--shutdown-grace",
-        type=float,
-        default=EngineSettings.shutdown_grace,
-        metavar="SECONDS",
-        help="on SIGTERM, how long reconciles in flight may take to finish their writes (default 8)",
-    )
     parser.add_argument("--rescan-interval", type=float, default=30.0, help=argparse.SUPPRESS)
-    add_ownership(parser)
-    add_time_scale(parser)
+    add_daemon_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,18 +44,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"--source {args.source}: not a directory", file=sys.stderr)
         return 2
     # Before anything starts: a bad ownership config is a usage error (exit 2), not a runtime one.
-    ownership = ownership_from_args(args)
-    return asyncio.run(_main(args, settings=_settings(args, ownership=ownership)))
-
-
-def _settings(args: argparse.Namespace, *, ownership: OwnershipPolicy | None) -> EngineSettings:
-    return EngineSettings(
-        interval=args.interval,
-        drift_interval=args.drift_interval,
-        time_scale=args.time_scale,
-        shutdown_grace=args.shutdown_grace,
-        ownership=ownership,
-    )
+    return asyncio.run(_main(args, settings=engine_settings(args)))
 
 
 async def _main(args: argparse.Namespace, *, settings: EngineSettings) -> int:

@@ -14,7 +14,6 @@ is still running.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controller.aws import AwsSettings, make_clients
 from controller.core.reasons import Outcome, Reason
 from controller.core.types import Event, HistoryEntry, Phase, Status
 from controller.demo import world
@@ -32,7 +32,6 @@ from controller.demo.traffic import LastSecond, TrafficSimulator
 from controller.document.model import RolloutSpec
 from controller.emulator.control import EmulatorControl
 from controller.runtime.engine import Engine, EngineSettings
-from controller.runtime.wiring import clients_from_args
 from controller.sources.files import FileSource
 
 logger = logging.getLogger("controller.demo")
@@ -176,8 +175,8 @@ class StoryResult:
 class Story:
     """One run of the demo against an AWS endpoint (the in-process emulator or one given)."""
 
-    def __init__(self, *, args: argparse.Namespace, endpoint: str, directory: Path, view: DemoView, speed: float):
-        self.region = args.region or "us-east-1"
+    def __init__(self, *, region: str, endpoint: str, directory: Path, view: DemoView, speed: float):
+        self.region = region
         self.endpoint = endpoint
         self.clients = world.Clients.for_endpoint(endpoint, region=self.region)
         self.directory = directory
@@ -186,9 +185,8 @@ class Story:
         view.plan = self.timings.plan
         self.counter = AliasWriteCounter()
         self.sink = DemoSink(view)
-        controller_args = argparse.Namespace(**{**vars(args), "aws_endpoint_url": endpoint, "region": self.region})
         self.engine = Engine(
-            clients_from_args(controller_args, observer=self.counter),
+            make_clients(AwsSettings(region=region, endpoint_url=endpoint), observer=self.counter),
             settings=EngineSettings(interval=self.timings.interval),
             sinks=(self.sink,),
         )

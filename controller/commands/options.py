@@ -1,0 +1,95 @@
+"""Command-line options every verb shares, and those both daemons share, defined once.
+
+``run``, ``plan``, ``get`` and the control verbs need the same AWS clients configured the same way
+(region, endpoint, retries); ``run`` (GitOps) and ``operator`` (Kubernetes) take the same daemon
+options (``add_daemon_arguments``: tick, metrics port, drift checks, shutdown grace, ownership), so
+neither daemon can silently lack one the other has. A bad ``--ownership-config`` stops any verb
+before it touches anything (exit 2, every problem listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from controller.aws import ApiObserver, AwsClients, AwsSettings, make_clients
+from controller.document.ownership import OwnershipPolicy, load_ownership
+from controller.errors import UsageError
+from controller.runtime.engine import EngineSettings
+
+logger = logging.getLogger("controller.options")
+
+
+def clients_from_args(args: argparse.Namespace, *, observer: ApiObserver | None = None) -> AwsClients:
+    settings = AwsSettings(region=args.region, endpoint_url=args.aws_endpoint_url)
+    return make_clients(settings, observer=observer)
+
+
+def add_time_scale(parser: argparse.ArgumentParser) -> None:
+    """The hidden test-only option that scales every plan duration (presets' minutes to seconds)."""
+    parser.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+
+
+def add_ownership(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ownership-config",
+        metavar="FILE",
+        help="YAML mapping namespace -> function name/ARN globs its rollouts may move (multi-tenant clusters)",
+    )
+
+
+def ownership_from_args(args: argparse.Namespace, *, tenancy_warning: bool = False) -> OwnershipPolicy | None:
+    """The ``--ownership-config`` policy, None without one; ``UsageError`` listing every problem.
+
+    ``tenancy_warning``: say at start that, without a config, only owner tags on the functions keep
+    one namespace's rollouts off another's functions (the operator serves many namespaces).
+    """
+    file = getattr(args, "ownership_config", None)
+    if file is None:
+        if tenancy_warning:
+            logger.warning(
+                "no --ownership-config: a rollout in any namespace may move any function not tagged "
+                "lambda-rollouts/owner; multi-tenant clusters must set one"
+            )
+        return None
+    policy, errors = load_ownership(file)
+    if errors or policy is None:
+        raise UsageError("\n".join(str(error) for error in errors))
+    logger.info("ownership config %s: %d namespaces", file, len(policy.namespaces))
+    return policy
+
+
+def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of both daemons (``run`` and ``operator``)."""
+    defaults = EngineSettings()
+    parser.add_argument(
+        "--interval", type=float, default=defaults.interval, metavar="SECONDS", help="tick interval (default 5)"
+    )
+    parser.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics, /healthz, /readyz")
+    parser.add_argument(
+        "--drift-interval",
+        type=float,
+        default=defaults.drift_interval,
+        metavar="SECONDS",
+        help="re-read each alias this often to notice changes by hand (default 600)",
+    )
+    parser.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=defaults.shutdown_grace,
+        metavar="SECONDS",
+        help="on SIGTERM, how long reconciles in flight may take to finish their writes (default 8)",
+    )
+    add_ownership(parser)
+    add_time_scale(parser)
+
+
+def engine_settings(args: argparse.Namespace, *, tenancy_warning: bool = False) -> EngineSettings:
+    """The engine settings ``add_daemon_arguments`` asked for (``UsageError`` for a bad ownership config)."""
+    return EngineSettings(
+        interval=args.interval,
+        drift_interval=args.drift_interval,
+        time_scale=args.time_scale,
+        shutdown_grace=args.shutdown_grace,
+        ownership=ownership_from_args(args, tenancy_warning=tenancy_warning),
+    )
