@@ -214,9 +214,16 @@ class Judgement:
 
 
 def fold(state: SequentialState, look: Look, *, settings: SequentialSettings) -> SequentialState:
-    """``state`` with ``look`` added; a look ending at or before the last one folded changes nothing."""
-    if state.through is not None and look.end <= state.through:
-        return state
+    """``state`` with ``look`` added; a look ending at or before the last one folded changes nothing.
+
+    Looks come in time order and never overlap (a look that starts before the last one ended and ends
+    after it is refused with ``ValueError``: its requests would be counted twice).
+    """
+    if state.through is not None:
+        if look.end <= state.through:
+            return state
+        if look.start < state.through:
+            raise ValueError(f"{state.name}: look {look.start} .. {look.end} overlaps the last one ({state.through})")
     compensators = state.compensators or (0,) * len(_GRID)
     if len(compensators) != len(_GRID):
         raise ValueError(f"{state.name}: {len(compensators)} compensators, the grid has {len(_GRID)}")

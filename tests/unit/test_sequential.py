@@ -231,6 +231,8 @@ def test_a_period_is_folded_once() -> None:
     assert fold(once, look(0, 100, 5, 400, 4), settings=SETTINGS) == once
     assert fold(once, look(-1, 100, 5, 400, 4), settings=SETTINGS) == once
     assert fold(once, look(1, 100, 5, 400, 4), settings=SETTINGS).looks == 2
+    with pytest.raises(ValueError, match="overlaps"):
+        fold(once, look(0, 100, 5, 400, 4, period=90.0), settings=SETTINGS)
 
 
 def test_huge_counts_do_not_overflow() -> None:
