@@ -26,13 +26,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
-from controller.analysis import Provider, Result
+from controller.analysis import Evidence, Result, Subject
 from controller.aws.errors import AwsError
 from controller.aws.lambda_ import LambdaAdapter
 from controller.core.types import HookAnswer, RunHook, Verdict
@@ -119,7 +119,13 @@ class UrlHook:
             return Result(Verdict.FAILED, f"POST {self.url} failed: {type(exc).__name__}: {exc}")
 
 
-def provider_for(hook: Hook, *, lambda_: LambdaAdapter) -> Provider:
+class HookCall(Protocol):
+    """One way of asking a hook (a function, a URL); never raises for a bad answer."""
+
+    async def run(self, payload: dict[str, object]) -> Result: ...
+
+
+def provider_for(hook: Hook, *, lambda_: LambdaAdapter) -> HookCall:
     """The provider a hook declares (the schema guarantees exactly one of ``function`` / ``url``)."""
     if hook.function:
         return FunctionHook(lambda_, hook.function, hook.timeout)
@@ -193,6 +199,16 @@ class HookRunner:
         why = result.reason or "no reason given"
         logger.info("hook %s for %s version %s answered %s: %s", action.name, key, action.version, result.verdict, why)
         self._on_answer(key)
+
+    async def measure(self, subjects: Sequence[Subject], *, now: float, wait: bool) -> Mapping[str, Evidence]:
+        """The hooks still running and the answers not handed over yet, for the subjects that have any."""
+        found = {}
+        for subject in subjects:
+            key = subject.spec.key
+            answers, running = self.answers(key), self.running(key)
+            if answers or running:
+                found[key] = Evidence(hook_answers=answers, hooks_running=running)
+        return found
 
     def running(self, key: str) -> dict[str, float]:
         """Hook name -> when it was started, for the hooks of ``key`` still running."""

@@ -1,12 +1,11 @@
 """Observe: build the core's ``Observed`` for one rollout from the fewest AWS reads.
 
 Cost per tick must not grow with idle rollouts, so almost everything here is either shared by all
-rollouts (``TickReads``: alarm states and control requests, read once per tick by the engine) or
-cached: published versions are immutable, so their configuration is read once; a ``publish``
-document's code hash maps to one version forever; alarm existence is checked again only when the
-rollout's alarm list changes (or while some are still missing), batched for all rollouts of a
-tick. The alias itself is read only when the caller asks (before a write, with a pending write, at
-start-up, on the slow drift check).
+rollouts (the tick's ``Inputs``: evidence and control requests, read once per tick,
+``controller.runtime.reads``) or cached: published versions are immutable, so their configuration
+is read once; a ``publish`` document's code hash maps to one version forever. The alias itself is
+read only when the caller asks (before a write, with a pending write, at start-up, on the slow drift
+check).
 
 Declared settings are read only when declared: reserved concurrency and the alias's async config
 when they changed in the spec since they were last checked and on the slow drift check; the
@@ -17,33 +16,21 @@ is warming, since that is what the rollout waits for.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from controller.aws import AwsClients
 from controller.aws.lambda_ import AliasState
 from controller.core.types import (
     EventInvokeConfig,
-    Measurement,
     Observed,
     ProvisionedConfig,
     Record,
-    Request,
     VersionInfo,
 )
 from controller.document.model import BlueGreenStrategy, RolloutSpec
 from controller.document.names import LATEST, function_name_of
-
-
-@dataclass(frozen=True)
-class TickReads:
-    """What one tick read once for every rollout."""
-
-    alarms_in_alarm: frozenset[str] = frozenset()
-    # rollout key -> the control request waiting for it (the engine's inbox).
-    requests: Mapping[str, Request] = field(default_factory=dict)
-    # rollout key -> metric name -> the measurement taken this tick (one GetMetricData for all).
-    measurements: Mapping[str, Mapping[str, Measurement]] = field(default_factory=dict)
+from controller.runtime.reads import Inputs
 
 
 @dataclass(frozen=True)
@@ -73,17 +60,13 @@ class Observer:
         self._by_sha: dict[tuple[str, str], str] = {}
         # The hash of ``$LATEST`` seen by the last lookup of a code hash that no version has.
         self._latest_sha: dict[tuple[str, str], str | None] = {}
-        # rollout key -> the alarm names last checked for it; and every name found missing.
-        self._alarms_checked: dict[str, tuple[str, ...]] = {}
-        self._missing_alarm_names: set[str] = set()
         # rollout key -> the declared settings last read and made to hold.
         self._settings_checked: dict[str, object] = {}
 
     async def observe(
         self,
-        spec: RolloutSpec,
+        inputs: Inputs,
         record: Record | None,
-        reads: TickReads,
         *,
         function_exists: bool,
         read_aliases: bool,
@@ -96,6 +79,7 @@ class Observer:
         ``priority``: the alias reads are for a rollback, served first by the API budget."""
         if not function_exists:
             return Observation(Observed(function_exists=False))
+        spec, evidence = inputs.spec, inputs.evidence
         function = function_name_of(spec.function_name)
         aliases = await self.read_aliases(spec, priority=priority) if read_aliases else {}
         main = aliases.get(spec.alias)
@@ -110,10 +94,12 @@ class Observer:
             desired_version=desired,
             versions=versions,
             missing_versions=missing,
-            missing_alarms=await self._missing_alarms(spec),
-            alarms_in_alarm=reads.alarms_in_alarm,
-            request=reads.requests.get(spec.key),
-            measurements=reads.measurements.get(spec.key, {}),
+            missing_alarms=evidence.missing_alarms,
+            alarms_in_alarm=evidence.firing,
+            request=inputs.request,
+            measurements=evidence.measurements,
+            hook_answers=evidence.hook_answers,
+            hooks_running=evidence.hooks_running,
             latest_code_sha256=self._code_mismatch(spec, desired),
         )
         if read_settings:
@@ -159,7 +145,6 @@ class Observer:
             self._by_sha[(function_name_of(spec.function_name), spec.publish.code_sha256)] = version
 
     def forget_rollout(self, key: str) -> None:
-        self._alarms_checked.pop(key, None)
         self._settings_checked.pop(key, None)
 
     async def _desired_version(self, spec: RolloutSpec) -> str | None:
@@ -194,37 +179,6 @@ class Observer:
                 self._versions[(function, version)] = info
             found[version] = info
         return found, frozenset(missing)
-
-    async def check_alarms(self, specs: Iterable[RolloutSpec]) -> None:
-        """Check alarm existence for every rollout that needs it, in ONE batched ``DescribeAlarms``.
-
-        A rollout needs it when its alarm list changed since the last check, or while some of its
-        alarms are missing (they may have been created since).
-        """
-        todo = [spec for spec in specs if self._needs_alarm_check(spec)]
-        names = {name for spec in todo for name in spec.analysis.alarms}
-        if not names:
-            return
-        missing = await self._aws.cloudwatch.missing_alarms(sorted(names))
-        self._missing_alarm_names = (self._missing_alarm_names - names) | set(missing)
-        for spec in todo:
-            self._alarms_checked[spec.key] = tuple(spec.analysis.alarms)
-
-    def alarms_settled(self, spec: RolloutSpec) -> bool:
-        """Every watched alarm was found to exist and the list did not change: nothing to check."""
-        missing = any(n in self._missing_alarm_names for n in spec.analysis.alarms)
-        return not missing and not self._needs_alarm_check(spec)
-
-    def _needs_alarm_check(self, spec: RolloutSpec) -> bool:
-        alarms = tuple(spec.analysis.alarms)
-        if not alarms:
-            return False
-        return self._alarms_checked.get(spec.key) != alarms or any(n in self._missing_alarm_names for n in alarms)
-
-    async def _missing_alarms(self, spec: RolloutSpec) -> frozenset[str]:
-        if self._needs_alarm_check(spec):
-            await self.check_alarms([spec])
-        return frozenset(n for n in spec.analysis.alarms if n in self._missing_alarm_names)
 
 
 def declares_settings(spec: RolloutSpec) -> bool:

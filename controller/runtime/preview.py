@@ -7,9 +7,11 @@ does) but stop before acting: no alias write, no tag write, ever.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from controller.analysis import Analysis
+from controller.analysis.alarms import AlarmsProvider
 from controller.aws import AwsClients
 from controller.core.hooks import describe_hook
 from controller.core.types import (
@@ -25,7 +27,8 @@ from controller.core.types import (
 from controller.document.model import RolloutSpec
 from controller.document.ownership import OwnershipPolicy
 from controller.runtime.inbox import TagInbox
-from controller.runtime.observe import Observer, TickReads
+from controller.runtime.observe import Observer
+from controller.runtime.reads import TickReader
 from controller.runtime.reconcile import Clock, Outcome, Reconciler
 from controller.runtime.records import RecordStore
 
@@ -56,20 +59,16 @@ async def preview_all(
     reconciler = Reconciler(
         aws=aws, store=store, observer=Observer(aws), clock=clock, time_scale=time_scale, ownership=ownership
     )
-    reads = await shared_reads(aws, store, specs)
+    # The same shared reads as a tick, but no metric measurement and no hook: a preview acts on nothing.
+    reader = TickReader(store=store, inbox=TagInbox(store), analysis=Analysis((AlarmsProvider(aws.cloudwatch),)))
+    reads = await reader.read(specs, now=clock())
     previews = []
     for spec in specs:
         try:
-            previews.append(Preview(spec, outcome=await reconciler.preview(spec, reads)))
+            previews.append(Preview(spec, outcome=await reconciler.preview(reads.inputs(spec, None))))
         except Exception as exc:  # one rollout's AWS error must not hide the others' plans
             previews.append(Preview(spec, error=f"{type(exc).__name__}: {exc}"))
     return previews
-
-
-async def shared_reads(aws: AwsClients, store: RecordStore, specs: Iterable[RolloutSpec]) -> TickReads:
-    specs = list(specs)
-    alarms = await aws.cloudwatch.alarms_in_alarm() if any(s.analysis.alarms for s in specs) else frozenset()
-    return TickReads(alarms_in_alarm=alarms, requests=await TagInbox(store).pending(specs))
 
 
 def describe_routing(routing: AliasRouting) -> str:

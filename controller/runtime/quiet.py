@@ -3,23 +3,25 @@
 Most rollouts a controller looks after are waiting (a pause until ``promote``, a long bake, done),
 and for them a reconcile is a task, an observation and a ``decide`` whose answer is "no actions, the
 same record": at a thousand rollouts that is most of a quiet tick's CPU. The engine keeps the last
-such answer with the inputs that produced it (``Quiet``) and skips the reconcile while none changed.
+such answer with the inputs that produced it (``Quiet``) and skips the reconcile while they hold.
 
-Why the skip is safe, input by input (``decide`` is pure, so equal inputs give the equal answer):
+Why the skip is safe: ``decide`` is pure, so equal inputs give the equal answer. Its inputs are
 
-- the spec: the same object (``Engine.apply`` replaces it only when it changed);
-- the record, the owner and managed-marker tags: the function's cached tags equal the copy taken
-  when the reconcile started (the record is decoded from them; any write or re-read changes them);
-- the shared reads of the tick: no watched alarm in ALARM, no control request for the rollout, no
-  metric measurement taken for it;
-- what ``observe`` would learn: no alarm-existence check due and none missing, no declared settings
-  due, not warming (provisioned configs are polled then), no metric measurement due;
-- reads the engine forces: never skipped on a drift check (the alias is read) or at start-up;
+- everything the tick knows before the rollout's own reads, as ONE value: ``Inputs`` (the spec, the
+  function's tags, which the record, the owner tag and the managed marker come from, the pending
+  request, the tick's evidence: alarms firing, missing alarms, measurements, hook answers and hooks
+  running). The skip compares it whole, so an input added to it is compared too; an input that
+  reached ``decide`` any other way would have to be a read of the rollout's own;
+- the rollout's own reads: the alias (never skipped when it is read: start-up, a drift check), the
+  declared settings (read when due: never skipped then), the provisioned configs (polled while
+  warming: never skipped then), published versions (immutable, cached), and metric measurements
+  that are due but not in yet (never skipped then: the core may be waiting on them);
 - ``now``: the answer is kept only until the instant the core asked to look again
-  (``requeue_after``); an answer without one is the same at any later instant (checked over random
-  histories in ``tests/unit/test_invariants.py``). An answer with one (a timed pause) may carry a
-  countdown in its status message, so it is also refreshed every ``refresh`` seconds: the countdown a
-  reader sees is at most that old, while ``step_started_at`` and ``step_allowance`` stay exact.
+  (``requeue_after``, which includes the end of a pause and the progress deadline); an answer
+  without one is the same at any later instant (checked over random histories in
+  ``tests/unit/test_invariants.py`` and ``tests/unit/test_quiet.py``). An answer with one may carry a
+  countdown in its status message, so it is also refreshed every ``refresh`` seconds: the countdown
+  a reader sees is at most that old, while ``step_started_at`` and ``step_allowance`` stay exact.
 
 Only answers that change nothing qualify (``settled``): no actions, no record change, no read asked
 for, no event, and not Invalid or Pending (those are retried or waiting for a read).
@@ -27,13 +29,12 @@ for, no event, and not Invalid or Pending (those are retried or waiting for a re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.core.context import warming
 from controller.core.metrics import due_metrics
 from controller.core.types import Decision, Phase, Record
-from controller.document.model import RolloutSpec
+from controller.runtime.reads import Inputs
 
 _UNSETTLED_PHASES = frozenset({Phase.INVALID, Phase.PENDING})
 
@@ -42,8 +43,7 @@ _UNSETTLED_PHASES = frozenset({Phase.INVALID, Phase.PENDING})
 class Quiet:
     """A decision that changed nothing, the inputs it came from, and until when it holds."""
 
-    spec: RolloutSpec
-    tags: Mapping[str, str]
+    inputs: Inputs
     record: Record
     until: float
 
@@ -60,43 +60,26 @@ def settled(decision: Decision) -> bool:
     )
 
 
-def remember(
-    decision: Decision,
-    *,
-    spec: RolloutSpec,
-    tags: Mapping[str, str] | None,
-    started: float,
-    refresh: float,
-) -> Quiet | None:
-    """The skip state after a reconcile that began at ``started`` with the function's ``tags``.
+def remember(decision: Decision, *, inputs: Inputs, started: float, refresh: float) -> Quiet | None:
+    """The skip state after a reconcile that began at ``started`` on ``inputs``.
 
     ``started`` is before the core's ``now``, so the instant kept is never later than it asked for.
     """
-    if tags is None or not settled(decision):
+    if inputs.tags is None or not settled(decision):
         return None
     until = float("inf")
     if decision.requeue_after is not None:
         until = started + min(decision.requeue_after, refresh)
-    return Quiet(spec=spec, tags=dict(tags), record=decision.record, until=until)
+    return Quiet(inputs=inputs, record=decision.record, until=until)
 
 
-def still_quiet(
-    quiet: Quiet | None,
-    *,
-    spec: RolloutSpec,
-    tags: Mapping[str, str] | None,
-    now: float,
-    requested: bool,
-    measured: bool,
-    firing: frozenset[str],
-    observer_settled: bool,
-    time_scale: float,
-) -> bool:
+def still_quiet(quiet: Quiet | None, inputs: Inputs, *, now: float, settings_due: bool, time_scale: float) -> bool:
     """Whether the remembered decision is still the core's answer (see the module docstring)."""
-    if quiet is None or quiet.spec is not spec or now >= quiet.until or tags is None:
+    if quiet is None or now >= quiet.until or settings_due:
         return False
-    if requested or measured or not observer_settled or any(name in firing for name in spec.analysis.alarms):
+    if quiet.inputs != inputs or quiet.record.pending is not None or warming(inputs.spec, quiet.record):
         return False
-    if quiet.tags != tags or quiet.record.pending is not None or warming(spec, quiet.record):
-        return False
-    return not due_metrics(spec, quiet.record, now, time_scale=time_scale)
+    return not due_metrics(inputs.spec, quiet.record, now, time_scale=time_scale)
+
+
+__all__ = ["Quiet", "remember", "settled", "still_quiet"]

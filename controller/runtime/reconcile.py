@@ -74,13 +74,8 @@ from controller.core.types import (
 from controller.document.model import RolloutSpec
 from controller.document.ownership import OwnershipPolicy
 from controller.runtime.inbox import Inbox
-from controller.runtime.observe import (
-    Observation,
-    Observer,
-    TickReads,
-    declares_provisioned,
-    declares_settings,
-)
+from controller.runtime.observe import Observation, Observer, declares_provisioned, declares_settings
+from controller.runtime.reads import Inputs
 from controller.runtime.records import FunctionTags, RecordStore, managed_entries
 
 Clock = Callable[[], float]
@@ -151,12 +146,15 @@ class Reconciler:
         owner_max_age: float = 600.0,
         hooks: HookRunner | None = None,
         inbox: Inbox | None = None,
+        on_decided: Callable[[RolloutSpec, Decision], None] | None = None,
     ) -> None:
         self._ownership = ownership
         # Runs lifecycle hooks beside the reconciles; None for read-only previews, which never act.
         self._hooks = hooks
         # Where control requests wait; a handled one is taken out of it (None: previews, which never act).
         self._inbox = inbox
+        # Told the decision a reconcile acts on, before it acts (the engine marks rollbacks in flight).
+        self._on_decided = on_decided
         # The owner tag is the one tag others set: re-read on a slow alias check once this old.
         self._owner_max_age = owner_max_age
         self._aws = aws
@@ -172,13 +170,16 @@ class Reconciler:
         if not self._can_write():
             raise WritesStopped("write gate closed: this replica no longer writes")
 
-    async def reconcile(self, spec: RolloutSpec, reads: TickReads, *, read_aliases: bool) -> Outcome:
+    async def reconcile(self, inputs: Inputs, *, read_aliases: bool) -> Outcome:
         """One level-triggered pass; repeating it with nothing changed in AWS writes nothing."""
+        spec = inputs.spec
         fn, record = await self._load(spec)
-        outcome = await self._observe_and_decide(spec, fn, record, reads, read_aliases=read_aliases)
+        outcome = await self._observe_and_decide(inputs, fn, record, read_aliases=read_aliases)
         if fn is None or outcome.decision.status.phase is Phase.INVALID:
             return outcome
-        wrote = await self._act(spec, fn, record, outcome, reads)
+        if self._on_decided is not None:
+            self._on_decided(spec, outcome.decision)
+        wrote = await self._act(spec, fn, outcome)
         observed = outcome.observation.observed
         if observed.settings_read:
             self._observer.settings_checked(spec)
@@ -187,7 +188,7 @@ class Reconciler:
             self._hooks.delivered(spec.key, observed.hook_answers)
         return Outcome(outcome.decision, outcome.observation, outcome.aliases_read, wrote)
 
-    def would_roll_back(self, spec: RolloutSpec, reads: TickReads, now: float) -> bool:
+    def would_roll_back(self, inputs: Inputs, now: float) -> bool:
         """Whether the core, on what is known right now, rolls the rollout back: no AWS call.
 
         The engine asks this about a rollout it is not reconciling this tick (one still in flight,
@@ -195,6 +196,7 @@ class Reconciler:
         analysis, ``abort``, the progress deadline) need only the cached record and the tick's
         shared reads, so a slow AWS call or a backoff never delays a rollback by more than a tick.
         """
+        spec, evidence = inputs.spec, inputs.evidence
         fn = self._store.known(spec.function_name)
         if fn is None:
             return False
@@ -204,28 +206,20 @@ class Reconciler:
             return False
         if record is None or (record.canary is None and record.pending is None):
             return False
-        observed = self._with_hooks(
-            spec,
-            Observed(
-                alarms_in_alarm=reads.alarms_in_alarm,
-                request=reads.requests.get(spec.key),
-                measurements=reads.measurements.get(spec.key, {}),
-                ownership=self._owners(spec, fn),
-            ),
+        observed = Observed(
+            alarms_in_alarm=evidence.firing,
+            request=inputs.request,
+            measurements=evidence.measurements,
+            hook_answers=evidence.hook_answers,
+            hooks_running=evidence.hooks_running,
+            ownership=self._owners(spec, fn),
         )
         return is_rollback(decide(spec, record, observed, now, time_scale=self._time_scale))
 
-    def _with_hooks(self, spec: RolloutSpec, observed: Observed) -> Observed:
-        if self._hooks is None:
-            return observed
-        return dataclasses.replace(
-            observed, hook_answers=self._hooks.answers(spec.key), hooks_running=self._hooks.running(spec.key)
-        )
-
-    async def preview(self, spec: RolloutSpec, reads: TickReads) -> Outcome:
+    async def preview(self, inputs: Inputs) -> Outcome:
         """Steps 1-2 with the aliases read: what the next reconcile would do. Writes nothing."""
-        fn, record = await self._load(spec)
-        return await self._observe_and_decide(spec, fn, record, reads, read_aliases=True)
+        fn, record = await self._load(inputs.spec)
+        return await self._observe_and_decide(inputs, fn, record, read_aliases=True)
 
     # ---- 1. observe ----------------------------------------------------------------------------
 
@@ -236,19 +230,17 @@ class Reconciler:
 
     async def _observe(
         self,
-        spec: RolloutSpec,
+        inputs: Inputs,
         fn: FunctionTags | None,
         record: Record | None,
-        reads: TickReads,
         *,
         want: Wanted,
         priority: bool = False,
     ) -> Observation:
         exists = fn is not None
         observation = await self._observer.observe(
-            spec,
+            inputs,
             record,
-            reads,
             function_exists=exists,
             read_aliases=want.aliases and exists,
             read_settings=want.settings and exists,
@@ -257,8 +249,8 @@ class Reconciler:
         )
         if fn is None:
             return observation
-        observed = dataclasses.replace(observation.observed, ownership=self._owners(spec, fn))
-        return dataclasses.replace(observation, observed=self._with_hooks(spec, observed))
+        observed = dataclasses.replace(observation.observed, ownership=self._owners(inputs.spec, fn))
+        return dataclasses.replace(observation, observed=observed)
 
     def _owners(self, spec: RolloutSpec, fn: FunctionTags) -> Ownership:
         """The ownership facts from the cached tags and the config: no AWS call."""
@@ -292,12 +284,13 @@ class Reconciler:
     # ---- 2. decide -----------------------------------------------------------------------------
 
     async def _observe_and_decide(
-        self, spec: RolloutSpec, fn: FunctionTags | None, record: Record | None, reads: TickReads, *, read_aliases: bool
+        self, inputs: Inputs, fn: FunctionTags | None, record: Record | None, *, read_aliases: bool
     ) -> Outcome:
+        spec = inputs.spec
         # A write left half-done by a crash is completed against the alias as it is now.
         read_aliases = read_aliases or (record is not None and record.pending is not None)
         want = self._wanted(spec, record, read_aliases=read_aliases)
-        observation = await self._observe(spec, fn, record, reads, want=want)
+        observation = await self._observe(inputs, fn, record, want=want)
         decision = self._decide(spec, record, observation)
         if fn is not None and await self._owner_changed(fn, decision, slow_check=want.aliases):
             observed = dataclasses.replace(observation.observed, ownership=self._owners(spec, fn))
@@ -310,7 +303,7 @@ class Reconciler:
                 break
             want = more
             # A rollback decided without the alias: the read its write needs goes first too.
-            observation = await self._observe(spec, fn, record, reads, want=want, priority=is_rollback(decision))
+            observation = await self._observe(inputs, fn, record, want=want, priority=is_rollback(decision))
             decision = self._decide(spec, record, observation)
         return Outcome(decision, observation, aliases_read=want.aliases and fn is not None)
 
@@ -319,9 +312,7 @@ class Reconciler:
 
     # ---- 3. act --------------------------------------------------------------------------------
 
-    async def _act(
-        self, spec: RolloutSpec, fn: FunctionTags, before: Record | None, outcome: Outcome, reads: TickReads
-    ) -> bool:
+    async def _act(self, spec: RolloutSpec, fn: FunctionTags, outcome: Outcome) -> bool:
         """Apply the actions in order, write-ahead around alias writes; returns whether AWS changed."""
         record = outcome.decision.record
         rollback = is_rollback(outcome.decision)

@@ -14,10 +14,12 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from controller.analysis import Evidence
 from controller.core.context import warming
-from controller.core.types import Decision, Phase
+from controller.core.types import Decision, HookAnswer, Measurement, Observed, Phase, Request, Verb, Verdict
 from controller.document.model import Concurrency, Hooks, Strategy
 from controller.runtime.quiet import remember, settled, still_quiet
+from controller.runtime.reads import Inputs
 from tests.unit.histories import HOOKS, STRATEGIES, WARM, make_world, random_histories
 from tests.unit.simulator import World
 
@@ -118,50 +120,58 @@ def paused_world() -> tuple[World, Decision]:
     return world, decision
 
 
+def inputs(world: World, **changes: object) -> Inputs:
+    return dataclasses.replace(Inputs(spec=world.spec, tags={"record": "x"}), **changes)  # type: ignore[arg-type]
+
+
 def test_the_skip_ends_with_any_changed_input() -> None:
     world, decision = paused_world()
-    tags = {"record": "x"}
-    quiet = remember(decision, spec=world.spec, tags=tags, started=world.now, refresh=30.0)
+    quiet = remember(decision, inputs=inputs(world), started=world.now, refresh=30.0)
     assert quiet is not None
-    base = {
-        "spec": world.spec,
-        "tags": dict(tags),
-        "now": world.now + 5,
-        "requested": False,
-        "measured": False,
-        "firing": frozenset[str](),
-        "observer_settled": True,
-        "time_scale": 1.0,
-    }
-    assert still_quiet(quiet, **base)  # type: ignore[arg-type]
-    changed: list[dict[str, object]] = [
-        {"spec": dataclasses.replace(world.spec)},  # a new spec object (the source changed)
-        {"tags": {"record": "y"}},  # the record or the owner tag changed
-        {"requested": True},  # a control request waits
-        {"measured": True},  # a metric was measured for it this tick
-        {"firing": frozenset({"errors"})},  # a watched alarm is in ALARM
-        {"observer_settled": False},  # an alarm check or declared settings are due
-        {"tags": None},  # the function's tags were forgotten (NotFound)
+    later = world.now + 5
+    assert still_quiet(quiet, inputs(world), now=later, settings_due=False, time_scale=1.0)
+    request = Request(id="r1", verb=Verb.PROMOTE, at=later)
+    measured = {"error-rate": Measurement(version="2", at=later, window_start=later - 60)}
+    answer = HookAnswer("beforeAllowTraffic", "2", None, Verdict.SUCCESSFUL)
+    # Every field of the inputs counts: whatever the tick knows about a rollout is compared.
+    changed: list[Inputs] = [
+        inputs(world, spec=dataclasses.replace(world.spec, paused=True)),  # the spec changed
+        inputs(world, tags={"record": "y"}),  # the record or the owner tag changed
+        inputs(world, tags=None),  # the function's tags were forgotten (NotFound)
+        inputs(world, request=request),  # a control request waits
+        inputs(world, evidence=Evidence(firing=frozenset({"errors"}))),  # a watched alarm is in ALARM
+        inputs(world, evidence=Evidence(missing_alarms=frozenset({"errors"}))),  # a watched alarm vanished
+        inputs(world, evidence=Evidence(measurements=measured)),  # a metric was measured for it this tick
+        inputs(world, evidence=Evidence(hook_answers=(answer,))),  # a hook answered
+        inputs(world, evidence=Evidence(hooks_running={"beforeAllowTraffic": later})),  # a hook runs
     ]
     for change in changed:
-        assert not still_quiet(quiet, **{**base, **change}), change  # type: ignore[arg-type]
+        assert not still_quiet(quiet, change, now=later, settings_due=False, time_scale=1.0), change
+    assert not still_quiet(quiet, inputs(world), now=later, settings_due=True, time_scale=1.0)
+
+
+def test_every_kind_of_evidence_is_part_of_the_inputs() -> None:
+    # The skip compares Inputs whole; a new field of Evidence is compared with no change to the skip.
+    names = {f.name for f in dataclasses.fields(Evidence)}
+    assert names <= {f.name for f in dataclasses.fields(Observed)} | {"firing"}, names
 
 
 def test_the_skip_ends_at_the_requeue_instant_and_refreshes_a_countdown() -> None:
     world, decision = paused_world()
     timed = dataclasses.replace(decision, requeue_after=100.0)
-    quiet = remember(timed, spec=world.spec, tags={}, started=world.now, refresh=30.0)
+    quiet = remember(timed, inputs=inputs(world), started=world.now, refresh=30.0)
     assert quiet is not None and quiet.until == world.now + 30.0
     short = remember(
-        dataclasses.replace(decision, requeue_after=3.0), spec=world.spec, tags={}, started=world.now, refresh=30.0
+        dataclasses.replace(decision, requeue_after=3.0), inputs=inputs(world), started=world.now, refresh=30.0
     )
     assert short is not None and short.until == world.now + 3.0
-    assert remember(decision, spec=world.spec, tags={}, started=world.now, refresh=30.0).until == float("inf")  # type: ignore[union-attr]
+    forever = remember(decision, inputs=inputs(world), started=world.now, refresh=30.0)
+    assert forever is not None and forever.until == float("inf")
 
 
 def test_only_answers_that_change_nothing_are_remembered() -> None:
     world, decision = paused_world()
-    assert remember(decision, spec=world.spec, tags=None, started=world.now, refresh=30.0) is None
+    assert remember(decision, inputs=inputs(world, tags=None), started=world.now, refresh=30.0) is None
     for change in (
         {"record_changed": True},
         {"read_alias": True},
@@ -170,4 +180,4 @@ def test_only_answers_that_change_nothing_are_remembered() -> None:
         {"status": dataclasses.replace(decision.status, phase=Phase.PENDING)},
     ):
         other = dataclasses.replace(decision, **change)  # type: ignore[arg-type]
-        assert remember(other, spec=world.spec, tags={}, started=world.now, refresh=30.0) is None, change
+        assert remember(other, inputs=inputs(world), started=world.now, refresh=30.0) is None, change

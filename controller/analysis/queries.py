@@ -1,11 +1,11 @@
-"""Metric queries: the shell's side of ``spec.analysis.metrics``, batched for every rollout of a tick.
+"""Metric queries: ``spec.analysis.metrics`` measured for every rollout of a tick in one batched read.
 
-Hooks answer one rollout at a time (``Provider.run``); metric queries do not fit that shape, because
-their cost must not grow with the number of rollouts: every measurement due in a tick, for all
-rollouts, is one ``GetMetricData`` call (up to 500 queries; more calls only beyond that). So this
-provider works on a batch: the core says which metrics are due (``controller.core.metrics.due_metrics``),
-``measure`` builds their queries, makes the call through ``CloudWatchAdapter.get_metric_data`` and
-hands back one ``Measurement`` per metric; the core judges them (Successful / Failed / Inconclusive).
+Their cost must not grow with the number of rollouts: every measurement due in a tick, for all
+rollouts, is one ``GetMetricData`` call (up to 500 queries; more calls only beyond that). The core
+says which metrics are due (``controller.core.metrics.due_metrics``), ``plan`` builds their queries,
+``measure`` makes the call through ``CloudWatchAdapter.get_metric_data`` and hands back one
+``Measurement`` per metric; the core judges them (Successful / Failed / Inconclusive).
+``MetricQueries`` is the analysis provider around it (``controller.analysis``).
 
 Per-version scoping is the point: a metric with ``scope: canary`` reads the ``AWS/Lambda`` metric
 with ``FunctionName``, ``Resource`` = ``function:alias`` and ``ExecutedVersion`` = the new version,
@@ -22,22 +22,22 @@ due and the step stays held.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from controller.analysis import Evidence, Subject
 from controller.aws.cloudwatch import CloudWatchAdapter, Series
 from controller.aws.errors import AwsError
-from controller.core.codec import CodecError
 from controller.core.metrics import due_metrics, period_of, window
 from controller.core.types import Measurement, Record
 from controller.document.model import Metric, MetricQuery, RolloutSpec
 from controller.document.names import function_name_of
-from controller.runtime.records import RecordStore
 
-logger = logging.getLogger("controller.analysis.metrics")
+logger = logging.getLogger("controller.analysis.queries")
 
 _QUERY_ID = re.compile(r"\b[a-z][a-zA-Z0-9_]*\b")
 #: Rollout key -> metric name -> the measurement taken this tick.
@@ -159,28 +159,43 @@ async def measure(
     return measurements_from(series, planned, now=now)
 
 
-async def measure_due(
-    cloudwatch: CloudWatchAdapter,
-    store: RecordStore,
-    specs: Sequence[RolloutSpec],
-    *,
-    now: float,
-    time_scale: float = 1.0,
-) -> Measurements:
-    """``measure`` for the rollouts of a tick, with their records as stored (a record that cannot be
-    read measures nothing: its reconcile reports the problem)."""
-    items: list[tuple[RolloutSpec, Record]] = []
-    for spec in specs:
-        if not spec.analysis.metrics:
-            continue
-        try:
-            fn = await store.function(spec.function_name)
-            record = store.record(fn, spec.alias) if fn is not None else None
-        except (AwsError, CodecError):
-            continue
-        if record is not None and due_metrics(spec, record, now, time_scale=time_scale):
-            items.append((spec, record))
-    return await measure(cloudwatch, items, now=now, time_scale=time_scale)
+class MetricQueries:
+    """``spec.analysis.metrics`` as an analysis provider: one batched GetMetricData per tick for all.
+
+    At most one batch is in flight. A tick waits ``wait`` seconds for it; a slower answer is taken by
+    a later tick (each measurement keeps its own time and window), so a slow CloudWatch holds back no
+    alarm and no other rollout.
+    """
+
+    def __init__(self, cloudwatch: CloudWatchAdapter, *, time_scale: float = 1.0, wait: float = 1.0) -> None:
+        self._cloudwatch = cloudwatch
+        self._time_scale = time_scale
+        self._wait = wait
+        self._batch: asyncio.Task[Measurements] | None = None
+
+    async def measure(self, subjects: Sequence[Subject], *, now: float, wait: bool) -> Mapping[str, Evidence]:
+        if self._batch is None:
+            items = [
+                (s.spec, s.record)
+                for s in subjects
+                if s.record is not None and due_metrics(s.spec, s.record, now, time_scale=self._time_scale)
+            ]
+            if not items:
+                return {}
+            self._batch = asyncio.create_task(
+                measure(self._cloudwatch, items, now=now, time_scale=self._time_scale), name="measure"
+            )
+        done, _ = await asyncio.wait({self._batch}, timeout=None if wait else self._wait)
+        if not done:
+            return {}
+        batch, self._batch = self._batch, None
+        return {key: Evidence(measurements=found) for key, found in batch.result().items()}
+
+    def close(self) -> None:
+        """Stop a batch still in flight (the engine stops)."""
+        if self._batch is not None:
+            self._batch.cancel()
+            self._batch = None
 
 
-__all__ = ["Measurements", "dimensions", "measure", "measure_due", "measurements_from", "plan", "queries_for"]
+__all__ = ["Measurements", "MetricQueries", "dimensions", "measure", "measurements_from", "plan", "queries_for"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.analysis.metrics import dimensions, measurements_from, plan, queries_for
+from controller.analysis.queries import dimensions, measurements_from, plan, queries_for
 from controller.aws.cloudwatch import MAX_QUERIES, pack
 from controller.core.types import Measurement, Phase, Record
 from controller.document.model import (
