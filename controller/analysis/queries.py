@@ -2,7 +2,7 @@
 
 Their cost must not grow with the number of rollouts: every measurement due in a tick, for all
 rollouts, is one ``GetMetricData`` call (up to 500 queries; more calls only beyond that). The core
-says which metrics are due (``controller.core.metrics.due_metrics``), ``plan`` builds their queries,
+says which metrics are due (``controller.core.metric_analysis.due_metrics``), ``plan`` builds their queries,
 ``measure`` makes the call through ``CloudWatchAdapter.get_metric_data`` and hands back one
 ``Measurement`` per metric; the core judges them (Successful / Failed / Inconclusive).
 ``MetricQueries`` is the analysis provider around it (``controller.analysis``).
@@ -15,7 +15,7 @@ query again scoped to the stable version, and ``minSamples`` adds an ``Invocatio
 
 Query ids are unique per call: ``r<rollout>m<metric><c|s|n>``, expression inputs suffixed with their
 own id (the expression is rewritten to match). Each measurement reads exactly one datapoint: the
-bucket of its period that starts at its window (``controller.core.metrics.window``); nothing there
+bucket of its period that starts at its window (``controller.core.metric_analysis.window``); nothing there
 is "no data", never a pass. A failed call is logged and measures nothing this tick: the metrics stay
 due and the step stays held.
 """
@@ -32,7 +32,7 @@ from typing import Any
 from controller.analysis import Evidence, Subject
 from controller.aws.cloudwatch import CloudWatchAdapter, Series
 from controller.aws.errors import AwsError
-from controller.core.metrics import due_metrics, period_of, window
+from controller.core.metric_analysis import due_metrics, period_of, window
 from controller.core.types import Measurement, Record
 from controller.document.model import Metric, MetricQuery, RolloutSpec
 from controller.document.names import function_name_of

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from controller.aws import AwsClients
 from controller.commands.options import clients_from_args
 from controller.observability.http import Health, ObservabilityServer
-from controller.observability.metrics import Metrics, MetricsSink
+from controller.observability.prometheus import Metrics
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.inbox import Inbox
-from controller.runtime.sink import LogSink, StatusSink
+from controller.runtime.sink import LogSink, MetricsSink, StatusSink
 
 
 def _always() -> bool:

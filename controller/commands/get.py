@@ -37,7 +37,7 @@ from controller.core.codec import CodecError
 from controller.core.reasons import Reason
 from controller.core.status import record_status
 from controller.core.types import HistoryEntry, Phase, Record, Status
-from controller.document.ownership import OwnershipPolicy
+from controller.document.ownership_config import OwnershipPolicy
 from controller.observability.logs import configure_logging
 from controller.observability.view import PHASE_STYLES
 from controller.runtime.desired import DesiredState

@@ -26,7 +26,7 @@ from controller.kube.operator import Operator, OperatorSettings
 from controller.kube.wiring import Login, default_login, endpoint_of, run_operator
 from controller.observability.http import Health
 from controller.observability.logs import configure_logging
-from controller.observability.metrics import Metrics
+from controller.observability.prometheus import Metrics
 
 logger = logging.getLogger("controller.operator")
 

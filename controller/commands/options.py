@@ -13,7 +13,7 @@ import argparse
 import logging
 
 from controller.aws import ApiObserver, AwsClients, AwsSettings, make_clients
-from controller.document.ownership import OwnershipPolicy, load_ownership
+from controller.document.ownership_config import OwnershipPolicy, load_ownership
 from controller.errors import UsageError
 from controller.runtime.engine import EngineSettings
 

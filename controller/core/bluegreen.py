@@ -8,7 +8,7 @@
 4. after that write is confirmed the common promotion rule makes it Healthy.
 
 ``beforeAllowTraffic`` is asked for on the way into step 2 (before the cut-over touches any alias),
-so a hook can test the new version on the preview alias; see ``controller.core.hooks``.
+so a hook can test the new version on the preview alias; see ``controller.core.lifecycle``.
 
 Each alias write is its own decision (write-ahead allows one in flight), so the two cut-over writes
 come one per decide with ``requeue_after=0``. Until step 3 the main alias keeps the stable version,
@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 from controller.core.context import Ctx, finish, make_write
-from controller.core.hooks import ask
+from controller.core.lifecycle import ask
 from controller.core.reasons import Reason
 from controller.core.types import AliasRouting, Decision, Phase, Record, UpdateAlias
 from controller.document.model import BlueGreenStrategy

@@ -18,7 +18,7 @@ working record: confirming a write that happened, starting a rollout, moving the
 8. spec edits: publish first, revert, supersede, re-plan;
 9. failed versions stay out; first sight; start; finished; paused; warm the new version's
    provisioned concurrency before its first traffic; run the lifecycle hook that is due
-   (``controller.core.hooks``); advance one step.
+   (``controller.core.lifecycle``); advance one step.
 
 Declared settings (reserved concurrency, async config, provisioned concurrency per version) are
 not a step of the rollout: ``with_settings`` appends the writes that make them hold to whatever the
@@ -52,8 +52,8 @@ from controller.core.context import (
     withdraw,
     withdraw_decision,
 )
-from controller.core.hooks import AFTER_ALLOW_TRAFFIC, fold_answers, hook_failed, passed, run_hooks
-from controller.core.metrics import analysis_inconclusive, hold_for_analysis, metric_analysis, wake_after
+from controller.core.lifecycle import AFTER_ALLOW_TRAFFIC, fold_answers, hook_failed, passed, run_hooks
+from controller.core.metric_analysis import analysis_inconclusive, hold_for_analysis, metric_analysis, wake_after
 from controller.core.ownership import refusal
 from controller.core.plan import build_plan
 from controller.core.reasons import Outcome, Reason
@@ -625,7 +625,7 @@ def advance(ctx: Ctx) -> Ctx | Decision:
 
 
 def gated_advance(ctx: Ctx) -> Ctx | Decision:
-    """``advance``, held at the current weight until its metric analysis passed (``controller.core.metrics``)."""
+    """``advance``, held at the current weight until its metric analysis passed (``core.metric_analysis``)."""
     outcome = advance(ctx)
     return hold_for_analysis(ctx, outcome) if isinstance(outcome, Decision) else outcome
 

@@ -25,7 +25,7 @@ from controller.core.context import (
     with_history,
     withdraw_decision,
 )
-from controller.core.metrics import accept_inconclusive
+from controller.core.metric_analysis import accept_inconclusive
 from controller.core.reasons import Outcome, Reason
 from controller.core.types import AliasRouting, Decision, Event, HistoryEntry, Phase, Record, Request, Verb
 from controller.document.model import Pause

@@ -10,6 +10,8 @@ package that imports kopf (``wiring`` alone does). Its parts:
 - ``inbox``: control requests read from the resources' annotation (the engine's request inbox);
 - ``status``: the engine's statuses and transitions as ``.status`` patches and Events;
 - ``operator``: one replica: follows the resources always, runs the engine only while it leads;
-- ``wiring``: kopf's handlers, login and the process around it all;
-- ``plugin``: ``kubectl lambda-rollouts``, the control verbs through the resource (RBAC decides).
+- ``wiring``: kopf's handlers, login and the process around it all.
+
+``kubectl lambda-rollouts`` (the control verbs through the resource, so RBAC decides) is a command of
+its own, ``controller.commands.kubectl``.
 """

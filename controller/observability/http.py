@@ -20,7 +20,7 @@ from types import TracebackType
 
 from aiohttp import web
 
-from controller.observability.metrics import CONTENT_TYPE, Metrics
+from controller.observability.prometheus import CONTENT_TYPE, Metrics
 
 # How many missed ticks make the loop "not alive": one slow tick (a throttled AWS call) must not
 # restart the controller, several in a row mean it is stuck.

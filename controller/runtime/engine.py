@@ -52,7 +52,7 @@ from controller.aws.errors import NotFound
 from controller.core.status import record_status
 from controller.core.types import Decision, Status, UpdateAlias, blank_status, invalid_status
 from controller.document.model import RolloutSpec
-from controller.document.ownership import OwnershipPolicy
+from controller.document.ownership_config import OwnershipPolicy
 from controller.observability.logs import rollout_logger
 from controller.runtime.desired import DesiredState
 from controller.runtime.inbox import Inbox, TagInbox
@@ -60,7 +60,7 @@ from controller.runtime.observe import Observer
 from controller.runtime.orphans import Orphans, decoded
 from controller.runtime.quiet import remember, still_quiet
 from controller.runtime.reads import Inputs, TickReader, TickReads
-from controller.runtime.reconcile import Clock, Outcome, Reconciler, WritesStopped, is_rollback
+from controller.runtime.reconcile import Clock, Reconciler, ReconcileResult, WritesStopped, is_rollback
 from controller.runtime.records import RecordStore, managed_entries
 from controller.runtime.reporter import Reporter
 from controller.runtime.rollouts import Orphan, Rollout
@@ -341,7 +341,7 @@ class Engine:
         await self._succeeded(rollout, outcome)
         rollout.quiet = remember(outcome.decision, inputs=inputs, started=began, refresh=self.settings.quiet_refresh)
 
-    async def _succeeded(self, rollout: Rollout, outcome: Outcome) -> None:
+    async def _succeeded(self, rollout: Rollout, outcome: ReconcileResult) -> None:
         decision = outcome.decision
         self._scheduler.succeeded(rollout, decision, aliases_read=outcome.aliases_read)
         await self._reporter.report(rollout, decision.status, decision.events, record_changed=decision.record_changed)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from controller.analysis import Analysis
 from controller.analysis.alarms import AlarmsProvider
 from controller.aws import AwsClients
-from controller.core.hooks import describe_hook
+from controller.core.lifecycle import describe_hook
 from controller.core.types import (
     Action,
     AliasRouting,
@@ -25,11 +25,11 @@ from controller.core.types import (
     RunHook,
 )
 from controller.document.model import RolloutSpec
-from controller.document.ownership import OwnershipPolicy
+from controller.document.ownership_config import OwnershipPolicy
 from controller.runtime.inbox import TagInbox
 from controller.runtime.observe import Observer
 from controller.runtime.reads import TickReader
-from controller.runtime.reconcile import Clock, Outcome, Reconciler
+from controller.runtime.reconcile import Clock, Reconciler, ReconcileResult
 from controller.runtime.records import RecordStore
 
 
@@ -38,7 +38,7 @@ class Preview:
     """One rollout's next step, or why it could not be computed (an AWS error)."""
 
     spec: RolloutSpec
-    outcome: Outcome | None = None
+    outcome: ReconcileResult | None = None
     error: str | None = None
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.core.context import warming
-from controller.core.metrics import due_metrics
+from controller.core.metric_analysis import due_metrics
 from controller.core.types import Decision, Phase, Record
 from controller.runtime.reads import Inputs
 

@@ -72,7 +72,7 @@ from controller.core.types import (
     UpdateAlias,
 )
 from controller.document.model import RolloutSpec
-from controller.document.ownership import OwnershipPolicy
+from controller.document.ownership_config import OwnershipPolicy
 from controller.runtime.inbox import Inbox
 from controller.runtime.observe import Observation, Observer, declares_provisioned, declares_settings
 from controller.runtime.reads import Inputs
@@ -92,7 +92,7 @@ def _always() -> bool:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ReconcileResult:
     """What one reconcile did: the core's decision and whether the aliases were read (drift check)."""
 
     decision: Decision
@@ -170,7 +170,7 @@ class Reconciler:
         if not self._can_write():
             raise WritesStopped("write gate closed: this replica no longer writes")
 
-    async def reconcile(self, inputs: Inputs, *, read_aliases: bool) -> Outcome:
+    async def reconcile(self, inputs: Inputs, *, read_aliases: bool) -> ReconcileResult:
         """One level-triggered pass; repeating it with nothing changed in AWS writes nothing."""
         spec = inputs.spec
         fn, record = await self._load(spec)
@@ -186,7 +186,7 @@ class Reconciler:
         if self._hooks is not None and observed.hook_answers:
             # The core has them and its record is persisted: they are never handed over again.
             self._hooks.delivered(spec.key, observed.hook_answers)
-        return Outcome(outcome.decision, outcome.observation, outcome.aliases_read, wrote)
+        return ReconcileResult(outcome.decision, outcome.observation, outcome.aliases_read, wrote)
 
     def would_roll_back(self, inputs: Inputs, now: float) -> bool:
         """Whether the core, on what is known right now, rolls the rollout back: no AWS call.
@@ -216,7 +216,7 @@ class Reconciler:
         )
         return is_rollback(decide(spec, record, observed, now, time_scale=self._time_scale))
 
-    async def preview(self, inputs: Inputs) -> Outcome:
+    async def preview(self, inputs: Inputs) -> ReconcileResult:
         """Steps 1-2 with the aliases read: what the next reconcile would do. Writes nothing."""
         fn, record = await self._load(inputs.spec)
         return await self._observe_and_decide(inputs, fn, record, read_aliases=True)
@@ -285,7 +285,7 @@ class Reconciler:
 
     async def _observe_and_decide(
         self, inputs: Inputs, fn: FunctionTags | None, record: Record | None, *, read_aliases: bool
-    ) -> Outcome:
+    ) -> ReconcileResult:
         spec = inputs.spec
         # A write left half-done by a crash is completed against the alias as it is now.
         read_aliases = read_aliases or (record is not None and record.pending is not None)
@@ -305,14 +305,14 @@ class Reconciler:
             # A rollback decided without the alias: the read its write needs goes first too.
             observation = await self._observe(inputs, fn, record, want=want, priority=is_rollback(decision))
             decision = self._decide(spec, record, observation)
-        return Outcome(decision, observation, aliases_read=want.aliases and fn is not None)
+        return ReconcileResult(decision, observation, aliases_read=want.aliases and fn is not None)
 
     def _decide(self, spec: RolloutSpec, record: Record | None, observation: Observation) -> Decision:
         return decide(spec, record, observation.observed, self._clock(), time_scale=self._time_scale)
 
     # ---- 3. act --------------------------------------------------------------------------------
 
-    async def _act(self, spec: RolloutSpec, fn: FunctionTags, outcome: Outcome) -> bool:
+    async def _act(self, spec: RolloutSpec, fn: FunctionTags, outcome: ReconcileResult) -> bool:
         """Apply the actions in order, write-ahead around alias writes; returns whether AWS changed."""
         record = outcome.decision.record
         rollback = is_rollback(outcome.decision)
@@ -398,7 +398,7 @@ class Reconciler:
         await self._store.persist(fn, alias=spec.alias, key=spec.key, record=record, priority=priority)
 
     async def _clear_handled_request(
-        self, spec: RolloutSpec, record: Record, outcome: Outcome, *, priority: bool
+        self, spec: RolloutSpec, record: Record, outcome: ReconcileResult, *, priority: bool
     ) -> None:
         """A request leaves the inbox only after the record saying it was handled is durable: never lost."""
         request = outcome.observation.observed.request

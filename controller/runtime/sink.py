@@ -5,19 +5,23 @@ registered sink when a rollout's status changes, on every transition ``Event``, 
 reconcile (``Reconciled``: its duration, error kind and the watched alarms' states), on every alias
 write (``AliasWritten``, with the rollback reaction time when it restored stable after an alarm), and
 when a rollout stops being managed. Metrics exporters and Kubernetes status writers implement this
-protocol, so adding an output never touches the reconcile loop.
+protocol, so adding an output never touches the reconcile loop. The two outputs every daemon has
+live here: ``LogSink`` (log lines) and ``MetricsSink`` (Prometheus, ``controller.observability``,
+which knows nothing of the engine).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from controller.core.types import Event, Status
+from controller.core.types import Event, Phase, Status
 from controller.document.model import RolloutSpec
 from controller.observability.logs import rollout_logger
+from controller.observability.prometheus import Metrics, promotion_kind, strategy_label
 
 # States reported for a watched alarm. The engine reads only the alarms in ALARM (one call per tick
 # for every rollout), so any other state of an existing alarm (OK or INSUFFICIENT_DATA) is reported
@@ -62,31 +66,6 @@ class StatusSink(Protocol):
     async def removed(self, *, spec: RolloutSpec) -> None: ...
 
 
-@dataclass
-class MemorySink:
-    """Keeps the latest status, every event, report and alias write per rollout: tests read them back."""
-
-    statuses: dict[str, Status] = field(default_factory=dict)
-    events: dict[str, list[Event]] = field(default_factory=dict)
-    reports: dict[str, list[Reconciled]] = field(default_factory=dict)
-    writes: dict[str, list[AliasWritten]] = field(default_factory=dict)
-
-    async def status_changed(self, *, spec: RolloutSpec, status: Status, previous: Status | None) -> None:
-        self.statuses[spec.key] = status
-
-    async def event(self, *, spec: RolloutSpec, event: Event) -> None:
-        self.events.setdefault(spec.key, []).append(event)
-
-    async def reconciled(self, *, spec: RolloutSpec, report: Reconciled) -> None:
-        self.reports.setdefault(spec.key, []).append(report)
-
-    async def alias_written(self, *, spec: RolloutSpec, write: AliasWritten) -> None:
-        self.writes.setdefault(spec.key, []).append(write)
-
-    async def removed(self, *, spec: RolloutSpec) -> None:
-        self.statuses.pop(spec.key, None)
-
-
 class LogSink:
     """Turns status changes and transitions into log lines carrying the rollout's identity."""
 
@@ -123,6 +102,54 @@ class LogSink:
 
     async def removed(self, *, spec: RolloutSpec) -> None:
         rollout_logger(self._logger, spec).info("no longer managed (document gone); the alias is left as it is")
+
+
+class MetricsSink:
+    """Feeds ``Metrics`` from the engine's status-sink calls (status, event, reconcile, alias write, removed).
+
+    The engine reports statuses, not transitions: a transition is a status whose phase differs from
+    the previous one, timed by ``clock`` when it is reported. A supersede keeps the phase
+    (Progressing), so it is taken from its ``Event`` instead.
+    """
+
+    SUPERSEDED = "Superseded"
+
+    def __init__(self, metrics: Metrics, *, clock: Callable[[], float] = time.time) -> None:
+        self.metrics = metrics
+        self._clock = clock
+        self._phases: dict[str, Phase] = {}
+
+    async def status_changed(self, *, spec: RolloutSpec, status: Status, previous: Status | None) -> None:
+        self.metrics.rollout_status(spec, status, strategy=strategy_label(spec.strategy))
+        self._phases[spec.key] = status.phase
+        if previous is not None and previous.phase != status.phase:
+            self.metrics.rollout_event(
+                spec,
+                from_phase=previous.phase,
+                to_phase=status.phase,
+                reason=status.reason,
+                now=self._clock(),
+                promotion=promotion_kind(status),
+            )
+
+    async def event(self, *, spec: RolloutSpec, event: Event) -> None:
+        phase = self._phases.get(spec.key)
+        if event.reason == self.SUPERSEDED and phase is not None:
+            self.metrics.rollout_event(spec, from_phase=phase, to_phase=phase, reason=event.reason, now=self._clock())
+
+    async def reconciled(self, *, spec: RolloutSpec, report: Reconciled) -> None:
+        self.metrics.reconcile_finished(spec, seconds=report.seconds, error=report.error)
+        if report.alarm_states:
+            self.metrics.alarm_states(spec, report.alarm_states)
+
+    async def alias_written(self, *, spec: RolloutSpec, write: AliasWritten) -> None:
+        self.metrics.alias_written(spec, rollback=write.rollback)
+        if write.reaction_seconds is not None:
+            self.metrics.rollback_reaction(spec, seconds=write.reaction_seconds)
+
+    async def removed(self, *, spec: RolloutSpec) -> None:
+        self._phases.pop(spec.key, None)
+        self.metrics.rollout_removed(spec)
 
 
 class FanoutSink:

@@ -31,7 +31,7 @@ import yaml
 from controller.emulator import Emulator
 from controller.emulator.proxy import FaultProxy, FaultRule
 from controller.observability.http import Health, ObservabilityServer
-from controller.observability.metrics import Metrics
+from controller.observability.prometheus import Metrics
 from tests.integration.helpers import (
     CLI,
     alias_routing,

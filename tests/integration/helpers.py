@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -27,11 +28,12 @@ from typing import Any, Self, TypeVar
 from controller.aws import AwsSettings, Budget, make_clients
 from controller.aws.budget import DEFAULT_RATES
 from controller.core.codec import encode_request, request_key
-from controller.core.types import Phase, Request, Status, Verb
-from controller.document.ownership import OwnershipPolicy
+from controller.core.types import Event, Phase, Request, Status, Verb
+from controller.document.model import RolloutSpec
+from controller.document.ownership_config import OwnershipPolicy
 from controller.emulator import Emulator
 from controller.runtime.engine import Engine, EngineSettings
-from controller.runtime.sink import MemorySink
+from controller.runtime.sink import AliasWritten, Reconciled
 from controller.sources.files import FileSource
 
 # Re-exported: tests import every helper from here.
@@ -95,6 +97,31 @@ def put_hand_alarm(cloudwatch: Any, name: str) -> None:
 
 def set_alarm(cloudwatch: Any, name: str, state: str) -> None:
     cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test")
+
+
+@dataclass
+class MemorySink:
+    """Keeps the latest status, every event, report and alias write per rollout: tests read them back."""
+
+    statuses: dict[str, Status] = field(default_factory=dict)
+    events: dict[str, list[Event]] = field(default_factory=dict)
+    reports: dict[str, list[Reconciled]] = field(default_factory=dict)
+    writes: dict[str, list[AliasWritten]] = field(default_factory=dict)
+
+    async def status_changed(self, *, spec: RolloutSpec, status: Status, previous: Status | None) -> None:
+        self.statuses[spec.key] = status
+
+    async def event(self, *, spec: RolloutSpec, event: Event) -> None:
+        self.events.setdefault(spec.key, []).append(event)
+
+    async def reconciled(self, *, spec: RolloutSpec, report: Reconciled) -> None:
+        self.reports.setdefault(spec.key, []).append(report)
+
+    async def alias_written(self, *, spec: RolloutSpec, write: AliasWritten) -> None:
+        self.writes.setdefault(spec.key, []).append(write)
+
+    async def removed(self, *, spec: RolloutSpec) -> None:
+        self.statuses.pop(spec.key, None)
 
 
 class FakeClock:

@@ -16,7 +16,7 @@ from controller.core.codec import MANAGED_KEY
 from controller.core.ownership import OWNER_TAG
 from controller.core.reasons import Reason
 from controller.core.types import Phase
-from controller.document.ownership import OwnershipPolicy
+from controller.document.ownership_config import OwnershipPolicy
 from controller.emulator import Emulator
 from tests.integration.helpers import (
     EngineHarness,

@@ -74,7 +74,7 @@ def test_applying_a_rollout_drives_the_alias_and_status_follows_every_step(aws: 
 
 def plugin(cluster: KubeCluster, *argv: str) -> int:
     """``kubectl lambda-rollouts ...`` with the test cluster's kubeconfig (kubectl runs in a subprocess)."""
-    from controller.kube import plugin as kubectl_plugin
+    from controller.commands import kubectl as kubectl_plugin
 
     with env_vars(KUBECONFIG=str(cluster.kubeconfig)):
         return kubectl_plugin.main(list(argv))

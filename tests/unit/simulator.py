@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from controller.core.context import warming
 from controller.core.decide import confirm, decide
-from controller.core.metrics import due_metrics, period_of, window
+from controller.core.metric_analysis import due_metrics, period_of, window
 from controller.core.types import (
     Action,
     AliasRouting,

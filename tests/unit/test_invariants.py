@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.core.hooks import BEFORE_ALLOW_TRAFFIC
+from controller.core.lifecycle import BEFORE_ALLOW_TRAFFIC
 from controller.core.plan import build_plan
 from controller.core.spec_hash import spec_hash
 from controller.core.types import AliasRouting, Phase, Record, UpdateAlias, Verb, Verdict

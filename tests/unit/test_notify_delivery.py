@@ -19,7 +19,7 @@ from controller.notify.delivery import Notifier, full_jitter
 from controller.notify.http import parse_retry_after
 from controller.notify.links import GateLinks, GateSigner
 from controller.notify.transition import Transition, Trigger
-from controller.observability.metrics import Metrics
+from controller.observability.prometheus import Metrics
 
 T0 = 1767225600.0
 

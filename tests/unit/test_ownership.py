@@ -13,7 +13,7 @@ from controller.core.ownership import OWNER_TAG, Ownership, matches, owner_names
 from controller.core.reasons import Reason
 from controller.core.types import AliasRouting, Observed, Phase, Record, Request, Verb, VersionInfo
 from controller.document.model import Analysis, CanaryStrategy, RolloutSpec, SetWeight
-from controller.document.ownership import OwnershipPolicy, load_ownership
+from controller.document.ownership_config import OwnershipPolicy, load_ownership
 
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:pay-api"
 

@@ -28,8 +28,7 @@ from __future__ import annotations
 import platform
 import re
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -39,7 +38,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from controller import __version__
 from controller.core.reasons import Outcome, Reason
-from controller.core.types import Event, Phase, Status, Verb
+from controller.core.types import Phase, Status, Verb
 from controller.document.model import (
     AllAtOnceStrategy,
     BlueGreenStrategy,
@@ -49,7 +48,6 @@ from controller.document.model import (
     RolloutSpec,
     Strategy,
 )
-from controller.runtime.sink import AliasWritten, Reconciled
 
 PREFIX = "lambda_rollouts_"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -518,51 +516,3 @@ class Metrics:
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format, for ``/metrics``."""
         return generate_latest(self.registry)
-
-
-class MetricsSink:
-    """Feeds ``Metrics`` from the engine's status-sink calls (status, event, reconcile, alias write, removed).
-
-    The engine reports statuses, not transitions: a transition is a status whose phase differs from
-    the previous one, timed by ``clock`` when it is reported. A supersede keeps the phase
-    (Progressing), so it is taken from its ``Event`` instead.
-    """
-
-    SUPERSEDED = "Superseded"
-
-    def __init__(self, metrics: Metrics, *, clock: Callable[[], float] = time.time) -> None:
-        self.metrics = metrics
-        self._clock = clock
-        self._phases: dict[str, Phase] = {}
-
-    async def status_changed(self, *, spec: RolloutSpec, status: Status, previous: Status | None) -> None:
-        self.metrics.rollout_status(spec, status, strategy=strategy_label(spec.strategy))
-        self._phases[spec.key] = status.phase
-        if previous is not None and previous.phase != status.phase:
-            self.metrics.rollout_event(
-                spec,
-                from_phase=previous.phase,
-                to_phase=status.phase,
-                reason=status.reason,
-                now=self._clock(),
-                promotion=promotion_kind(status),
-            )
-
-    async def event(self, *, spec: RolloutSpec, event: Event) -> None:
-        phase = self._phases.get(spec.key)
-        if event.reason == self.SUPERSEDED and phase is not None:
-            self.metrics.rollout_event(spec, from_phase=phase, to_phase=phase, reason=event.reason, now=self._clock())
-
-    async def reconciled(self, *, spec: RolloutSpec, report: Reconciled) -> None:
-        self.metrics.reconcile_finished(spec, seconds=report.seconds, error=report.error)
-        if report.alarm_states:
-            self.metrics.alarm_states(spec, report.alarm_states)
-
-    async def alias_written(self, *, spec: RolloutSpec, write: AliasWritten) -> None:
-        self.metrics.alias_written(spec, rollback=write.rollback)
-        if write.reaction_seconds is not None:
-            self.metrics.rollback_reaction(spec, seconds=write.reaction_seconds)
-
-    async def removed(self, *, spec: RolloutSpec) -> None:
-        self._phases.pop(spec.key, None)
-        self.metrics.rollout_removed(spec)

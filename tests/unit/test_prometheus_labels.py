@@ -1,4 +1,4 @@
-"""Review: promotions and rollbacks are labelled from what really happened, as docs/metrics.md says.
+"""promotions and rollbacks are labelled from what really happened, as docs/metrics.md says.
 
 A rollout always reaches Healthy with the core's reason ``Promoted``, so the kind of promotion
 (``full``, ``manual``) must come from the attempt's history, and a spec set back to the stable
@@ -13,8 +13,9 @@ import dataclasses
 import pytest
 
 from controller.core.types import HistoryEntry, Phase, Status
-from controller.observability.metrics import Metrics, MetricsSink
-from tests.unit.test_metrics import IDENTITY, SPEC, value
+from controller.observability.prometheus import Metrics
+from controller.runtime.sink import MetricsSink
+from tests.unit.test_prometheus import IDENTITY, SPEC, value
 
 PAUSED = Status(
     phase=Phase.PAUSED,

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from controller.core.decide import decide
-from controller.core.metrics import cloudwatch_period, due_metrics, fold, judge, next_due, window
+from controller.core.metric_analysis import cloudwatch_period, due_metrics, fold, judge, next_due, window
 from controller.core.reasons import Reason
 from controller.core.types import AliasRouting, Measurement, MetricState, Observed, Phase, Verb, Verdict
 from controller.document.model import (

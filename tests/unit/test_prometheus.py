@@ -27,15 +27,15 @@ from controller.document.model import (
     Strategy,
 )
 from controller.observability.http import Health, ObservabilityServer
-from controller.observability.metrics import (
+from controller.observability.prometheus import (
     PROMOTION_KINDS,
     ROLLBACK_REASONS,
     Metrics,
-    MetricsSink,
     error_kind_label,
     rollback_reason_label,
     strategy_label,
 )
+from controller.runtime.sink import MetricsSink
 
 SPEC = RolloutSpec(
     namespace="payments",

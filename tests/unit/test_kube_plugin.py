@@ -1,4 +1,4 @@
-"""Review: ``kubectl lambda-rollouts promote NAME --skip-analysis`` without ``--full`` is a usage error.
+"""``kubectl lambda-rollouts promote NAME --skip-analysis`` without ``--full`` is a usage error.
 
 Exit code 2 (usage), like ``lambda-rollouts promote``, and before kubectl is run at all.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.kube import plugin as kubectl_plugin
+from controller.commands import kubectl as kubectl_plugin
 
 
 def test_skip_analysis_without_full_is_a_usage_error_before_any_kubectl_call(

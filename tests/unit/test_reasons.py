@@ -1,4 +1,4 @@
-"""Review: every reason a status can carry is a ``Reason`` and is documented in docs/behaviour.md.
+"""every reason a status can carry is a ``Reason`` and is documented in docs/behaviour.md.
 
 An invalid document is shown the same way in both modes (GitOps files held by the engine, custom
 resources that never were valid): phase Invalid, reason ``InvalidSpec``, the errors.

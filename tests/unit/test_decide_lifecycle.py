@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from controller.analysis.hooks import judge_invocation
-from controller.core.hooks import AFTER_ALLOW_TRAFFIC, BEFORE_ALLOW_TRAFFIC, RECHECK_AFTER, record_hook
+from controller.core.lifecycle import AFTER_ALLOW_TRAFFIC, BEFORE_ALLOW_TRAFFIC, RECHECK_AFTER, record_hook
 from controller.core.reasons import Reason
 from controller.core.types import AliasRouting, Phase, RunHook, UpdateAlias, Verb, Verdict
 from controller.document.model import (
