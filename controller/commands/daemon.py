@@ -17,7 +17,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from controller.aws import AwsClients
-from controller.commands.options import clients_from_args
+from controller.commands.gates import GateDesk, StoreRequest, tag_store
+from controller.commands.options import clients_from_args, notifications_from_args
+from controller.notify.announcer import NotifierAnnouncer
+from controller.notify.build import build_notifier
+from controller.notify.delivery import Notifier
+from controller.notify.links import gate_routes
+from controller.notify.secrets import SecretReader
 from controller.observability.http import Health, ObservabilityServer
 from controller.observability.prometheus import Metrics
 from controller.runtime.engine import Engine, EngineSettings
@@ -38,15 +44,35 @@ class Daemon:
     health: Health
     settings: EngineSettings
     clock: Callable[[], float] = time.time
+    # ``--notifications``: the notifier beside the engine, and its side of the engine's announcer seam.
+    notifier: Notifier | None = None
+    announcer: NotifierAnnouncer | None = None
     # The server's port once started (``--metrics-port 0`` binds a free one); None when not served.
     port: int | None = field(default=None, init=False)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, *, settings: EngineSettings) -> Daemon:
-        """Metrics first: the AWS clients report every call to them from the start."""
+        """Metrics first: the AWS clients report every call to them from the start.
+
+        A bad ``--notifications`` config (or a secret it names that cannot be read) is a usage error.
+        """
         metrics = Metrics()
         health = Health(interval=settings.interval, metrics=metrics)
-        return cls(aws=clients_from_args(args, observer=metrics), metrics=metrics, health=health, settings=settings)
+        aws = clients_from_args(args, observer=metrics)
+        daemon = cls(aws=aws, metrics=metrics, health=health, settings=settings)
+        config = notifications_from_args(args)
+        if config is not None:
+            announcer: list[NotifierAnnouncer] = []
+            notifier = build_notifier(
+                config,
+                secrets=SecretReader(),
+                sns=aws.sns,
+                observer=metrics,
+                on_finished=lambda ident, target, outcome: announcer[0].finished(ident, target, outcome),
+            )
+            announcer.append(NotifierAnnouncer(notifier, config))
+            daemon.notifier, daemon.announcer = notifier, announcer[0]
+        return daemon
 
     def sinks(self) -> tuple[StatusSink, ...]:
         """The outputs every engine has: the log and the metrics."""
@@ -66,6 +92,7 @@ class Daemon:
             sinks=(*sinks, *self.sinks()),
             can_write=can_write,
             inbox=inbox,
+            announcer=self.announcer,
         )
 
         def ticked() -> None:
@@ -76,11 +103,24 @@ class Daemon:
         return engine
 
     @contextlib.asynccontextmanager
-    async def serving(self, port: int | None, *, host: str = "0.0.0.0") -> AsyncIterator[None]:
-        """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``port`` for the block (nothing when None)."""
-        if port is None:
-            yield
-            return
-        async with ObservabilityServer(metrics=self.metrics, health=self.health, host=host, port=port) as server:
+    async def serving(
+        self, port: int | None, *, host: str = "0.0.0.0", store: StoreRequest | None = None
+    ) -> AsyncIterator[None]:
+        """For the block: the notifier, and ``/metrics``, ``/healthz``, ``/readyz`` on ``port`` (none
+        when None), with the one-click gates when links are configured. ``store`` leaves a gate's
+        request where this mode's leader reads requests (default: the function's tag, GitOps mode)."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self.notifier is not None:
+                await stack.enter_async_context(self.notifier)
+            if port is None:
+                yield
+                return
+            routes = []
+            signer = self.notifier.signer if self.notifier is not None else None
+            if signer is not None:
+                desk = GateDesk(self.aws, store or tag_store(self.aws), clock=self.clock)
+                routes = gate_routes(signer, desk, clock=self.clock)
+            server = ObservabilityServer(metrics=self.metrics, health=self.health, host=host, port=port, routes=routes)
+            await stack.enter_async_context(server)
             self.port = server.port
             yield

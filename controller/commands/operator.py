@@ -19,6 +19,7 @@ import time
 import uuid
 
 from controller.commands.daemon import Daemon
+from controller.commands.gates import annotation_store
 from controller.commands.options import add_daemon_arguments, engine_settings
 from controller.kube.api import Endpoint, KubeApi
 from controller.kube.lease import LeaderElector, LeaseSettings
@@ -97,7 +98,7 @@ async def serve(args: argparse.Namespace, *, login: Login = default_login, stop:
             on_tick=daemon.health.heartbeat,
         )
         elector.on_lost = operator.lost_leadership
-        async with daemon.serving(args.metrics_port):
+        async with daemon.serving(args.metrics_port, store=annotation_store(api)):
             monitor = asyncio.create_task(_report_health(operator, daemon.health, daemon.metrics, args.interval, stop))
             try:
                 await run_operator(operator=operator, login=login, stop=stop)

@@ -15,6 +15,8 @@ import logging
 from controller.aws import ApiObserver, AwsClients, AwsSettings, make_clients
 from controller.document.ownership_config import OwnershipPolicy, load_ownership
 from controller.errors import UsageError
+from controller.notify.config import NotificationConfig, load_notifications
+from controller.notify.secrets import SecretReader, check_secrets
 from controller.runtime.engine import EngineSettings
 
 logger = logging.getLogger("controller.options")
@@ -80,8 +82,30 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="on SIGTERM, how long reconciles in flight may take to finish their writes (default 8)",
     )
+    parser.add_argument(
+        "--notifications",
+        metavar="FILE",
+        help="notification targets and subscriptions (Slack, Teams, webhooks, SNS): docs/notifications.md",
+    )
     add_ownership(parser)
     add_time_scale(parser)
+
+
+def notifications_from_args(args: argparse.Namespace) -> NotificationConfig | None:
+    """The ``--notifications`` config, None without one; ``UsageError`` listing every problem.
+
+    Every secret it names (webhook URLs, signing keys) must be readable now, not at the first rollback.
+    """
+    file = getattr(args, "notifications", None)
+    if file is None:
+        return None
+    config, errors = load_notifications(file)
+    if config is not None:
+        errors = check_secrets(config, SecretReader())
+    if errors or config is None:
+        raise UsageError("\n".join(str(error) for error in errors))
+    logger.info("notifications config %s: %d targets", file, len(config.targets))
+    return config
 
 
 def engine_settings(args: argparse.Namespace, *, tenancy_warning: bool = False) -> EngineSettings:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from controller.core.announce import with_announcements, without_announced
 from controller.core.bluegreen import advance_blue_green
 from controller.core.concurrency import warm_up, with_settings
 from controller.core.context import (
@@ -680,6 +681,8 @@ def decide(
 
     ``time_scale`` multiplies every pause of the plan (the demo runs minutes as seconds).
     """
+    # Announcements every notification target had are forgotten by whatever this decision writes.
+    before = without_announced(record or Record(), observed.announced)
     ctx = Ctx(
         spec=spec,
         observed=observed,
@@ -688,11 +691,23 @@ def decide(
         spec_hash=spec_hash(spec),
         desired=observed.desired_version or spec.version,
         first_sight=record is None,
-        original=record or Record(),
-        record=record or Record(),
+        original=before,
+        record=before,
         time_scale=time_scale,
     )
     decision = with_settings(spec, record, observed, _apply_rules(ctx))
+    decision = with_announcements(spec.key, before, decision, now=now, announce=observed.announce)
+    if (
+        record is not None
+        and before != record
+        and not decision.record_changed
+        and decision.status.phase
+        not in (
+            Phase.INVALID,
+            Phase.PENDING,
+        )
+    ):
+        decision = dataclasses.replace(decision, record_changed=True)  # the outbox shrank: worth a write
     decision = _wake_at(decision, wake_after(spec, decision.record, now, time_scale=time_scale))
     return _wake_at(decision, _deadline_after(ctx, decision.record))
 

@@ -149,6 +149,44 @@ class HookAnswer:
     at: float = 0.0
 
 
+class Trigger(enum.StrEnum):
+    """The transitions a subscription can ask to hear about (``subscriptions[].on``)."""
+
+    STARTED = "Started"
+    WAITING_FOR_PROMOTION = "WaitingForPromotion"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
+    DRIFT_DETECTED = "DriftDetected"
+    INVALID = "Invalid"
+    ORPHANED = "Orphaned"
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """One transition waiting in the record's outbox (``controller.core.announce``): everything a
+    message says, as it was at the transition.
+
+    ``step`` / ``steps`` say "step 2 of 4" (0: not on a plan step), ``weight`` the canary's percent,
+    ``reason`` the core's machine reason, ``by`` who asked (manual actions), ``at`` epoch seconds.
+    """
+
+    id: str
+    trigger: Trigger
+    attempt: str
+    at: float
+    version: str | None = None
+    stable: str | None = None
+    weight: int = 0
+    step: int = 0
+    steps: int = 0
+    phase: Phase | None = None
+    reason: str = ""
+    message: str = ""
+    by: str = ""
+    discriminator: str = ""
+
+
 @dataclass(frozen=True)
 class MetricState:
     """Metric ``name``'s measurements for the rollout in flight, compactly: the consecutive counts
@@ -222,6 +260,8 @@ class Record:
     # How many steps the plan has, as people count them (``controller.core.status``): kept so that
     # a reader without the document (``get``) can still say "step 2 of 4".
     steps: int = 0
+    # Transitions to announce, until every notification target had them (``controller.core.announce``).
+    outbox: tuple[Announcement, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -300,6 +340,10 @@ class Observed:
     # ``spec.publish``: the CodeSha256 of ``$LATEST`` when it is not the code the document asks for and
     # no published version has that code either (None: not checked, or it matches).
     latest_code_sha256: str | None = None
+    # Notifications: whether the rollout has any (its transitions then go to the record's outbox), and
+    # the ids of outbox entries every target had, which the record may forget now.
+    announce: bool = False
+    announced: frozenset[str] = frozenset()
 
 
 # ---- actions: what the shell must do, in order ---------------------------------------------------

@@ -68,6 +68,7 @@ def build_rollout(document: Mapping[str, Any], *, default_namespace: str) -> Rol
         progress_deadline=_duration(spec.get("progressDeadline")),
         revert_on_deletion=bool(spec.get("revertOnDeletion", False)),
         drift_policy=spec.get("driftPolicy", "Hold"),
+        notifications=tuple(spec.get("notifications") or ()),
     )
 
 

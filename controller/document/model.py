@@ -189,6 +189,9 @@ class RolloutSpec:
     revert_on_deletion: bool = False
     generation: int = 0
     drift_policy: DriftPolicy = "Hold"
+    # Notification targets this rollout opts in to (``spec.notifications``; the controller's config
+    # defines them, and which subscriptions need an opt-in).
+    notifications: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:

@@ -42,6 +42,7 @@ CRD_FILE_NAME = "lambdarollout.yaml"
 # nobody. Keyed by field name; a test checks that every field with a pattern in the CRD has one.
 PATTERN_HINTS: dict[str, str] = {
     "functionName": "a function name (letters, digits, - and _, up to 64) or a full function ARN without qualifier",
+    "notifications[]": "a notification target name: lowercase letters, digits and -, at most 63",
     "function": "a function name or full ARN, optionally with :qualifier",
     "alias": "an alias name: letters, digits, - and _, not only digits (and never $LATEST)",
     "previewAlias": "an alias name: letters, digits, - and _, not only digits",

@@ -18,7 +18,7 @@ from controller.aws.sns import SnsAdapter
 
 from .channel import Channel
 from .config import Links, NotificationConfig, SlackTarget, SnsTarget, Target, TeamsTarget, WebhookTarget
-from .delivery import Notifier, NotifyObserver, OnDelivered
+from .delivery import Notifier, NotifyObserver, OnDelivered, OnFinished
 from .http import HttpPoster
 from .links import GateSigner
 from .secrets import SecretReader
@@ -70,6 +70,7 @@ def build_notifier(
     sns: SnsAdapter | None = None,
     observer: NotifyObserver | None = None,
     on_delivered: OnDelivered | None = None,
+    on_finished: OnFinished | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rand: Callable[[], float] = random.random,
@@ -87,6 +88,7 @@ def build_notifier(
         signer=signer,
         observer=observer,
         on_delivered=on_delivered,
+        on_finished=on_finished,
         http=http,
         clock=clock,
         sleep=sleep,

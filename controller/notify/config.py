@@ -231,6 +231,16 @@ class NotificationConfig:
     source: str = ""
 
 
+def subscribed(config: NotificationConfig, *, namespace: str, name: str, opt_in: Collection[str] = ()) -> bool:
+    """Whether any subscription could ever send this rollout's transitions (whatever the trigger)."""
+    return any(
+        (not sub.namespaces or namespace in sub.namespaces)
+        and (not sub.names or any(fnmatch.fnmatchcase(name, pattern) for pattern in sub.names))
+        and (not sub.opt_in or sub.target in opt_in)
+        for sub in config.subscriptions
+    )
+
+
 def targets_for(
     config: NotificationConfig, transition: Transition, *, rollout_opt_in: Collection[str] = ()
 ) -> tuple[str, ...]:

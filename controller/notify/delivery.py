@@ -19,9 +19,10 @@ everything after that happens on the notifier's own tasks:
 - **Idempotent**: a transition's id is stable, and an (id, target) pair is queued at most once per
   process (the last ``_REMEMBERED`` finished pairs are remembered), so the engine may offer the same
   transition again after a restart, or on every tick until it recorded it, without duplicates here.
-  Exactly once across restarts is the engine's part: ``on_delivered(transition_id, target)`` tells it
-  what to record in the durable record, ``announced`` tells ``offer`` what is already recorded, and
-  ``pending()`` shows what is still on its way.
+  Exactly once across restarts is the engine's part: it keeps each transition in the durable record's
+  outbox until ``on_finished(transition_id, target, outcome)`` said every target is done with it
+  (``controller.core.announce``); ``on_delivered`` hears only the successes, ``pending()`` shows what
+  is still on its way.
 
 Nothing secret is logged: lines name the target and its redacted destination (``Channel.describe``)
 and the failure kind, never a URL, header, body or link. The clock, the sleep and the random source
@@ -46,7 +47,7 @@ from .http import HttpPoster
 from .links import GateSigner
 from .transition import Transition, Trigger
 
-__all__ = ["Notifier", "NotifyObserver", "Pending", "full_jitter"]
+__all__ = ["Notifier", "NotifyObserver", "OnDelivered", "OnFinished", "Pending", "full_jitter"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class NotifyObserver(Protocol):
 
 
 OnDelivered = Callable[[str, str], Any]
+# (transition id, target, "sent" | "failed"): a message is done with, whichever way it ended.
+OnFinished = Callable[[str, str, str], Any]
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ class Notifier:
         signer: GateSigner | None = None,
         observer: NotifyObserver | None = None,
         on_delivered: OnDelivered | None = None,
+        on_finished: OnFinished | None = None,
         http: HttpPoster | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -148,6 +152,7 @@ class Notifier:
         self._signer = signer
         self._observer = observer
         self._on_delivered = on_delivered
+        self._on_finished = on_finished
         self._http = http
         self._clock = clock
         self._sleep = sleep
@@ -345,6 +350,11 @@ class Notifier:
         else:
             self._log(logging.WARNING, lane, job.transition, "failed after %d attempt(s): %s", job.attempts, kind)
         self._tell(functools.partial(_finished, target=target, outcome=outcome))
+        if self._on_finished is not None:
+            try:
+                self._on_finished(job.transition.id, target, outcome)
+            except Exception as error:
+                log.error("on_finished failed for %s: %s", job.transition.id, type(error).__name__)
 
     # ---- helpers -----------------------------------------------------------------------------------
 

@@ -2,15 +2,16 @@
 
 The engine builds a ``Transition`` when a rollout passes a point people care about (a ``Trigger``)
 and hands it to the ``Notifier``; nothing here looks at the engine, so the same value can be built
-from a live status change or, after a restart, from the durable record.
+from a live status change or, after a restart, from the durable record's outbox.
 
-Exactly once across restarts and leader changes is the engine's job: it records the ids it has seen
-announced (``Notifier``'s ``on_delivered``) in the durable record and offers a transition again only
-when its id is not there. That works only if the id is the same in every process that ever builds
-that transition, so it is a hash of what identifies the transition and of nothing else (no clock, no
-process): the rollout key, the attempt, the trigger and a ``discriminator`` for a trigger that can
-happen more than once per attempt (the step index of each pause waiting for promotion, the routing
-found by a drift check, the hash of an invalid document's errors).
+Exactly once across restarts and leader changes is the engine's job: the transition waits in the
+durable record's outbox until every target is done with it (``controller.core.announce``), and
+whatever process finds it there offers it. That works only if the id is the same in every process
+that ever builds that transition, so it is a hash of what identifies the transition and of nothing
+else (no clock, no process; ``controller.core.announce.transition_id``): the rollout key, the
+attempt, the trigger and a ``discriminator`` for a trigger that can happen more than once per
+attempt (the step index of each pause waiting for promotion, the routing found by a drift check,
+the hash of an invalid document's errors).
 
 The attempt id is a string chosen by the engine; ``attempt_id`` derives the canonical one from what
 the durable record keeps (the version and when its attempt started), so it is the same after a restart.
@@ -18,43 +19,14 @@ the durable record keeps (the version and when its attempt started), so it is th
 
 from __future__ import annotations
 
-import enum
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.core.types import Phase
+from controller.core.announce import attempt_id, transition_id
+from controller.core.types import Announcement, Phase, Trigger
 
 __all__ = ["Transition", "Trigger", "attempt_id", "rfc3339"]
-
-# Separates the parts hashed into an id; a character no name, version or reason contains, so two
-# different tuples can never join into the same string.
-_SEPARATOR = "\x1f"
-
-
-class Trigger(enum.StrEnum):
-    """The transitions a subscription can ask to hear about (``subscriptions[].on``)."""
-
-    STARTED = "Started"
-    WAITING_FOR_PROMOTION = "WaitingForPromotion"
-    PROMOTED = "Promoted"
-    ROLLED_BACK = "RolledBack"
-    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
-    DRIFT_DETECTED = "DriftDetected"
-    INVALID = "Invalid"
-    ORPHANED = "Orphaned"
-
-
-def attempt_id(*, version: str | None, started_at: float | None) -> str:
-    """``"43@1767225600"``: the version of an attempt and when it started, in whole epoch seconds.
-
-    Both come from the durable record (``Record.canary`` / ``Record.started_at``), so every
-    controller that reads the record derives the same attempt id. Without a start time (an invalid
-    document, an orphaned rollout) the version alone is the attempt.
-    """
-    version_part = version or "-"
-    return version_part if started_at is None else f"{version_part}@{int(started_at)}"
 
 
 def rfc3339(seconds: float) -> str:
@@ -93,10 +65,35 @@ class Transition:
     id: str = field(init=False)
 
     def __post_init__(self) -> None:
-        parts = (self.rollout_key, self.attempt, self.trigger.value, self.discriminator)
-        digest = hashlib.sha256(_SEPARATOR.join(parts).encode("utf-8")).hexdigest()
-        # 128 bits: collisions are out of reach, and the id stays short enough for a tag value.
-        object.__setattr__(self, "id", digest[:32])
+        ident = transition_id(
+            self.rollout_key, attempt=self.attempt, trigger=self.trigger.value, discriminator=self.discriminator
+        )
+        object.__setattr__(self, "id", ident)
+
+    @classmethod
+    def announced(
+        cls, announcement: Announcement, *, namespace: str, name: str, function_name: str, alias: str
+    ) -> Transition:
+        """The transition an outbox entry of the durable record announces (same id in every process)."""
+        return cls(
+            namespace=namespace,
+            name=name,
+            function_name=function_name,
+            alias=alias,
+            trigger=announcement.trigger,
+            attempt=announcement.attempt,
+            at=announcement.at,
+            version=announcement.version,
+            stable_version=announcement.stable,
+            weight=announcement.weight,
+            step=announcement.step,
+            steps=announcement.steps,
+            phase=announcement.phase,
+            reason=announcement.reason,
+            message=announcement.message,
+            by=announcement.by,
+            discriminator=announcement.discriminator,
+        )
 
     @property
     def rollout_key(self) -> str:

@@ -15,7 +15,7 @@ stops ``/healthz`` answering, which is exactly the failure liveness probes exist
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from aiohttp import web
@@ -91,11 +91,21 @@ class ObservabilityServer:
     ``port=0`` binds a free port (tests); ``port`` holds the bound one once started.
     """
 
-    def __init__(self, *, metrics: Metrics, health: Health, host: str = "0.0.0.0", port: int = 8080) -> None:
+    def __init__(
+        self,
+        *,
+        metrics: Metrics,
+        health: Health,
+        host: str = "0.0.0.0",
+        port: int = 8080,
+        routes: Sequence[web.RouteDef] = (),
+    ) -> None:
         self.metrics = metrics
         self.health = health
         self.host = host
         self.port = port
+        # More endpoints on the same server (the one-click gates of notifications).
+        self._routes = tuple(routes)
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -103,6 +113,7 @@ class ObservabilityServer:
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/healthz", self._healthz_handler)
         app.router.add_get("/readyz", self._readyz_handler)
+        app.router.add_routes(self._routes)
         return app
 
     async def start(self) -> None:

@@ -50,10 +50,11 @@ from controller.analysis.queries import MetricQueries
 from controller.aws import AwsClients
 from controller.aws.errors import NotFound
 from controller.core.status import record_status
-from controller.core.types import Decision, Status, UpdateAlias, blank_status, invalid_status
+from controller.core.types import Decision, Phase, Status, UpdateAlias, blank_status, invalid_status
 from controller.document.model import RolloutSpec
 from controller.document.ownership_config import OwnershipPolicy
 from controller.observability.logs import rollout_logger
+from controller.runtime.announcing import Announcer
 from controller.runtime.desired import DesiredState
 from controller.runtime.inbox import Inbox, TagInbox
 from controller.runtime.observe import Observer
@@ -65,7 +66,7 @@ from controller.runtime.records import RecordStore, managed_entries
 from controller.runtime.reporter import Reporter
 from controller.runtime.rollouts import Orphan, Rollout
 from controller.runtime.scheduler import Scheduler
-from controller.runtime.sink import StatusSink
+from controller.runtime.sink import AnnouncingSink, StatusSink
 
 logger = logging.getLogger("controller.engine")
 
@@ -109,6 +110,7 @@ class Engine:
         can_write: Callable[[], bool] = lambda: True,
         inbox: Inbox | None = None,
         providers: Sequence[Provider] = (),
+        announcer: Announcer | None = None,
     ) -> None:
         self.settings = settings = settings or EngineSettings()
         self._clock = clock
@@ -119,7 +121,10 @@ class Engine:
         self._alarms = AlarmsProvider(aws.cloudwatch)
         self._metrics = MetricQueries(aws.cloudwatch, time_scale=settings.time_scale, wait=settings.measure_wait)
         self.analysis = Analysis((self._alarms, self._metrics, self._hooks, *providers))
-        self._reads = TickReader(store=self._store, inbox=self.inbox, analysis=self.analysis)
+        self._announcer = announcer
+        self._reads = TickReader(store=self._store, inbox=self.inbox, analysis=self.analysis, announcer=announcer)
+        if announcer is not None:
+            sinks = (*sinks, AnnouncingSink(announcer))
         self._reporter = Reporter(sinks, clock=clock)
         self.sink = self._reporter.sink
         self._scheduler = Scheduler(
@@ -338,8 +343,17 @@ class Engine:
         if not self._managed(rollout):
             return
         await self._reporter.reconciled(rollout, seconds=time.perf_counter() - started, evidence=inputs.evidence)
+        self._announce(rollout, inputs, outcome)
         await self._succeeded(rollout, outcome)
         rollout.quiet = remember(outcome.decision, inputs=inputs, started=began, refresh=self.settings.quiet_refresh)
+
+    def _announce(self, rollout: Rollout, inputs: Inputs, outcome: ReconcileResult) -> None:
+        """Hand the record's outbox to the notifier; entries done with and now gone are forgotten."""
+        announcer, decision = self._announcer, outcome.decision
+        if announcer is None or decision.status.phase is Phase.INVALID:
+            return  # an Invalid answer wrote nothing: its outbox is the stored one, offered already
+        announcer.forgotten(rollout.spec.key, inputs.announced - {entry.id for entry in decision.record.outbox})
+        announcer.offer(rollout.spec, decision.record)
 
     async def _succeeded(self, rollout: Rollout, outcome: ReconcileResult) -> None:
         decision = outcome.decision

@@ -101,6 +101,8 @@ class Observer:
             hook_answers=evidence.hook_answers,
             hooks_running=evidence.hooks_running,
             latest_code_sha256=self._code_mismatch(spec, desired),
+            announce=inputs.announce,
+            announced=inputs.announced,
         )
         if read_settings:
             reserved, event_invoke = await self._settings(spec)

@@ -23,6 +23,7 @@ from controller.analysis import NO_EVIDENCE, Analysis, Evidence, Subject
 from controller.core.codec import CodecError
 from controller.core.types import Record, Request
 from controller.document.model import RolloutSpec
+from controller.runtime.announcing import Announcer
 from controller.runtime.inbox import Inbox
 from controller.runtime.records import RecordStore
 
@@ -36,6 +37,9 @@ class Inputs:
     tags: Mapping[str, str] | None
     request: Request | None = None
     evidence: Evidence = NO_EVIDENCE
+    # Notifications: whether the rollout has any, and the outbox entries every target is done with.
+    announce: bool = False
+    announced: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -46,24 +50,32 @@ class TickReads:
     requests: Mapping[str, Request] = field(default_factory=dict)
     # rollout key -> what the analysis found out about it this tick.
     evidence: Mapping[str, Evidence] = field(default_factory=dict)
+    # Notifications (None: none configured): who has them, and which outbox entries are done with.
+    announcer: Announcer | None = None
 
     def inputs(self, spec: RolloutSpec, tags: Mapping[str, str] | None) -> Inputs:
         """The rollout's inputs, with ``tags`` as they are now (copied: later writes do not change them)."""
+        announcer = self.announcer
         return Inputs(
             spec=spec,
             tags=dict(tags) if tags is not None else None,
             request=self.requests.get(spec.key),
             evidence=self.evidence.get(spec.key, NO_EVIDENCE),
+            announce=announcer is not None and announcer.wants(spec),
+            announced=announcer.done(spec.key) if announcer is not None else frozenset(),
         )
 
 
 class TickReader:
     """Makes a tick's shared reads for a set of rollouts."""
 
-    def __init__(self, *, store: RecordStore, inbox: Inbox, analysis: Analysis) -> None:
+    def __init__(
+        self, *, store: RecordStore, inbox: Inbox, analysis: Analysis, announcer: Announcer | None = None
+    ) -> None:
         self._store = store
         self._inbox = inbox
         self._analysis = analysis
+        self._announcer = announcer
 
     async def read(self, specs: Sequence[RolloutSpec], *, now: float, wait: bool = False) -> TickReads:
         """The requests and the evidence for ``specs``; ``wait``: for slow evidence too (one-shot passes)."""
@@ -71,6 +83,7 @@ class TickReader:
         return TickReads(
             requests=await self._inbox.pending(specs),
             evidence=await self._analysis.measure(subjects, now=now, wait=wait),
+            announcer=self._announcer,
         )
 
     def record(self, spec: RolloutSpec) -> Record | None:

@@ -22,6 +22,7 @@ from controller.core.types import Event, Phase, Status
 from controller.document.model import RolloutSpec
 from controller.observability.logs import rollout_logger
 from controller.observability.prometheus import Metrics, promotion_kind, strategy_label
+from controller.runtime.announcing import Announcer
 
 # States reported for a watched alarm. The engine reads only the alarms in ALARM (one call per tick
 # for every rollout), so any other state of an existing alarm (OK or INSUFFICIENT_DATA) is reported
@@ -150,6 +151,28 @@ class MetricsSink:
     async def removed(self, *, spec: RolloutSpec) -> None:
         self._phases.pop(spec.key, None)
         self.metrics.rollout_removed(spec)
+
+
+class AnnouncingSink:
+    """Tells the notifications what is never written down: a rollout turning Invalid or Orphaned."""
+
+    def __init__(self, announcer: Announcer) -> None:
+        self._announcer = announcer
+
+    async def status_changed(self, *, spec: RolloutSpec, status: Status, previous: Status | None) -> None:
+        self._announcer.tell(spec, status, previous)
+
+    async def event(self, *, spec: RolloutSpec, event: Event) -> None:
+        return
+
+    async def reconciled(self, *, spec: RolloutSpec, report: Reconciled) -> None:
+        return
+
+    async def alias_written(self, *, spec: RolloutSpec, write: AliasWritten) -> None:
+        return
+
+    async def removed(self, *, spec: RolloutSpec) -> None:
+        return
 
 
 class FanoutSink:

@@ -78,6 +78,7 @@ DISTURBANCES = st.one_of(
     st.tuples(st.just("paused"), st.booleans()),
     st.tuples(st.just("hooks"), st.booleans()),
     st.tuples(st.just("measure"), st.sampled_from(list(Verdict)[:3])),
+    st.tuples(st.just("deliver"), st.just(True)),
 )
 # Mostly reconciles and clock jumps, so that rollouts get far enough for the disturbances to matter.
 OPS = st.lists(st.one_of(TICKS, TICKS, TICKS, DISTURBANCES), max_size=60)
@@ -100,7 +101,8 @@ def make_world(
         hooks=hooks or Hooks(),
         drift_policy="Revert" if revert else "Hold",
     )
-    return World(spec=spec, alias=AliasRouting("1"), versions=versions("1", "2", "3"))
+    # Notifications on: every transition also goes through the record's outbox (and "deliver" clears it).
+    return World(spec=spec, alias=AliasRouting("1"), versions=versions("1", "2", "3"), announce=True)
 
 
 def random_histories(**more: st.SearchStrategy[Any]) -> Callable[[Callable[..., None]], Callable[..., None]]:

@@ -90,6 +90,9 @@ class World:
     hook_delay: float = 0.0
     # (when, hook name, version, verdict) for every hook that ran to an answer.
     hook_runs: list[tuple[float, str, str, Verdict]] = field(default_factory=list)
+    # Notifications: whether the rollout has any, and the outbox entries every target is done with.
+    announce: bool = False
+    announced: set[str] = field(default_factory=set)
     # Hooks started and not answered yet (name -> the action and when), and answers not yet handed over.
     _hooks_running: dict[str, tuple[RunHook, float]] = field(default_factory=dict)
     _hook_answers: list[HookAnswer] = field(default_factory=list)
@@ -142,6 +145,8 @@ class World:
             measurements=dict(self._measurements),
             hook_answers=tuple(self._hook_answers),
             hooks_running={name: at for name, (_, at) in self._hooks_running.items()},
+            announce=self.announce,
+            announced=frozenset(self.announced),
         )
 
     def finish_hooks(self) -> None:
@@ -253,6 +258,9 @@ class World:
             self.hooks_pass = bool(value)
         elif kind == "measure":
             self.metric_verdict = value  # type: ignore[assignment]
+        elif kind == "deliver":
+            # Every notification target is done with what the outbox holds now.
+            self.announced = {entry.id for entry in self.record.outbox} if self.record is not None else set()
         else:
             raise ValueError(f"unknown disturbance {kind!r}")
 

@@ -40,6 +40,7 @@ from controller.core.codec import (
 from controller.core.types import (
     AliasRouting,
     AliasWrite,
+    Announcement,
     FailedVersion,
     HistoryEntry,
     HookRun,
@@ -47,6 +48,7 @@ from controller.core.types import (
     Phase,
     Record,
     Request,
+    Trigger,
     Verb,
     Verdict,
 )
@@ -89,6 +91,23 @@ metric_states = st.builds(
     stable=measured,
     at=times,
 )
+announcements = st.builds(
+    Announcement,
+    id=st.text(alphabet="0123456789abcdef", min_size=32, max_size=32),
+    trigger=st.sampled_from(list(Trigger)),
+    attempt=texts,
+    at=times,
+    version=st.none() | versions,
+    stable=st.none() | versions,
+    weight=st.integers(0, 100),
+    step=st.integers(0, 20),
+    steps=st.integers(0, 20),
+    phase=st.none() | st.sampled_from(list(Phase)),
+    reason=texts,
+    message=st.text(max_size=240),
+    by=texts,
+    discriminator=texts,
+)
 RECORD_FIELDS: dict[str, st.SearchStrategy[Any]] = dict(
     spec_hash=st.text(alphabet="0123456789abcdef", max_size=64),
     phase=st.sampled_from(list(Phase)),
@@ -112,6 +131,7 @@ RECORD_FIELDS: dict[str, st.SearchStrategy[Any]] = dict(
     bypass=st.booleans(),
     request_ignored=st.text(max_size=200),
     steps=st.integers(0, 1000),
+    outbox=st.lists(announcements, max_size=3).map(tuple),
 )
 records = st.builds(Record, **RECORD_FIELDS)
 
