@@ -30,6 +30,9 @@ DEFAULT_RATES: Mapping[str, float] = {
     "tagging": 5.0,
     "sts": 5.0,
     "sns": 10.0,  # notifications: far below SNS's Publish quota, and never taken from the Lambda family
+    # The GitOps lease: one call per retry period. AWS: 2,500 control-plane requests/s per account
+    # (DescribeTable, CreateTable); one item takes 1,000 writes and 3,000 consistent reads per second.
+    "dynamodb": 10.0,
 }
 #: A family nobody configured gets this conservative rate rather than none at all.
 FALLBACK_RATE = 5.0

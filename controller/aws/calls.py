@@ -6,6 +6,11 @@ them is not, which is why ``make_clients`` builds every client up front); those 
 a call still retrying never delays the process's exit. Keeping the budget, the timing and the mapping of
 botocore errors in one place means no adapter method can forget one of them, and the metrics see
 every single request (each page of a paginated read is its own request, as AWS counts them).
+
+``WriteFence`` is the last word on whether a write leaves the process: the engine's write gate is
+asked before a write is started, but the call may then wait for a budget token, for botocore's
+adaptive rate limiter and for its retries, seconds in all. The fence is asked again right before
+each HTTP attempt is sent, so a replica that lost its lease meanwhile sends nothing more.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from controller.aws.budget import Budget
 from controller.aws.errors import from_boto
 from controller.aws.threads import run_in_thread
 
-__all__ = ["ApiCaller", "ApiObserver"]
+__all__ = ["ApiCaller", "ApiObserver", "WriteFence", "WriteFenced"]
 
 T = TypeVar("T")
 
@@ -34,6 +39,42 @@ class ApiObserver(Protocol):
 
     def budget_wait(self, *, family: str, seconds: float) -> None:
         """A call waited ``seconds`` for a token of ``family`` (only reported when it did wait)."""
+
+
+class WriteFenced(Exception):
+    """A write was not sent: the fence was closed when its HTTP attempt was about to leave."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__("not sent: this replica no longer writes (its lease is lost)")
+        self.operation = operation
+
+
+def _open() -> bool:
+    return True
+
+
+class WriteFence:
+    """Stops writes at the last moment, right before each HTTP attempt (botocore's retries included).
+
+    ``gate`` is called from the worker thread that sends the request, so it must be cheap and
+    thread-safe (reading a clock and a flag). Reads (``Get*``, ``List*``) always pass: a standby
+    reads. ``Invoke`` passes too: a lifecycle hook is started only through the engine's gate, and
+    cutting one off mid-way would read as the hook failing.
+    """
+
+    def __init__(self) -> None:
+        self.gate: Callable[[], bool] = _open
+
+    def install(self, client: Any) -> None:
+        # Last among the ``before-send`` handlers: after botocore's adaptive rate limiter, which may sleep.
+        client.meta.events.register_last("before-send", self._before_send)
+
+    def _before_send(self, event_name: str = "", **_kwargs: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        if operation.startswith(("Get", "List")) or operation == "Invoke":
+            return
+        if not self.gate():
+            raise WriteFenced(operation)
 
 
 class ApiCaller:
@@ -54,7 +95,7 @@ class ApiCaller:
         started = time.perf_counter()
         try:
             result = await run_in_thread(method, **params)
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, WriteFenced) as exc:
             error = from_boto(exc, operation=operation)
             self._report(operation, error.outcome, started)
             raise error from exc

@@ -34,7 +34,8 @@ class NotFound(AwsError):
 
 
 class Conflict(AwsError):
-    """Someone else changed it first: stale RevisionId (PreconditionFailedException), ResourceConflictException."""
+    """Someone else changed it first: stale RevisionId (PreconditionFailedException), ResourceConflictException,
+    a DynamoDB condition that no longer holds (ConditionalCheckFailedException)."""
 
     outcome = "conflict"
 
@@ -55,6 +56,7 @@ _CONFLICT = {
     "ResourceConflictException",
     "ConflictException",
     "ConcurrentModificationException",
+    "ConditionalCheckFailedException",  # DynamoDB: the condition of a conditional write failed
     "412",
 }
 _THROTTLED = {

@@ -22,8 +22,9 @@ from botocore.config import Config
 
 import controller
 from controller.aws.budget import Budget
-from controller.aws.calls import ApiCaller, ApiObserver
+from controller.aws.calls import ApiCaller, ApiObserver, WriteFence
 from controller.aws.cloudwatch import CloudWatchAdapter
+from controller.aws.dynamodb import DynamoDbAdapter
 from controller.aws.errors import AwsError
 from controller.aws.lambda_ import LambdaAdapter
 from controller.aws.sns import SnsAdapter
@@ -55,6 +56,9 @@ class AwsClients:
     budget: Budget
     sts: StsAdapter
     sns: SnsAdapter
+    dynamodb: DynamoDbAdapter
+    # Checked right before every Lambda write leaves the process (the GitOps lease closes it).
+    fence: WriteFence
     region: str = ""
     endpoint_url: str | None = None
 
@@ -89,19 +93,31 @@ def make_clients(
         read_timeout=30,
         user_agent_extra=f"lambda-rollouts/{controller.__version__}",
     )
+    # A lease call must answer well within the lease's retry period or count as failed (the lease
+    # steps down on its own clock meanwhile): short timeouts, one retry.
+    lease_config = config.merge(
+        Config(connect_timeout=2, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2})
+    )
     budget = budget if budget is not None else Budget()
 
-    def caller(service: str) -> ApiCaller:
-        client = session.client(service, region_name=region, endpoint_url=endpoint_url, config=config, **credentials)
+    def caller(service: str, client_config: Config = config) -> ApiCaller:
+        client = session.client(
+            service, region_name=region, endpoint_url=endpoint_url, config=client_config, **credentials
+        )
         return ApiCaller(client=client, service=service, budget=budget, observer=observer)
 
+    fence = WriteFence()
+    lambda_caller = caller("lambda")
+    fence.install(lambda_caller.client)
     return AwsClients(
-        lambda_=LambdaAdapter(caller("lambda")),
+        lambda_=LambdaAdapter(lambda_caller),
         cloudwatch=CloudWatchAdapter(caller("cloudwatch")),
         tagging=TaggingAdapter(caller("resourcegroupstaggingapi")),
         budget=budget,
         sts=StsAdapter(caller("sts")),
         sns=SnsAdapter(caller("sns")),
+        dynamodb=DynamoDbAdapter(caller("dynamodb", lease_config)),
+        fence=fence,
         region=region,
         endpoint_url=endpoint_url,
     )

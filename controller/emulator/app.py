@@ -3,7 +3,10 @@
 moto's server is a WSGI application, so wrapping it is the least invasive way to see every
 request (for the call log benchmarks read), to answer ``/_emulator/*`` control requests, and to
 let :class:`~controller.emulator.lambda_ext.StrictLambda` refuse or serve Lambda requests before
-moto's lenient handlers run, without forking moto.
+moto's lenient handlers run (and :class:`~controller.emulator.dynamodb_ext.StrictDynamoDb` serve
+DynamoDB's conditional writes atomically), without forking moto. Each record names the access key
+that signed the request, so a test running several clients (controller processes with keys of
+their own) can tell whose call it was.
 
 The Lambda control endpoints are the emulator's own, not AWS APIs: ``/_emulator/lambda/behaviour``
 sets how a version answers Invoke (no code runs without Docker), and ``/_emulator/lambda/traffic``
@@ -26,6 +29,7 @@ from urllib.parse import parse_qs
 from moto.core.exceptions import JsonRESTError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
+from .dynamodb_ext import StrictDynamoDb
 from .lambda_ext import AwsError, StrictLambda
 from .lambda_metrics import Behaviour
 from .settings import WRITE_LOCK, EmulatorSettings
@@ -50,6 +54,8 @@ class CallRecord:
     # The response body of the few reads whose answer tests need to time (provisioned concurrency
     # turning READY); empty for every other operation.
     result: dict[str, Any] = field(default_factory=dict)
+    # The access key id the request was signed with ("" when unsigned): who made the call.
+    access_key: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,14 +81,19 @@ class CallLog:
             self._records.clear()
 
 
+def _access_key_from(headers: dict[str, str]) -> str:
+    auth = headers.get("authorization", "")
+    return auth.split("Credential=")[1].split("/")[0] if "Credential=" in auth else ""
+
+
 def _account_from(headers: dict[str, str]) -> str:
     """moto maps access keys to accounts; mirror that so our store agrees with moto's."""
-    auth = headers.get("authorization", "")
-    if "Credential=" not in auth:
+    access_key = _access_key_from(headers)
+    if not access_key:
         return DEFAULT_ACCOUNT_ID
     from moto.iam.models import get_account_id_from
 
-    return str(get_account_id_from(auth.split("Credential=")[1].split("/")[0]))
+    return str(get_account_id_from(access_key))
 
 
 class EmulatorApp:
@@ -93,12 +104,14 @@ class EmulatorApp:
         inner: WsgiApp,
         settings: EmulatorSettings,
         strict_lambda: StrictLambda,
+        strict_dynamodb: StrictDynamoDb,
         on_reset: Callable[[], None],
         on_configure: Callable[[dict[str, Any]], None],
     ) -> None:
         self.inner = inner
         self.settings = settings
         self.strict_lambda = strict_lambda
+        self.strict_dynamodb = strict_dynamodb
         self.calls = CallLog(settings.call_log_limit)
         self._on_reset = on_reset
         self._on_configure = on_configure
@@ -131,6 +144,9 @@ class EmulatorApp:
                 # The whole check-then-write must be atomic: see WRITE_LOCK.
                 with WRITE_LOCK:
                     chunks = self._lambda(environ, recording_start, op, query_string, body, headers)
+            elif op.service == "dynamodb":
+                account = _account_from(headers)
+                chunks = self.strict_dynamodb.serve(self.inner, environ, recording_start, op=op, account=account)
             else:
                 chunks = list(self.inner(environ, recording_start))
         finally:
@@ -144,6 +160,7 @@ class EmulatorApp:
                         status=status_holder[0],
                         duration_ms=round((time.monotonic() - started) * 1000, 3),
                         result=_logged_result(op.operation, chunks),
+                        access_key=_access_key_from(headers),
                     )
                 )
         return chunks

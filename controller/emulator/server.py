@@ -27,6 +27,7 @@ from . import cloudwatch_ext, events_ext, lambda_ext, tagging_ext
 from .alarm_eval import AlarmEvaluator
 from .app import CallRecord, EmulatorApp
 from .control import EmulatorControl, TrafficResult
+from .dynamodb_ext import StrictDynamoDb
 from .lambda_ext import StrictLambda
 from .settings import WRITE_LOCK, EmulatorSettings
 
@@ -104,6 +105,7 @@ class Emulator:
         events_ext.install()
         _apply_moto_config()
         strict = StrictLambda(settings)
+        strict_dynamodb = StrictDynamoDb(settings)
         # The WSGI app is built on the server thread, before the Emulator object exists; the
         # control endpoints reach the emulator through this list once it does.
         apps: list[EmulatorApp] = []
@@ -114,6 +116,7 @@ class Emulator:
                 inner,
                 settings,
                 strict,
+                strict_dynamodb,
                 on_reset=lambda: emulators[0].reset(),
                 on_configure=lambda changes: emulators[0].configure(**changes),
             )
@@ -153,6 +156,7 @@ class Emulator:
             moto_api_backend.reset()
             _apply_moto_config()
             self._app.strict_lambda.reset()
+            self._app.strict_dynamodb.reset()
             self._app.calls.clear()
 
     def evaluate_alarms(self, at: datetime | None = None) -> None:

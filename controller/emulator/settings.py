@@ -35,6 +35,9 @@ class EmulatorSettings:
     account_concurrency_limit: int = 1000
     #: Unreserved concurrency AWS always keeps free (PutFunctionConcurrency refuses to go below it).
     minimum_unreserved_concurrency: int = 100
+    #: Seconds a new DynamoDB table stays CREATING (item operations on it: ResourceNotFoundException);
+    #: AWS takes seconds.
+    table_creation_delay: float = 0.5
     #: Keep at most this many call records (oldest dropped first) so long demos stay bounded.
     call_log_limit: int = 100_000
 

@@ -39,6 +39,10 @@ KEY_PARAMS = (
     "MetricName",
     "QueueUrl",
     "EventBusName",
+    "TableName",
+    # Alias writes: where they point (the call log is the alias-write history tests read).
+    "FunctionVersion",
+    "RoutingConfig",
 )
 
 
@@ -120,7 +124,7 @@ def identify(method: str, path: str, query_string: str, headers: dict[str, str],
         lambda_params: dict[str, Any] = dict(path_params)
         if "Qualifier" in query:
             lambda_params["Qualifier"] = query["Qualifier"][0]
-        if op_name in ("CreateAlias", "CreateFunction"):
+        if op_name in ("CreateAlias", "CreateFunction", "UpdateAlias"):
             lambda_params.update(_pick(_json_params(body)))
         return Operation("lambda", op_name, region, _pick(lambda_params), "rest-json")
     return Operation(service or "unknown", "Unknown", region, {}, "unknown")

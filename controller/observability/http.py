@@ -6,7 +6,8 @@ Liveness and readiness answer different questions, so they read different state:
   more than three tick intervals without one means the loop is stuck (a deadlock, a blocked event
   loop) and the process should be restarted.
 - ``/readyz``: can this replica do its job? Sources loaded, AWS reachable and leadership known are
-  flags the engine sets; a 503 names what is missing so an operator does not have to guess.
+  flags the engine sets; a 503 names what is missing, and why when the setter said so (a GitOps
+  standby: who holds the lease, since when), so an operator does not have to guess.
 
 The server runs on the engine's event loop (aiohttp) rather than a thread: a blocked loop then also
 stops ``/healthz`` answering, which is exactly the failure liveness probes exist to catch.
@@ -45,6 +46,7 @@ class Health:
         # Start counts as a heartbeat: the first tick may legitimately take a while (loading sources).
         self._last_beat = clock()
         self._conditions = dict.fromkeys(READINESS_CONDITIONS, False)
+        self._reasons: dict[str, str] = {}
         self._publish()
 
     def heartbeat(self) -> None:
@@ -57,11 +59,15 @@ class Health:
     def alive(self) -> bool:
         return self.seconds_since_heartbeat() <= MISSED_TICKS * self.interval
 
-    def set_condition(self, name: str, value: bool) -> None:
-        """Set a readiness condition; ``name`` is one of ``READINESS_CONDITIONS``."""
+    def set_condition(self, name: str, value: bool, *, reason: str | None = None) -> None:
+        """Set a readiness condition; ``name`` is one of ``READINESS_CONDITIONS``, ``reason`` why it is not met."""
         if name not in self._conditions:
             raise ValueError(f"unknown readiness condition: {name}")
         self._conditions[name] = value
+        if value or reason is None:
+            self._reasons.pop(name, None)
+        else:
+            self._reasons[name] = reason
         self._publish()
 
     def set_sources_loaded(self, value: bool = True) -> None:
@@ -70,12 +76,16 @@ class Health:
     def set_aws_reachable(self, value: bool = True) -> None:
         self.set_condition("aws_reachable", value)
 
-    def set_leadership_known(self, value: bool = True) -> None:
-        self.set_condition("leadership_known", value)
+    def set_leadership_known(self, value: bool = True, *, reason: str | None = None) -> None:
+        self.set_condition("leadership_known", value, reason=reason)
 
     def missing(self) -> list[str]:
         """The readiness conditions not met, in a stable order."""
         return [name for name, ok in self._conditions.items() if not ok]
+
+    def reasons(self) -> dict[str, str]:
+        """Why the conditions not met are not, for those whose setter said."""
+        return {name: self._reasons[name] for name in self.missing() if name in self._reasons}
 
     def ready(self) -> bool:
         return not self.missing()
@@ -158,5 +168,8 @@ class ObservabilityServer:
 
     async def _readyz_handler(self, request: web.Request) -> web.Response:
         missing = self.health.missing()
-        body = {"status": "ready" if not missing else "not ready", "missing": missing}
+        body: dict[str, object] = {"status": "ready" if not missing else "not ready", "missing": missing}
+        reasons = self.health.reasons()
+        if reasons:
+            body["reasons"] = reasons
         return web.json_response(body, status=200 if not missing else 503)

@@ -54,6 +54,7 @@ EMULATOR_SETTINGS: dict[str, Any] = {
     "alarm_period_scale": ALARM_PERIOD_SCALE,
     "alarm_evaluation": True,
     "invoke_seed": None,
+    "table_creation_delay": 0.2,
 }
 
 # Operations that change AWS state: none of them may appear when the input is bad.

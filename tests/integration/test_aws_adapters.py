@@ -457,7 +457,7 @@ def test_throttling_maps_to_throttled(aws: Emulator, observer: Recorder) -> None
 # ---- the IAM policy covers what the adapters call -------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
-_IAM_PREFIX = {"lambda_.py": "lambda", "cloudwatch.py": "cloudwatch", "tagging.py": "tag"}
+_IAM_PREFIX = {"lambda_.py": "lambda", "cloudwatch.py": "cloudwatch", "tagging.py": "tag", "dynamodb.py": "dynamodb"}
 _IAM_RENAMES = {"lambda:Invoke": "lambda:InvokeFunction"}
 
 

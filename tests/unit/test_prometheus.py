@@ -341,9 +341,18 @@ def test_health_and_readiness_endpoints() -> None:
             health.set_sources_loaded()
             health.set_aws_reachable()
             assert json.loads((await get("/readyz"))[1])["missing"] == ["leadership_known"]
+            assert "reasons" not in json.loads((await get("/readyz"))[1])
             assert value(metrics, "lambda_rollouts_ready") == 0
-            health.set_leadership_known()
+            # A GitOps standby says who leads and since when.
+            health.set_leadership_known(False, reason="lease default is held by h (pid 1) since T; waiting")
+            status_code, body = await get("/readyz")
+            assert status_code == 503
+            assert json.loads(body)["reasons"] == {
+                "leadership_known": "lease default is held by h (pid 1) since T; waiting"
+            }
+            health.set_leadership_known(reason="ignored once met")
             assert (await get("/readyz"))[0] == 200
+            assert "reasons" not in json.loads((await get("/readyz"))[1])
             assert value(metrics, "lambda_rollouts_ready") == 1
 
     asyncio.run(scenario())
