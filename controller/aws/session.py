@@ -25,8 +25,10 @@ from controller.aws.budget import Budget
 from controller.aws.calls import ApiCaller, ApiObserver
 from controller.aws.cloudwatch import CloudWatchAdapter
 from controller.aws.errors import AwsError
+from controller.aws.events import EventsAdapter
 from controller.aws.lambda_ import LambdaAdapter
 from controller.aws.sns import SnsAdapter
+from controller.aws.sqs import SqsAdapter
 from controller.aws.sts import StsAdapter
 from controller.aws.tagging import TaggingAdapter
 
@@ -55,6 +57,8 @@ class AwsClients:
     budget: Budget
     sts: StsAdapter
     sns: SnsAdapter
+    events: EventsAdapter
+    sqs: SqsAdapter
     region: str = ""
     endpoint_url: str | None = None
 
@@ -102,6 +106,8 @@ def make_clients(
         budget=budget,
         sts=StsAdapter(caller("sts")),
         sns=SnsAdapter(caller("sns")),
+        events=EventsAdapter(caller("events")),
+        sqs=SqsAdapter(caller("sqs")),
         region=region,
         endpoint_url=endpoint_url,
     )
