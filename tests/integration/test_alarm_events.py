@@ -479,6 +479,51 @@ def test_a_given_queue_deleted_stays_degraded_until_it_is_back_and_rules_are_nev
     assert received.changes[0].received_at == back.since
 
 
+def test_throttling_degrades_the_consumer_which_keeps_its_queue_and_recovers(
+    manual: Emulator, cw: Any, health_log: HealthLog
+) -> None:
+    from controller.emulator.proxy import FaultProxy, FaultRule
+
+    put_hand_alarm(cw, "checkout-errors")
+    sqs, events = manual.client("sqs"), manual.client("events")
+    url = sqs.create_queue(QueueName="platform-alarm-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="platform-alarms", EventPattern=json.dumps({"source": ["aws.cloudwatch"]}))
+    events.put_targets(Rule="platform-alarms", Targets=[{"Id": "q", "Arn": arn}])
+    proxy = FaultProxy.start(
+        manual.url, rules=[FaultRule(action="throttle", service="sqs", operation="ReceiveMessage", count=2)]
+    )
+    received = Received()
+    try:
+        throttled = make_clients(
+            AwsSettings(endpoint_url=proxy.url, region="us-east-1", max_attempts=1), budget=Budget(FAST)
+        )
+
+        async def scenario() -> None:
+            given = GivenQueue(sqs=throttled.sqs, url=url)
+            async with consuming(
+                throttled, given, received, ["checkout-errors"], wait_seconds=1, backoff_initial=0.01
+            ) as consumer:
+                await until(lambda: any("degraded" in line for line in health_log.lines))
+                await until(healthy(consumer))
+                await asyncio.to_thread(set_alarm, cw, "checkout-errors", "ALARM")
+                await until(lambda: bool(received.changes))
+
+        run(scenario())
+        counts = proxy.counts()
+    finally:
+        proxy.stop()
+    assert health_log.lines[:2] == [
+        f"alarm events degraded: SQS is throttling ReceiveMessage on the alarm-events queue {url}; "
+        "polling alone sees alarms until it recovers",
+        f"alarm events healthy: consuming {url}",
+    ]
+    assert len(health_log.lines) == 2  # two throttled polls, one line
+    # (botocore's adaptive retry mode then slows this client to about one call in 2-3 s for a while)
+    assert counts.get("sqs:GetQueueAttributes") == 1  # throttling does not make it check the queue again
+    assert received.states("checkout-errors") == ["ALARM"]
+
+
 def test_a_given_queue_that_does_not_exist_is_reported(aws: Emulator, clients: AwsClients) -> None:
     with pytest.raises(NotFound):
         run(GivenQueue(sqs=clients.sqs, url=f"{aws.url}/123456789012/missing").ready())
