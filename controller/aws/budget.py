@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 __all__ = ["DEFAULT_RATES", "Budget"]
 
 #: Requests per second per family, below AWS's quotas (Lambda control plane ~15/s, DescribeAlarms 9,
-#: GetMetricData 50, Resource Groups Tagging GetResources ~5/s, SNS Publish hundreds per second or more).
+#: DescribeAlarmHistory 3 (not adjustable), GetMetricData 50, Resource Groups Tagging GetResources ~5/s,
+#: SNS Publish hundreds per second or more, EventBridge 50/s for every API but PutEvents, SQS standard
+#: queues "nearly unlimited").
 DEFAULT_RATES: Mapping[str, float] = {
     "lambda": 10.0,
     "lambda.invoke": 10.0,  # lifecycle hooks: data plane, not the control-plane quota
     "cloudwatch.describe_alarms": 5.0,
+    "cloudwatch.describe_alarm_history": 1.0,  # one call a tick between polls, shared with every other tool
     "cloudwatch.get_metric_data": 25.0,
     "tagging": 5.0,
     "sts": 5.0,
@@ -33,6 +36,8 @@ DEFAULT_RATES: Mapping[str, float] = {
     # The GitOps lease: one call per retry period. AWS: 2,500 control-plane requests/s per account
     # (DescribeTable, CreateTable); one item takes 1,000 writes and 3,000 consistent reads per second.
     "dynamodb": 10.0,
+    "events": 5.0,  # the alarm-events rule: a few calls at start-up and when the watched alarms change
+    "sqs": 10.0,  # the alarm-events queue: one long poll (and one delete) at a time
 }
 #: A family nobody configured gets this conservative rate rather than none at all.
 FALLBACK_RATE = 5.0

@@ -50,13 +50,25 @@ class InvalidRequest(AwsError):
     """AWS refused the request itself (InvalidParameterValueException, ValidationError...); retrying will not help."""
 
 
-_NOT_FOUND = {"ResourceNotFoundException", "ResourceNotFound", "NotFound", "NoSuchEntity", "404"}
+_NOT_FOUND = {
+    "ResourceNotFoundException",
+    "ResourceNotFound",
+    "NotFound",
+    "NoSuchEntity",
+    # SQS: the JSON protocol's code and the query protocol's name for a missing queue.
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "404",
+}
 _CONFLICT = {
     "PreconditionFailedException",
     "ResourceConflictException",
     "ConflictException",
     "ConcurrentModificationException",
     "ConditionalCheckFailedException",  # DynamoDB: the condition of a conditional write failed
+    # SQS CreateQueue: a queue of that name exists with other attributes.
+    "QueueAlreadyExists",
+    "QueueNameExists",
     "412",
 }
 _THROTTLED = {
@@ -84,6 +96,9 @@ _INVALID = {
     "InvalidNextToken",
     "InvalidPaginationTokenException",
     "PaginationTokenExpiredException",
+    "InvalidEventPatternException",
+    "InvalidAttributeName",
+    "InvalidAttributeValue",
 }
 
 

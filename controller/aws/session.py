@@ -26,8 +26,10 @@ from controller.aws.calls import ApiCaller, ApiObserver, WriteFence
 from controller.aws.cloudwatch import CloudWatchAdapter
 from controller.aws.dynamodb import DynamoDbAdapter
 from controller.aws.errors import AwsError
+from controller.aws.events import EventsAdapter
 from controller.aws.lambda_ import LambdaAdapter
 from controller.aws.sns import SnsAdapter
+from controller.aws.sqs import SqsAdapter
 from controller.aws.sts import StsAdapter
 from controller.aws.tagging import TaggingAdapter
 
@@ -59,6 +61,8 @@ class AwsClients:
     dynamodb: DynamoDbAdapter
     # Checked right before every Lambda write leaves the process (the GitOps lease closes it).
     fence: WriteFence
+    events: EventsAdapter
+    sqs: SqsAdapter
     region: str = ""
     endpoint_url: str | None = None
 
@@ -118,6 +122,8 @@ def make_clients(
         sns=SnsAdapter(caller("sns")),
         dynamodb=DynamoDbAdapter(caller("dynamodb", lease_config)),
         fence=fence,
+        events=EventsAdapter(caller("events")),
+        sqs=SqsAdapter(caller("sqs")),
         region=region,
         endpoint_url=endpoint_url,
     )

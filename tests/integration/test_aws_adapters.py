@@ -457,8 +457,16 @@ def test_throttling_maps_to_throttled(aws: Emulator, observer: Recorder) -> None
 # ---- the IAM policy covers what the adapters call -------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
-_IAM_PREFIX = {"lambda_.py": "lambda", "cloudwatch.py": "cloudwatch", "tagging.py": "tag", "dynamodb.py": "dynamodb"}
-_IAM_RENAMES = {"lambda:Invoke": "lambda:InvokeFunction"}
+_IAM_PREFIX = {
+    "lambda_.py": "lambda",
+    "cloudwatch.py": "cloudwatch",
+    "tagging.py": "tag",
+    "events.py": "events",
+    "sqs.py": "sqs",
+    "dynamodb.py": "dynamodb",
+}
+# IAM authorizes a batch delete as the single-message action.
+_IAM_RENAMES = {"lambda:Invoke": "lambda:InvokeFunction", "sqs:DeleteMessageBatch": "sqs:DeleteMessage"}
 
 
 def _allowed_actions(policy: dict[str, Any]) -> set[str]:
@@ -483,7 +491,8 @@ def test_iam_policy_covers_every_adapter_call_and_matches_the_docs() -> None:
         operations = re.findall(r'call\(\s*"([A-Za-z]+)"', source)
         assert operations, module
         used.update(f"{prefix}:{op}" for op in operations)
-    # The Lambda API names its tag listing "ListTags" and IAM calls it the same; Invoke is the one rename.
+    # The Lambda API names its tag listing "ListTags" and IAM calls it the same; Invoke and
+    # DeleteMessageBatch are the renames.
     used = {_IAM_RENAMES.get(action, action) for action in used}
     assert used <= allowed, f"not allowed by the policy: {sorted(used - allowed)}"
     # Least privilege: nothing allowed that no adapter calls, except GetMetricData (metric analysis).
