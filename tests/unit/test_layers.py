@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "observability": {"core", "document"},
     "notify": {"aws", "core", "document", "observability"},
     "runtime": {"analysis", "aws", "core", "document", "observability"},
-    "sources": {"runtime", "core", "document"},
+    "sources": {"runtime", "aws", "core", "document"},
     "kube": {"runtime", "analysis", "aws", "core", "document", "observability"},
     "emulator": {"core", "document"},
     "demo": {"emulator", "runtime", "sources", "aws", "analysis", "core", "document", "observability"},
