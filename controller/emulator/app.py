@@ -47,6 +47,9 @@ class CallRecord:
     params: dict[str, Any] = field(default_factory=dict)
     status: int = 0
     duration_ms: float = 0.0
+    # The caller's access key id (from the SigV4 Authorization header; "" when unsigned): tells
+    # apart processes given different credentials, e.g. which of two controller replicas wrote.
+    access_key: str = ""
     # The response body of the few reads whose answer tests need to time (provisioned concurrency
     # turning READY); empty for every other operation.
     result: dict[str, Any] = field(default_factory=dict)
@@ -75,14 +78,22 @@ class CallLog:
             self._records.clear()
 
 
-def _account_from(headers: dict[str, str]) -> str:
-    """moto maps access keys to accounts; mirror that so our store agrees with moto's."""
+def _access_key(headers: dict[str, str]) -> str:
+    """The access key id a SigV4 request was signed with ("" for an unsigned one)."""
     auth = headers.get("authorization", "")
     if "Credential=" not in auth:
+        return ""
+    return auth.split("Credential=")[1].split("/")[0]
+
+
+def _account_from(headers: dict[str, str]) -> str:
+    """moto maps access keys to accounts; mirror that so our store agrees with moto's."""
+    access_key = _access_key(headers)
+    if not access_key:
         return DEFAULT_ACCOUNT_ID
     from moto.iam.models import get_account_id_from
 
-    return str(get_account_id_from(auth.split("Credential=")[1].split("/")[0]))
+    return str(get_account_id_from(access_key))
 
 
 class EmulatorApp:
@@ -143,6 +154,7 @@ class EmulatorApp:
                         params=op.params,
                         status=status_holder[0],
                         duration_ms=round((time.monotonic() - started) * 1000, 3),
+                        access_key=_access_key(headers),
                         result=_logged_result(op.operation, chunks),
                     )
                 )

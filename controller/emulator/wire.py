@@ -31,6 +31,9 @@ KEY_PARAMS = (
     "FunctionName",
     "Name",
     "Qualifier",
+    # An alias write's target and weights: what a test reads back as the alias's history.
+    "FunctionVersion",
+    "RoutingConfig",
     "Resource",
     "AlarmName",
     "AlarmNames",
@@ -120,7 +123,7 @@ def identify(method: str, path: str, query_string: str, headers: dict[str, str],
         lambda_params: dict[str, Any] = dict(path_params)
         if "Qualifier" in query:
             lambda_params["Qualifier"] = query["Qualifier"][0]
-        if op_name in ("CreateAlias", "CreateFunction"):
+        if op_name in ("CreateAlias", "UpdateAlias", "CreateFunction"):
             lambda_params.update(_pick(_json_params(body)))
         return Operation("lambda", op_name, region, _pick(lambda_params), "rest-json")
     return Operation(service or "unknown", "Unknown", region, {}, "unknown")
