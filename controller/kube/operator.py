@@ -32,7 +32,7 @@ from controller.core.types import Phase, Request, Verb
 from controller.kube.api import ApiError, KubeApi
 from controller.kube.inbox import AnnotationInbox
 from controller.kube.lease import LeaderElector
-from controller.kube.names import FINALIZER, rollout_path
+from controller.kube.names import FINALIZER, rollout_path, rollouts_path
 from controller.kube.source import Resource, ResourceSource
 from controller.kube.status import KubeStatusWriter
 from controller.runtime.engine import Engine, EngineSettings
@@ -102,6 +102,16 @@ class Operator:
             if after.request and (before is None or before.request != after.request) and self.engine is not None:
                 self.engine.wake()  # a control request: looked at now, not at the next regular tick
         self._poke.set()
+
+    async def listable(self) -> bool:
+        """Whether the watched resources can be listed with our credentials (one item is enough)."""
+        try:
+            for namespace in self.settings.namespaces or (None,):
+                await self._api.get(f"{rollouts_path(namespace)}?limit=1")
+        except (ApiError, OSError, TimeoutError) as exc:
+            logger.debug("cannot list the LambdaRollouts yet: %s", exc)
+            return False
+        return True
 
     # ---- leadership ----
 
@@ -224,4 +234,4 @@ async def first(wanted: Awaitable[Any], stop: Awaitable[Any]) -> bool:
     return wanted_task.done() and not wanted_task.cancelled()
 
 
-__all__ = ["IN_FLIGHT", "EngineFactory", "Operator", "OperatorSettings", "first"]
+__all__ = ["IN_FLIGHT", "EngineFactory", "Operator", "OperatorSettings"]

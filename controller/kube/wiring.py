@@ -20,9 +20,11 @@ import kopf
 
 from controller.kube.api import Endpoint, decode_ca
 from controller.kube.names import GROUP, PLURAL, VERSION
-from controller.kube.operator import Operator, first
+from controller.kube.operator import Operator
 
 logger = logging.getLogger("controller.kube")
+# Seconds between checks that the resources can be listed, until they can (readiness).
+LIST_RETRY = 2.0
 
 
 Login = Callable[[], Awaitable[kopf.ConnectionInfo]]
@@ -84,7 +86,6 @@ async def run_operator(
     operator: Operator,
     login: Login,
     stop: asyncio.Event,
-    ready: asyncio.Event | None = None,
 ) -> None:
     """kopf, the leader election and the operator, until ``stop`` (or until kopf itself exits).
 
@@ -115,14 +116,12 @@ async def run_operator(
     )
     _handle_signals(stop)
     kopf_task = asyncio.create_task(kopf.run_tasks(kopf_tasks, ignored=existing))
+    loaded = asyncio.create_task(_mark_loaded(operator, kopf_ready))
     tasks = {kopf_task, elector_task, operator_task}
     try:
-        if await first(kopf_ready.wait(), stop.wait()):
-            operator.source.loaded = True
-            if ready is not None:
-                ready.set()
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        loaded.cancel()
         stop.set()
         # The operator first (its engine finishes in-flight writes), then the lease, then kopf.
         await asyncio.gather(operator_task, return_exceptions=True)
@@ -133,6 +132,19 @@ async def run_operator(
     for task in tasks:
         if task.done() and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
+
+
+async def _mark_loaded(operator: Operator, kopf_ready: asyncio.Event) -> None:
+    """The source counts as loaded (readiness) once kopf runs *and* the resources can be listed.
+
+    kopf's ready flag only says it has started: with the list refused (RBAC) or the CRD not served
+    it retries its listing in the background, watching nothing, and a replica in that state must
+    not report itself ready.
+    """
+    await kopf_ready.wait()
+    while not await operator.listable():
+        await asyncio.sleep(LIST_RETRY)
+    operator.source.loaded = True
 
 
 def _handle_signals(stop: asyncio.Event) -> None:
