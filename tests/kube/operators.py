@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import json
 import os
 import signal
@@ -177,14 +178,29 @@ class OperatorProcess:
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.text().splitlines()[-lines:])
 
+    def when(self, *fragments: str) -> float:
+        """The time (epoch) of the one log line containing every fragment."""
+        (line,) = self.lines(*fragments)
+        return log_time(line)
 
-def operator_env(*, kubeconfig: Path, aws: Emulator, access_key: str, home: Path) -> dict[str, str]:
+
+def log_time(line: str) -> float:
+    """The epoch of a text log line (``2026-12-01 10:42:26,809 ...``, local time)."""
+    return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def micro_time(value: str) -> float:
+    """The epoch of a Kubernetes MicroTime (``2026-12-01T10:42:26.809123Z``)."""
+    return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC).timestamp()
+
+
+def operator_env(*, kubeconfig: Path, aws_url: str, access_key: str, home: Path) -> dict[str, str]:
     """The operator's whole environment: nothing inherited that could point it elsewhere."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "KUBECONFIG": str(kubeconfig),
-        "AWS_ENDPOINT_URL": aws.url,
+        "AWS_ENDPOINT_URL": aws_url,
         "AWS_ACCESS_KEY_ID": access_key,
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -204,10 +220,11 @@ def operator(
     interval: float = 0.2,
     lease_duration: float = 2.0,
     extra_args: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
+    aws_url: str | None = None,
 ) -> Iterator[OperatorProcess]:
     """``lambda-rollouts operator`` for the block; stopped with SIGTERM on the way out (a test may
-    have killed it already). Its log is ``DIRECTORY/IDENTITY.log``."""
+    have killed it already). Its log is ``DIRECTORY/IDENTITY.log``; AWS is ``aws`` unless ``aws_url``
+    points elsewhere (a fault proxy in front of it)."""
     port = free_port()
     access_key = f"AKIA{identity.upper().replace('-', '')}"
     log = directory / f"{identity}.log"
@@ -228,10 +245,7 @@ def operator(
         *(f"--namespace={namespace}" for namespace in namespaces),
         *extra_args,
     ]
-    environment = {
-        **operator_env(kubeconfig=kubeconfig, aws=aws, access_key=access_key, home=home),
-        **(env or {}),
-    }
+    environment = operator_env(kubeconfig=kubeconfig, aws_url=aws_url or aws.url, access_key=access_key, home=home)
     with log.open("wb") as stream:
         popen = subprocess.Popen(
             args,

@@ -16,7 +16,6 @@ where the CRD is deleted before and applied after each operator start.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +41,7 @@ from tests.kube.operators import (
     eventually,
     grants,
     lease,
+    log_time,
     manifest_objects,
     operator,
     rbac_variant,
@@ -138,12 +138,6 @@ def leads_once_then_steps_down(world: World) -> None:
     assert world.op.metric("lambda_rollouts_leader") == 0
     spec = (lease(world.plane, world.namespace) or {})["spec"]
     assert spec["holderIdentity"] == "op-a" and spec["renewTime"] == spec["acquireTime"]  # never renewed
-
-
-def log_time(line: str) -> float:
-    """The epoch of a text log line (``2026-12-01 10:42:26,809 ...``, local time)."""
-    stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
-    return stamp.timestamp()
 
 
 @dataclass(frozen=True)
