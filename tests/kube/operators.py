@@ -221,31 +221,44 @@ def operator(
     lease_duration: float = 2.0,
     extra_args: Sequence[str] = (),
     aws_url: str | None = None,
+    command: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[OperatorProcess]:
     """``lambda-rollouts operator`` for the block; stopped with SIGTERM on the way out (a test may
     have killed it already). Its log is ``DIRECTORY/IDENTITY.log``; AWS is ``aws`` unless ``aws_url``
-    points elsewhere (a fault proxy in front of it)."""
+    points elsewhere (a fault proxy in front of it).
+
+    ``command``: the operator's own arguments (a Deployment's ``args``) instead of ``--identity``,
+    ``--lease-namespace`` and ``--namespace`` from the keywords, with ``env`` (``POD_NAME``...);
+    the test's tick, lease duration, metrics port and text log are added after them either way.
+    """
     port = free_port()
     access_key = f"AKIA{identity.upper().replace('-', '')}"
     log = directory / f"{identity}.log"
     home = directory / f"home-{identity}"
     home.mkdir(exist_ok=True)
+    own = command or [
+        "operator",
+        f"--identity={identity}",
+        f"--lease-namespace={lease_namespace}",
+        *(f"--namespace={namespace}" for namespace in namespaces),
+    ]
     args = [
         sys.executable,
         "-m",
         "controller.cli",
-        "operator",
-        f"--identity={identity}",
-        f"--lease-namespace={lease_namespace}",
+        *own,
         f"--interval={interval}",
         f"--lease-duration={lease_duration}",
         f"--metrics-port={port}",
         "--log-format=text",
         "--log-level=INFO",
-        *(f"--namespace={namespace}" for namespace in namespaces),
         *extra_args,
     ]
-    environment = operator_env(kubeconfig=kubeconfig, aws_url=aws_url or aws.url, access_key=access_key, home=home)
+    environment = {
+        **operator_env(kubeconfig=kubeconfig, aws_url=aws_url or aws.url, access_key=access_key, home=home),
+        **(env or {}),
+    }
     with log.open("wb") as stream:
         popen = subprocess.Popen(
             args,
