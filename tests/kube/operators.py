@@ -189,7 +189,7 @@ def log_time(line: str) -> float:
     return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def micro_time(value: str) -> float:
+def parse_micro_time(value: str) -> float:
     """The epoch of a Kubernetes MicroTime (``2026-12-01T10:42:26.809123Z``)."""
     return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC).timestamp()
 

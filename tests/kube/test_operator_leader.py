@@ -38,8 +38,8 @@ from tests.kube.operators import (
     eventually,
     holder,
     lease,
-    micro_time,
     operator,
+    parse_micro_time,
     phase_is,
     status_of,
 )
@@ -154,10 +154,10 @@ def test_one_writer_a_sigkill_takes_a_lease_duration_and_a_sigterm_hands_over_at
         # SIGKILL mid-canary (in the first pause): no release, the standby waits for the Lease to expire.
         leader.kill()
         killed = time.time()
-        last_renewal = micro_time(lease(control_plane)["spec"]["renewTime"])  # type: ignore[index]
+        last_renewal = parse_micro_time(lease(control_plane)["spec"]["renewTime"])  # type: ignore[index]
         assert writes_of(aws, standby) == []  # it wrote nothing while the other led
         eventually(lambda: holder(control_plane) == standby.identity, timeout=LEASE_DURATION * 3, what="takeover")
-        taken = micro_time(lease(control_plane)["spec"]["acquireTime"])  # type: ignore[index]
+        taken = parse_micro_time(lease(control_plane)["spec"]["acquireTime"])  # type: ignore[index]
         # The standby counts the Lease's duration from when it saw the last renewal (its own clock):
         # never before the Lease expired, and within two retry periods of it.
         assert LEASE_DURATION <= taken - last_renewal <= LEASE_DURATION + 2 * RETRY_PERIOD + 0.5
@@ -172,7 +172,7 @@ def test_one_writer_a_sigkill_takes_a_lease_duration_and_a_sigterm_hands_over_at
             terminated = time.time()
             assert standby.popen.wait(10) == 0
             eventually(lambda: holder(control_plane) == "op-c", timeout=LEASE_DURATION, what="the hand-over")
-            handed = micro_time(lease(control_plane)["spec"]["acquireTime"])  # type: ignore[index]
+            handed = parse_micro_time(lease(control_plane)["spec"]["acquireTime"])  # type: ignore[index]
             assert handed - terminated < LEASE_DURATION / 2  # well before the Lease would have expired
             eventually(phase_is(control_plane, namespace, FUNCTION, "Healthy"), timeout=PAUSE * 3, what="Healthy")
             assert writes_of(aws, c)
