@@ -91,10 +91,10 @@ async def run_operator(
 
     The shutdown order is ours, not kopf's: the engine first (its writes in flight finish within
     its grace, while the elector still renews the Lease: releasing it would cancel them), then the
-    Lease is released, and only then is kopf stopped. Left to itself, kopf
-    would stop first on SIGTERM (in the main thread it replaces the process's handlers with its
-    own), then wait 5 s for every task it did not start (the engine's among them: "hung" to kopf)
-    and cancel them, so a clean stop would lose the engine's grace and hand over 5 s late.
+    Lease is released, and only then is kopf stopped. Left to itself, kopf would stop first on
+    SIGTERM (in the main thread it replaces the process's handlers with its own), then wait 5 s for
+    every task it did not start (the engine's among them: "hung" to kopf) and cancel them, so a
+    clean stop would lose the engine's grace and hand over 5 s late.
     """
     registry = build_registry(operator, login)
     namespaces = operator.settings.namespaces
@@ -102,8 +102,6 @@ async def run_operator(
     # The elector keeps renewing while the engine finishes its writes; it releases only after.
     release = asyncio.Event()
     kopf_stop = asyncio.Event()
-    elector_task = asyncio.create_task(operator.elector.run(release))
-    operator_task = asyncio.create_task(operator.run(stop))
     existing = asyncio.all_tasks()
     kopf_tasks = await kopf.spawn_tasks(
         registry=registry,
@@ -115,7 +113,11 @@ async def run_operator(
         memo=kopf.Memo(),
     )
     _handle_signals(stop)
-    kopf_task = asyncio.create_task(kopf.run_tasks(kopf_tasks, ignored=existing))
+    elector_task = asyncio.create_task(operator.elector.run(release))
+    operator_task = asyncio.create_task(operator.run(stop))
+    # Not kopf's to cancel: they end before kopf is stopped (and so do the engines they start).
+    ignored = existing | {elector_task, operator_task}
+    kopf_task = asyncio.create_task(kopf.run_tasks(kopf_tasks, ignored=ignored))
     loaded = asyncio.create_task(_mark_loaded(operator, kopf_ready))
     tasks = {kopf_task, elector_task, operator_task}
     try:
