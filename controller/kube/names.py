@@ -27,6 +27,12 @@ def rollout_path(namespace: str, name: str, subresource: str = "") -> str:
     return f"{path}/{subresource}" if subresource else path
 
 
+def rollouts_path(namespace: str | None = None) -> str:
+    """The collection: in one namespace, or across all of them with ``None``."""
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    return f"/apis/{GROUP}/{VERSION}{scope}/{PLURAL}"
+
+
 def annotation_pointer(key: str) -> str:
     """The JSON pointer of an annotation ("/" in the key is escaped as "~1")."""
     return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
@@ -44,4 +50,5 @@ __all__ = [
     "VERSION",
     "annotation_pointer",
     "rollout_path",
+    "rollouts_path",
 ]

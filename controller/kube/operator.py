@@ -9,10 +9,10 @@ even in the middle of a tick. The durable record on the function stays authorita
 deleted and applied again resumes where it was.
 
 Control requests come through the engine's request inbox (``controller.kube.inbox``), exactly as
-GitOps mode's come through the function's tag. Housekeeping, on the leader, keeps our finalizer
-exactly on resources with ``spec.revertOnDeletion: true``; deleting such a resource while its
-rollout is in flight submits an ``abort`` to the inbox first and releases the object once the alias
-is back on stable.
+GitOps mode's come through the function's tag. Housekeeping, on the leader, makes again the status
+patches the apiserver did not take, and keeps our finalizer exactly on resources with
+``spec.revertOnDeletion: true``; deleting such a resource while its rollout is in flight submits an
+``abort`` to the inbox first and releases the object once the alias is back on stable.
 
 A clean stop lets the engine finish the writes in flight within its own shutdown grace (the one
 grace both daemons have, ``EngineSettings.shutdown_grace``), then the Lease is released, so the
@@ -32,7 +32,7 @@ from controller.core.types import Phase, Request, Verb
 from controller.kube.api import ApiError, KubeApi
 from controller.kube.inbox import AnnotationInbox
 from controller.kube.lease import LeaderElector
-from controller.kube.names import FINALIZER, rollout_path
+from controller.kube.names import FINALIZER, rollout_path, rollouts_path
 from controller.kube.source import Resource, ResourceSource
 from controller.kube.status import KubeStatusWriter
 from controller.runtime.engine import Engine, EngineSettings
@@ -103,12 +103,23 @@ class Operator:
                 self.engine.wake()  # a control request: looked at now, not at the next regular tick
         self._poke.set()
 
+    async def listable(self) -> bool:
+        """Whether the watched resources can be listed with our credentials (one item is enough)."""
+        try:
+            for namespace in self.settings.namespaces or (None,):
+                await self._api.get(f"{rollouts_path(namespace)}?limit=1")
+        except (ApiError, OSError, TimeoutError) as exc:
+            logger.debug("cannot list the LambdaRollouts yet: %s", exc)
+            return False
+        return True
+
     # ---- leadership ----
 
     def lost_leadership(self) -> None:
         """Called by the elector the moment it steps down: everything that writes stops now."""
         for task in list(self._writers):
             task.cancel()
+        self.writer.forget_unwritten()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Wait to lead, lead until leadership is lost or ``stop``; again and again."""
@@ -161,7 +172,9 @@ class Operator:
                 await asyncio.wait_for(self._poke.wait(), timeout=self.settings.engine.interval)
 
     async def housekeeping(self) -> None:
-        """Level-triggered finalizer chores for every resource; each one is a no-op when already done."""
+        """Status patches not taken yet, then level-triggered finalizer chores for every resource;
+        each one is a no-op when already done."""
+        await self.writer.retry_unwritten()
         for resource in self.source.resources():
             if not self.elector.is_leader:
                 return
@@ -224,4 +237,4 @@ async def first(wanted: Awaitable[Any], stop: Awaitable[Any]) -> bool:
     return wanted_task.done() and not wanted_task.cancelled()
 
 
-__all__ = ["IN_FLIGHT", "EngineFactory", "Operator", "OperatorSettings", "first"]
+__all__ = ["IN_FLIGHT", "EngineFactory", "Operator", "OperatorSettings"]

@@ -61,7 +61,7 @@ class ResourceSource:
     def __init__(self) -> None:
         self._resources: dict[str, Resource] = {}
         self._changed = asyncio.Event()
-        self.loaded = False  # set once kopf finished the initial listing
+        self.loaded = False  # set once kopf runs and the resources can be listed (``wiring``)
 
     def get(self, key: str) -> Resource | None:
         return self._resources.get(key)

@@ -4,11 +4,18 @@
 ``/status`` subresource (phase, versions, weight, step, conditions, observedGeneration, history),
 each transition an Event. Only the leader writes (``is_leader``), so "only one replica writes"
 holds for Kubernetes exactly as for AWS.
+
+The engine reports a status once, when it changes. A patch the apiserver did not take (a 5xx, a
+dropped connection) is therefore kept, the latest one per rollout, and made again by
+``retry_unwritten`` on the leader's next housekeeping tick: otherwise ``.status`` would stay wrong
+until the rollout's next change, which for a finished rollout never comes. Events are not retried:
+they report a moment, and the status says where the rollout stands.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +25,8 @@ from controller.kube.api import ApiError, KubeApi
 from controller.kube.names import COMPONENT, rollout_path
 from controller.kube.source import Resource, ResourceSource
 from controller.runtime.sink import AliasWritten, Reconciled
+
+logger = logging.getLogger("controller.kube")
 
 ACTIVE = frozenset({Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING})
 FAILED = frozenset({Phase.DEGRADED, Phase.ROLLED_BACK, Phase.INVALID, Phase.ORPHANED})
@@ -113,6 +122,8 @@ class KubeStatusWriter:
         # The body last written per rollout, with the uid of the resource it went to: a resource
         # deleted and created again (same key, new uid) starts from its own, empty status.
         self._written: dict[str, tuple[str, dict[str, Any]]] = {}
+        # The latest status per rollout that the apiserver did not take, with its generation.
+        self._unwritten: dict[str, tuple[Status, int]] = {}
 
     async def status_changed(self, *, spec: RolloutSpec, status: Status, previous: Status | None) -> None:
         resource = self._source.get(spec.key)
@@ -131,14 +142,37 @@ class KubeStatusWriter:
         previous = written if uid == resource.uid and written else resource.status
         body = status_body(status, generation=generation, previous=previous, now=self._clock())
         if _same_status(previous, body):
+            self._unwritten.pop(resource.key, None)
             return
         try:
             await self._api.merge_patch(rollout_path(resource.namespace, resource.name, "status"), {"status": body})
         except ApiError as exc:
-            if exc.status != 404:  # gone meanwhile: nothing to report on
-                raise
-            return
+            if exc.status == 404:  # gone meanwhile: nothing to report on
+                self._unwritten.pop(resource.key, None)
+                return
+            self._unwritten[resource.key] = (status, generation)
+            raise
+        except (OSError, TimeoutError):
+            self._unwritten[resource.key] = (status, generation)
+            raise
+        self._unwritten.pop(resource.key, None)
         self._written[resource.key] = (resource.uid, body)
+
+    async def retry_unwritten(self) -> None:
+        """Make again the status patches the apiserver did not take (leader only, each tick)."""
+        for key, (status, generation) in list(self._unwritten.items()):
+            resource = self._source.get(key)
+            if resource is None:
+                self._unwritten.pop(key, None)
+                continue
+            try:
+                await self.write(resource, status, generation=generation)
+            except (ApiError, OSError, TimeoutError) as exc:
+                logger.warning("%s: status not written yet (retried at the next tick): %s", key, exc)
+
+    def forget_unwritten(self) -> None:
+        """Leadership lost: the next term's engine reports every status afresh."""
+        self._unwritten.clear()
 
     async def event(self, *, spec: RolloutSpec, event: Event) -> None:
         resource = self._source.get(spec.key)
@@ -174,6 +208,7 @@ class KubeStatusWriter:
     async def removed(self, *, spec: RolloutSpec) -> None:
         # The resource is gone; its alias is left as it is. Nothing to write.
         self._written.pop(spec.key, None)
+        self._unwritten.pop(spec.key, None)
 
 
 def _same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -1,4 +1,16 @@
-"""A Kubernetes API server for the operator tests: kmock's emulator plus what a real apiserver does.
+"""An emulated Kubernetes API server, for the operator tests a real apiserver cannot run: faults.
+
+Which tests use which apiserver, and why:
+
+- ``tests/kube/`` (a real etcd + kube-apiserver, ``tests/kube/controlplane.py``): everything the
+  apiserver itself decides, and so a mock could only guess: the CRD's schema and CEL rules, RBAC
+  (the operator runs as its own ServiceAccount; each verb of its roles is proven needed), the
+  ``/status`` subresource and generations, printer columns, Events, finalizers, the kubectl plugin,
+  the 409 on a stale Lease and leader election between operator processes, ``--namespace``;
+- here (kmock, in-process): what a healthy apiserver never does on demand, injected as ``Fault``s:
+  5xx answers to a status patch, to Lease renewals, to the initial listing
+  (``tests/integration/test_operator_faults.py``). The operator runs in a thread of the test
+  process, so a test can inject and clear a fault at the exact moment it means to.
 
 kmock stores objects and serves list/watch/patch/delete, but keeps no ``resourceVersion``, ``uid``
 or ``generation``, has no PUT and no optimistic concurrency. kopf relies on the first three (its
@@ -14,6 +26,8 @@ finalizer patches test ``/metadata/resourceVersion``), the leader election relie
   JSON-patch ``test`` -> 422, as the apiserver answers (kopf re-reads and retries on 422);
 - lists carry ``kind: <Kind>List`` and the current resourceVersion.
 
+On top of those, ``faults``: a request matching a ``Fault`` is answered with its HTTP status instead.
+
 ``kube_cluster()`` starts it on 127.0.0.1 with the resources kopf discovers (namespaces, CRDs, our
 LambdaRollout, Events, Leases), the ``default`` namespace and the CRD object from ``crds/``.
 """
@@ -26,10 +40,9 @@ import copy
 import datetime
 import itertools
 import json
-import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,14 +62,35 @@ NAMESPACES = kmock.resource(group="", version="v1", plural="namespaces")
 CRDS = kmock.resource(group="apiextensions.k8s.io", version="v1", plural="customresourcedefinitions")
 
 
+@dataclass
+class Fault:
+    """Answer ``status`` instead of serving requests of ``method`` whose path contains ``path``,
+    ``count`` times (None: until removed from ``faults``)."""
+
+    method: str
+    path: str
+    status: int = 500
+    count: int | None = None
+    served: int = 0
+
+    def matches(self, request: rendering.Request) -> bool:
+        exhausted = self.count is not None and self.served >= self.count
+        return not exhausted and request.method.value == self.method and self.path in request.url.path
+
+
 class StrictKubernetesEmulator(kmock.KubernetesEmulator):
-    """kmock's emulator with resourceVersion, uid, generation, PUT and optimistic concurrency."""
+    """kmock's emulator with resourceVersion, uid, generation, PUT, optimistic concurrency, faults."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self._revisions = itertools.count(1)
+        self.faults: list[Fault] = []
 
     async def _handle(self, request: rendering.Request) -> Any:
+        for fault in self.faults:
+            if fault.matches(request):
+                fault.served += 1
+                raise kmock.KubernetesError(status=fault.status, reason="InternalError", message="injected fault")
         if request.resource is not None:
             request = self._prepare(request)
         return await super()._handle(request)
@@ -152,22 +186,11 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
 
     # ---- conveniences for assertions --------------------------------------------------------------
 
-    def received(self) -> list[rendering.Request]:
-        """Every request served so far, in order."""
-        return list(self._requests)
-
     def rollout(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
         key = (ROLLOUTS, namespace, name)
         if key not in self.objects or self.objects[key].deleted:
             return None
         return copy.deepcopy(self.objects[key].raw)
-
-    def events(self, namespace: str = "default") -> list[dict[str, Any]]:
-        return [
-            copy.deepcopy(obj.raw)
-            for (resource, ns, _), obj in self.objects.items()
-            if resource == EVENTS and ns == namespace and not obj.deleted
-        ]
 
 
 def _rewrite(request: rendering.Request, **changes: Any) -> rendering.Request:
@@ -191,26 +214,19 @@ def _now() -> str:
 
 @dataclass
 class KubeCluster:
-    """A running emulated cluster: its URL, a kubeconfig for ``kubectl``, the emulator for assertions."""
+    """A running emulated cluster: its URL and the emulator, for faults and assertions."""
 
     emulator: StrictKubernetesEmulator
     url: str
-    kubeconfig: Path
-
-    def env(self) -> dict[str, str]:
-        """Environment for ``kubectl`` and the plugin: only this cluster's kubeconfig."""
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 
     async def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create a LambdaRollout (kubectl apply of a new object) through the API, as a client would."""
         namespace = body.get("metadata", {}).get("namespace", "default")
         return await self._request("POST", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}", body)
 
-    async def patch_spec(self, name: str, spec: Mapping[str, Any], namespace: str = "default") -> dict[str, Any]:
-        return await self._request("PATCH", self._path(name, namespace), {"spec": spec})
-
-    async def delete(self, name: str, namespace: str = "default") -> dict[str, Any]:
-        return await self._request("DELETE", self._path(name, namespace), None)
+    async def patch(self, name: str, body: Mapping[str, Any], namespace: str = "default") -> dict[str, Any]:
+        """A merge patch of a LambdaRollout (what ``kubectl patch --type=merge`` sends)."""
+        return await self._request("PATCH", self._path(name, namespace), body)
 
     def _path(self, name: str, namespace: str) -> str:
         return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
@@ -227,19 +243,6 @@ class KubeCluster:
             if r.status >= 400:
                 raise AssertionError(f"{method} {path}: {r.status} {payload.get('message')}")
             return payload
-
-
-def write_kubeconfig(path: Path, url: str) -> Path:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "kmock", "cluster": {"server": url, "insecure-skip-tls-verify": True}}],
-        "users": [{"name": "tester", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester", "namespace": "default"}}],
-        "current-context": "kmock",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def _declare_resources(emulator: StrictKubernetesEmulator) -> None:
@@ -268,12 +271,12 @@ def _declare_resources(emulator: StrictKubernetesEmulator) -> None:
 
 
 @contextlib.asynccontextmanager
-async def kube_cluster(tmp_path: Path) -> AsyncIterator[KubeCluster]:
+async def kube_cluster() -> AsyncIterator[KubeCluster]:
     """An emulated cluster on 127.0.0.1 for the duration of the block."""
     async with StrictKubernetesEmulator() as emulator, kmock.Server(emulator) as server:
         _declare_resources(emulator)
         url = str(server.url).rstrip("/")
-        yield KubeCluster(emulator=emulator, url=url, kubeconfig=write_kubeconfig(tmp_path / "kubeconfig", url))
+        yield KubeCluster(emulator=emulator, url=url)
 
 
 async def eventually(check: Any, *, timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> Any:
@@ -290,20 +293,6 @@ async def eventually(check: Any, *, timeout: float = 10.0, interval: float = 0.0
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(interval)
-
-
-@contextlib.contextmanager
-def env_vars(**values: str) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @contextlib.asynccontextmanager
@@ -367,13 +356,3 @@ async def operator_running(
         await asyncio.to_thread(thread.join, 20)
         assert not thread.is_alive(), f"operator {identity} did not stop"
         assert not failure, f"operator {identity} failed: {failure[0]!r}"
-
-
-def status_history(cluster: KubeCluster, name: str, namespace: str = "default") -> list[dict[str, Any]]:
-    """Every distinct ``.status`` the object went through, in order (kmock keeps each version)."""
-    seen: list[dict[str, Any]] = []
-    for version in cluster.emulator.objects[ROLLOUTS, namespace, name].history:
-        status = dict(version.get("status") or {}) if version is not None else {}
-        if status and (not seen or seen[-1] != status):
-            seen.append(status)
-    return seen

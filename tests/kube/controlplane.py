@@ -201,7 +201,7 @@ class _Process:
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGKILL when the test process dies, even by SIGKILL (no finally runs then)."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -215,7 +215,7 @@ def _spawn(name: str, args: list[str], *, log: Path) -> _Process:
             stdout=stream,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     return _Process(name, popen, log)
 
@@ -294,6 +294,23 @@ class ControlPlane:
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} exited {result.returncode}:\n{result.stderr.strip()}")
         return result
+
+    def wait_established(self, crd: str, *, within: float = 60.0) -> None:
+        """Until the CRD ``crd`` is Established (served).
+
+        Not ``kubectl wait --for=condition=Established``: on a CRD created a moment ago, before the
+        apiserver wrote any condition, that fails at once ("<nil> is of the type <nil>") instead of
+        waiting.
+        """
+        deadline = time.monotonic() + within
+        while True:
+            found = self.kubectl("get", "crd", crd, "-o", "json", check=False)
+            conditions = (json.loads(found.stdout).get("status") or {}).get("conditions") if found.stdout else None
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions or ()):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"CRD {crd} not Established within {within:.0f} s: {conditions}")
+            time.sleep(0.1)
 
     def ensure_namespace(self, namespace: str) -> None:
         """Create ``namespace`` unless it exists (never deleted: without controller-manager deletion hangs)."""
@@ -388,3 +405,38 @@ def start_control_plane(directory: Path, *, ready_within: float = 120.0) -> Iter
     finally:
         for process in reversed(processes):
             process.stop()
+
+
+def main() -> None:
+    """``python -m tests.kube.controlplane``: a control plane to try things on, until Ctrl-C.
+
+    Prints the admin kubeconfig's path (``export KUBECONFIG=...``); everything lives in a temporary
+    directory that is removed on the way out (SIGTERM stops it as Ctrl-C does).
+    """
+    import sys
+    import tempfile
+
+    missing = missing_binaries()
+    if missing is not None:
+        sys.exit(missing)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGINT too: a shell starting it in the background leaves SIGINT ignored, which Python keeps.
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        tempfile.TemporaryDirectory(prefix="lambda-rollouts-kube-") as directory,
+        start_control_plane(Path(directory)) as plane,
+    ):
+        print(f"kube-apiserver {plane.server} is ready (etcd and apiserver logs in {directory})")
+        print(f"export KUBECONFIG={plane.admin_kubeconfig}")
+        print("Ctrl-C stops it and removes everything.", flush=True)
+        signal.pause()
+    print("stopped")
+
+
+if __name__ == "__main__":
+    main()

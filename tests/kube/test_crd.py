@@ -36,7 +36,7 @@ def test_the_crd_is_accepted_and_established(control_plane: ControlPlane) -> Non
     applied = control_plane.kubectl("apply", "--validate=strict", "-f", str(ROOT / "crds"))
     assert applied.stderr == ""
     assert applied.stdout.split()[0] == f"customresourcedefinition.apiextensions.k8s.io/{CRD_NAME}"
-    control_plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    control_plane.wait_established(CRD_NAME)
     crd = json.loads(control_plane.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout)
     conditions = {condition["type"]: condition["status"] for condition in crd["status"]["conditions"]}
     assert conditions["NamesAccepted"] == "True"
@@ -55,7 +55,7 @@ def test_every_object_of_the_kustomize_base_is_accepted(control_plane: ControlPl
     # The Prometheus Operator's kinds are known once their CRDs (stand-ins) are installed.
     control_plane.kubectl("apply", "-f", str(MONITORING_CRDS))
     for name in ("servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com"):
-        control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        control_plane.wait_established(name)
     (namespace,) = [obj["metadata"]["name"] for obj in objects if obj["kind"] == "Namespace"]
     control_plane.ensure_namespace(namespace)
 

@@ -98,11 +98,10 @@ def _rules(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 def test_operator_rbac_is_least_privilege(objects: list[dict[str, Any]]) -> None:
     cluster = _rules(the(objects, "ClusterRole", "lambda-rollouts"))
     assert cluster == {
-        ("lambda.rollouts.dev", "lambdarollouts"): {"get", "list", "watch", "patch"},
+        ("lambda.rollouts.dev", "lambdarollouts"): {"list", "watch", "patch"},
         ("lambda.rollouts.dev", "lambdarollouts/status"): {"patch"},
         ("", "events"): {"create"},
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-        ("", "namespaces"): {"list", "watch"},
     }
     for role in (*by_kind(objects, "ClusterRole"), *by_kind(objects, "Role")):
         for rule in role["rules"]:
