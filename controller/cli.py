@@ -135,6 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``get -o json | head``): stop quietly, as a tool killed by SIGPIPE
+        # would, and keep the interpreter's own final flush from complaining about the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as error:
         # One error path for every verb: one line saying what to do; the traceback only when asked for.
         if str(args.log_level).upper() == "DEBUG":

@@ -454,7 +454,10 @@ def failed_hold(ctx: Ctx) -> Ctx | Decision:
         "`retry` or a spec change starts it again"
     )
     if record.phase in (Phase.ROLLED_BACK, Phase.DEGRADED):
-        # Already recorded with why it ended: the reminder is shown, not written again.
+        # Already recorded with why it ended: the reminder is shown, not written again, after the
+        # recorded message, which names what failed (the alarm, the analysis and its values, the hook).
+        if record.message and record.reason == failed.reason:
+            message = f"{record.message}; not deployed again: `retry` or a spec change starts it again"
         return finish(ctx, record, live=message)
     new = dataclasses.replace(record, phase=phase, reason=failed.reason, message=message)
     return finish(ctx, new)

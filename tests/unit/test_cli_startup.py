@@ -121,3 +121,22 @@ def test_an_unknown_verb_is_a_usage_error_listing_the_verbs() -> None:
     result = cli("deploy")
     assert result.returncode == 2
     assert "invalid choice: 'deploy'" in result.stderr and "'validate'" in result.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path: Path) -> None:
+    """``lambda-rollouts ... | head``: no traceback and no "BrokenPipeError" line when the pipe closes."""
+    for i in range(1500):  # far more than a pipe buffer holds, so the writer meets the closed pipe
+        (tmp_path / f"{i:04d}-{'x' * 90}.yaml").write_text("kind: ConfigMap\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "validate", str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert "no LambdaRollout documents" in process.stdout.readline()
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 141
+    assert stderr == ""

@@ -232,6 +232,7 @@ def test_alarm_rolls_back_and_never_retries_by_itself() -> None:
         w.now += 10_000
         d = w.tick()
         assert not d.actions and d.status.phase is Phase.ROLLED_BACK and "retry" in d.status.message
+        assert "errors" in d.status.message  # the reminder still names the alarm
 
 
 def test_retry_and_spec_change_restart_a_failed_version() -> None:
