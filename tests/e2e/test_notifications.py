@@ -665,6 +665,7 @@ def test_run_once_sends_nothing_and_leaves_the_outbox_to_the_next_daemon(world: 
         done = subprocess.run([*once, "--notifications", str(world.config)], env=world.env, capture_output=True)
         assert done.returncode == 0, done.stderr
         assert outbox(world.aws, "brand-api") == ["Started"] and receiver.received == []
+        assert b"--once sends no notifications" in done.stderr
         # A pass without notifications configured keeps what waits in the outbox, too.
         done = subprocess.run(once, env=world.env, capture_output=True)
         assert done.returncode == 0, done.stderr
