@@ -4,7 +4,8 @@ Loads the directory, follows its changes, and reconciles every rollout until SIG
 then the reconciles in flight get ``--shutdown-grace`` seconds to finish their writes, the rest are
 cancelled (the write-ahead record makes even an interrupted one safe) and it exits 0 within 10 s.
 ``--once`` runs a single pass and exits: 0 when every rollout was reconciled, 1 when any is Invalid
-or failed. ``--metrics-port`` serves ``/metrics``, ``/healthz`` and ``/readyz``.
+or failed. It starts no notifier: with ``--notifications`` the pass writes its transitions into the
+records' outboxes, and the next daemon sends them. ``--metrics-port`` serves ``/metrics``, ``/healthz`` and ``/readyz``.
 
 Several replicas (on one host or several) may run on the same directory: exactly one writes, the
 holder of a lease in DynamoDB (``--lease``, ``controller.sources.lease``); the others follow the
@@ -179,6 +180,9 @@ async def _once(daemon: Daemon, leadership: Leadership, desired: DesiredState) -
         held = leadership.held_by() if isinstance(leadership, GitOpsLease) else None
         why = f"{held}: another controller runs this directory" if held else leadership.waiting_reason()
         raise LeaseHeld(f"{why}; this pass does nothing")
+    if daemon.notifier is not None:
+        # The pass still writes its transitions into the records' outboxes: nothing is lost, only later.
+        logger.info("--once sends no notifications: this pass's transitions wait in the records for the daemon")
     renewing = asyncio.Event()
     renewer = asyncio.create_task(leadership.run(renewing))
     try:

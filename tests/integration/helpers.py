@@ -331,13 +331,17 @@ def http_ok(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def daemon(args: list[str], *, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m controller.cli ARGS`` for the block, its stderr in ``log``; killed (SIGKILL) if still running.
+def daemon(
+    args: list[str], *, env: dict[str, str], log: Path, out: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m controller.cli ARGS`` for the block, its stderr in ``log`` (and its stdout in ``out``,
+    else discarded); killed (SIGKILL) if still running.
 
     The log is a file, not a pipe: a chatty daemon can never block on a full pipe nobody reads.
     """
-    with log.open("wb") as stream:
-        process = subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=stream)
+    with log.open("wb") as stream, contextlib.ExitStack() as files:
+        stdout = files.enter_context(out.open("wb")) if out is not None else subprocess.DEVNULL
+        process = subprocess.Popen([*CLI, *args], env=env, stdout=stdout, stderr=stream)
         try:
             yield process
         finally:

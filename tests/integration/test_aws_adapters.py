@@ -464,6 +464,7 @@ _IAM_PREFIX = {
     "events.py": "events",
     "sqs.py": "sqs",
     "dynamodb.py": "dynamodb",
+    "sns.py": "sns",
 }
 # IAM authorizes a batch delete as the single-message action.
 _IAM_RENAMES = {"lambda:Invoke": "lambda:InvokeFunction", "sqs:DeleteMessageBatch": "sqs:DeleteMessage"}

@@ -271,7 +271,7 @@ def test_the_ownership_config_is_mounted_and_named_by_its_flag(full: list[dict[s
 
 
 def test_notifications_are_off_by_default(default: list[dict[str, Any]]) -> None:
-    # The operator learns --notifications in another change: a default install must not pass it.
+    # Without a config the flag is not passed: the operator then runs without notifications.
     assert not any(arg.startswith("--notifications") for arg in container(default)["args"])
     assert not [obj for obj in default if obj["kind"] == "ConfigMap" and "notifications" in obj["metadata"]["name"]]
     assert "annotations" not in the(default, "Deployment")["spec"]["template"]["metadata"]

@@ -8,6 +8,7 @@ one by one so a careless edit fails loudly.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -197,6 +198,47 @@ def test_prometheus_rules_and_dashboard_are_shipped(objects: list[dict[str, Any]
             assert group["name"] and group["rules"]
             for item in group["rules"]:
                 assert ("alert" in item) != ("record" in item) and item["expr"]
+
+
+# ---- the notifications overlay docs/notifications.md shows -------------------------------------
+
+
+def test_the_documented_notifications_overlay_builds_on_the_base(tmp_path: Path) -> None:
+    # The overlay a kustomize user copies: built on this base, it mounts the config, passes the flag and
+    # takes its secret from a Secret reference, and the Deployment still passes strict validation.
+    page = (ROOT / "docs" / "notifications.md").read_text()
+    (overlay,) = [
+        block for block in re.findall(r"```yaml\n(.*?)\n```", page, re.DOTALL) if "kind: Kustomization" in block
+    ]
+    directory = tmp_path / "overlays" / "notifications"
+    directory.mkdir(parents=True)
+    base = os.path.relpath(ROOT / "manifests", directory)
+    (directory / "kustomization.yaml").write_text(overlay.replace("../../manifests", base))
+    config = (ROOT / "examples" / "config" / "notifications.yaml").read_text()
+    (directory / "notifications.yaml").write_text(config)
+    try:
+        kubectl = kustomize_kubectl()
+    except MissingBinaries as missing:
+        pytest.fail(str(missing), pytrace=False)
+    built = subprocess.run(
+        [kubectl, "kustomize", str(directory)], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    objects = [doc for doc in yaml.safe_load_all(built) if doc]
+    (configmap,) = [
+        o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"].startswith("lambda-rollouts-notif")
+    ]
+    assert configmap["data"] == {"notifications.yaml": config}
+    deployment = the(objects, "Deployment")
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    pod = deployment["spec"]["template"]["spec"]
+    (operator,) = pod["containers"]
+    assert "--notifications=/etc/lambda-rollouts/notifications/notifications.yaml" in operator["args"]
+    mount = {m["name"]: m for m in operator["volumeMounts"]}["notifications"]
+    assert (mount["mountPath"], mount["readOnly"]) == ("/etc/lambda-rollouts/notifications", True)
+    volume = {v["name"]: v for v in pod["volumes"]}["notifications"]
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]  # the generated name, hash included
+    env = {item["name"]: item for item in operator["env"]}
+    assert set(env["SLACK_WEBHOOK_URL"]["valueFrom"]) == {"secretKeyRef"}
 
 
 # ---- Dockerfile: no daemon here, so lint the properties that matter -----------------------------
