@@ -43,11 +43,29 @@ class NotifierAnnouncer:
         # transition id -> (rollout key, the targets not done with it yet)
         self._outstanding: dict[str, tuple[str, set[str]]] = {}
         self._done: dict[str, set[str]] = {}
+        # (rollout key, opt-ins) already warned about: a name the config lacks is said once, not per tick.
+        self._warned: set[tuple[str, tuple[str, ...]]] = set()
 
     def wants(self, spec: RolloutSpec) -> bool:
         return subscribed(self._config, namespace=spec.namespace, name=spec.name, opt_in=spec.notifications)
 
+    def _check_opt_in(self, spec: RolloutSpec) -> None:
+        """A ``spec.notifications`` name no target of the config has is a typo or a missing target: say so."""
+        known = {target.name for target in self._config.targets}
+        unknown = tuple(name for name in spec.notifications if name not in known)
+        if not unknown or (spec.key, spec.notifications) in self._warned:
+            return
+        self._warned.add((spec.key, spec.notifications))
+        log.warning(
+            "rollout %s: spec.notifications names %s, which the notifications config (%s) does not have; known: %s",
+            spec.key,
+            ", ".join(unknown),
+            self._config.source or "--notifications",
+            ", ".join(sorted(known)) or "none",
+        )
+
     def offer(self, spec: RolloutSpec, record: Record) -> None:
+        self._check_opt_in(spec)
         done = self._done.get(spec.key, set())
         for entry in record.outbox:
             if entry.id in self._outstanding or entry.id in done:
