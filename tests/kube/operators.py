@@ -223,6 +223,7 @@ def operator(
     aws_url: str | None = None,
     command: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
+    before_start: Callable[[int], object] | None = None,
 ) -> Iterator[OperatorProcess]:
     """``lambda-rollouts operator`` for the block; stopped with SIGTERM on the way out (a test may
     have killed it already). Its log is ``DIRECTORY/IDENTITY.log``; AWS is ``aws`` unless ``aws_url``
@@ -231,8 +232,12 @@ def operator(
     ``command``: the operator's own arguments (a Deployment's ``args``) instead of ``--identity``,
     ``--lease-namespace`` and ``--namespace`` from the keywords, with ``env`` (``POD_NAME``...);
     the test's tick, lease duration, metrics port and text log are added after them either way.
+    ``before_start(port)`` runs once the metrics port is chosen, before the process starts (a config
+    file that must name the operator's own URL).
     """
     port = free_port()
+    if before_start is not None:
+        before_start(port)
     access_key = f"AKIA{identity.upper().replace('-', '')}"
     log = directory / f"{identity}.log"
     home = directory / f"home-{identity}"
