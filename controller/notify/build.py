@@ -19,12 +19,12 @@ from controller.aws.sns import SnsAdapter
 from .channel import Channel
 from .config import Links, NotificationConfig, SlackTarget, SnsTarget, Target, TeamsTarget, WebhookTarget
 from .delivery import Notifier, NotifyObserver, OnDelivered, OnFinished
-from .http import HttpPoster
+from .http import HttpPoster, SecretUrlChannel
 from .links import GateSigner
 from .secrets import SecretReader
-from .slack import SlackChannel
+from .slack import render_slack
 from .sns import SnsChannel
-from .teams import TeamsChannel
+from .teams import render_teams
 from .webhook import WebhookChannel
 
 __all__ = ["build_notifier", "gate_signer"]
@@ -40,9 +40,9 @@ def _channel(
     target: Target, *, secrets: SecretReader, http: HttpPoster, sns: SnsAdapter | None, clock: Callable[[], float]
 ) -> Channel:
     if isinstance(target, SlackTarget):
-        return SlackChannel(name=target.name, url=target.url, secrets=secrets, http=http)
+        return SecretUrlChannel(name=target.name, url=target.url, secrets=secrets, http=http, render=render_slack)
     if isinstance(target, TeamsTarget):
-        return TeamsChannel(name=target.name, url=target.url, secrets=secrets, http=http)
+        return SecretUrlChannel(name=target.name, url=target.url, secrets=secrets, http=http, render=render_teams)
     if isinstance(target, WebhookTarget):
         url = target.url if target.url is not None else target.url_from
         if url is None:

@@ -1,4 +1,5 @@
-"""One HTTP POST for the Slack, Teams and webhook channels, with failures sorted into retry or give up.
+"""One HTTP POST for the Slack, Teams and webhook channels, with failures sorted into retry or give up;
+and ``SecretUrlChannel``, the one channel Slack and Teams share (only their rendering differs).
 
 aiohttp (already the controller's HTTP library) with one session for all targets, created on first
 use inside the running loop. What the queue needs to know about an answer:
@@ -17,17 +18,21 @@ Teams is the credential, so they are dropped here (``from None``) before anythin
 from __future__ import annotations
 
 import email.utils
+import json
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
 
 import controller
 
-from .channel import DeliveryError, Prepared
+from .channel import DeliveryError, Prepared, redacted_destination
 from .config import SecretRef
+from .links import GateLinks
 from .secrets import SecretError, SecretReader
+from .transition import Transition
 
-__all__ = ["HttpPoster", "parse_retry_after", "post_to_secret_url"]
+__all__ = ["HttpPoster", "SecretUrlChannel", "parse_retry_after"]
 
 _RETRYABLE = frozenset({408, 429})
 # Answers are read (so the connection can be reused) but never kept: a bounded drain.
@@ -88,11 +93,43 @@ class HttpPoster:
             self._session = None
 
 
-async def post_to_secret_url(http: HttpPoster, secrets: SecretReader, url: SecretRef, prepared: Prepared) -> None:
-    """POST ``prepared`` as JSON to the URL that ``url`` names (Slack and Teams, whose URL is the credential)."""
-    try:
-        address = secrets.read(url)
-    except SecretError:
-        # A file in the middle of a Secret rotation may be back in a moment: worth another attempt.
-        raise DeliveryError("URL unreadable", retryable=True) from None
-    await http.post(address, body=prepared.body, headers={"Content-Type": prepared.content_type})
+class SecretUrlChannel:
+    """Slack and Teams: JSON ``render(transition, links)`` posted to the URL that ``url`` names, read
+    at each send (a rotated Secret is picked up), because for both the URL is the credential."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        url: SecretRef,
+        secrets: SecretReader,
+        http: HttpPoster,
+        render: Callable[[Transition, GateLinks | None], Mapping[str, Any]],
+    ) -> None:
+        self._name = name
+        self._url = url
+        self._secrets = secrets
+        self._http = http
+        self._render = render
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def describe(self) -> str:
+        try:
+            return redacted_destination(self._secrets.read(self._url))
+        except SecretError:
+            return "<URL unreadable>"
+
+    def prepare(self, transition: Transition, links: GateLinks | None) -> Prepared:
+        body = json.dumps(self._render(transition, links), ensure_ascii=False).encode("utf-8")
+        return Prepared(transition=transition, body=body)
+
+    async def deliver(self, prepared: Prepared) -> None:
+        try:
+            address = self._secrets.read(self._url)
+        except SecretError:
+            # A file in the middle of a Secret rotation may be back in a moment: worth another attempt.
+            raise DeliveryError("URL unreadable", retryable=True) from None
+        await self._http.post(address, body=prepared.body, headers={"Content-Type": prepared.content_type})

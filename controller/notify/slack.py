@@ -13,18 +13,13 @@ nothing is posted back to Slack, so the webhook needs no Slack app interactivity
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from .channel import Prepared, redacted_destination
-from .config import SecretRef
-from .http import HttpPoster, post_to_secret_url
 from .links import GateLinks
-from .secrets import SecretError, SecretReader
 from .text import facts, footer, headline, truncate
 from .transition import Transition, rfc3339
 
-__all__ = ["SlackChannel", "render_slack"]
+__all__ = ["render_slack"]
 
 HEADER_LIMIT = 150
 FIELD_LIMIT = 2000
@@ -76,30 +71,3 @@ def _button(text: str, url: str, *, style: str, action: str) -> dict[str, Any]:
         "style": style,
         "action_id": action,
     }
-
-
-class SlackChannel:
-    """Posts Block Kit messages to the incoming-webhook URL read from ``url`` at each send."""
-
-    def __init__(self, *, name: str, url: SecretRef, secrets: SecretReader, http: HttpPoster) -> None:
-        self._name = name
-        self._url = url
-        self._secrets = secrets
-        self._http = http
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def describe(self) -> str:
-        try:
-            return redacted_destination(self._secrets.read(self._url))
-        except SecretError:
-            return "<URL unreadable>"
-
-    def prepare(self, transition: Transition, links: GateLinks | None) -> Prepared:
-        body = json.dumps(render_slack(transition, links), ensure_ascii=False).encode("utf-8")
-        return Prepared(transition=transition, body=body)
-
-    async def deliver(self, prepared: Prepared) -> None:
-        await post_to_secret_url(self._http, self._secrets, self._url, prepared)

@@ -14,18 +14,13 @@ for a rollout waiting for promotion with links configured, ``Action.OpenUrl`` bu
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from .channel import Prepared, redacted_destination
-from .config import SecretRef
-from .http import HttpPoster, post_to_secret_url
 from .links import GateLinks
-from .secrets import SecretError, SecretReader
 from .text import TONES, facts, footer, headline
 from .transition import Transition, rfc3339
 
-__all__ = ["TeamsChannel", "render_teams"]
+__all__ = ["render_teams"]
 
 CARD_VERSION = "1.4"
 _COLORS = {"good": "Good", "attention": "Attention", "warning": "Warning", "accent": "Accent"}
@@ -73,30 +68,3 @@ def render_teams(transition: Transition, links: GateLinks | None = None) -> dict
         "content": render_card(transition, links),
     }
     return {"type": "message", "attachments": [attachment]}
-
-
-class TeamsChannel:
-    """Posts Adaptive Cards to the Teams webhook URL read from ``url`` at each send."""
-
-    def __init__(self, *, name: str, url: SecretRef, secrets: SecretReader, http: HttpPoster) -> None:
-        self._name = name
-        self._url = url
-        self._secrets = secrets
-        self._http = http
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def describe(self) -> str:
-        try:
-            return redacted_destination(self._secrets.read(self._url))
-        except SecretError:
-            return "<URL unreadable>"
-
-    def prepare(self, transition: Transition, links: GateLinks | None) -> Prepared:
-        body = json.dumps(render_teams(transition, links), ensure_ascii=False).encode("utf-8")
-        return Prepared(transition=transition, body=body)
-
-    async def deliver(self, prepared: Prepared) -> None:
-        await post_to_secret_url(self._http, self._secrets, self._url, prepared)
