@@ -20,7 +20,7 @@ import uuid
 
 from controller.commands.daemon import Daemon
 from controller.commands.gates import annotation_store
-from controller.commands.options import add_daemon_arguments, engine_settings
+from controller.commands.options import accounts_from_args, add_daemon_arguments, engine_settings
 from controller.kube.api import Endpoint, KubeApi
 from controller.kube.lease import LeaderElector, LeaseSettings
 from controller.kube.operator import Operator, OperatorSettings
@@ -81,7 +81,8 @@ async def serve(args: argparse.Namespace, *, login: Login = default_login, stop:
             loop.add_signal_handler(sig, stop.set)
     # A bad --ownership-config raises UsageError (exit 2) before anything starts; none is warned about.
     settings = engine_settings(args, tenancy_warning=True)
-    daemon = Daemon.from_args(args, settings=settings)
+    accounts = accounts_from_args(args, tenancy_warning=True)
+    daemon = Daemon.from_args(args, settings=settings, identity=args.identity, accounts=accounts)
     endpoint = endpoint_of(await login())
 
     async def relogin() -> Endpoint:
@@ -95,6 +96,7 @@ async def serve(args: argparse.Namespace, *, login: Login = default_login, stop:
             settings=OperatorSettings(identity=args.identity, engine=settings, namespaces=tuple(args.namespace)),
             new_engine=daemon.engine,
             clock=time.time,
+            placement=daemon.scopes.placement,
             on_tick=daemon.health.heartbeat,
         )
         elector.on_lost = operator.lost_leadership

@@ -20,6 +20,8 @@ class Reason(enum.StrEnum):
     STABLE_IS_LATEST = "StableIsLatest"
     NOT_OWNER = "NotOwner"
     CODE_MISMATCH = "CodeMismatch"
+    # The rollout's account cannot be reached: its role cannot be assumed (or its records not read).
+    CREDENTIALS_UNAVAILABLE = "CredentialsUnavailable"
     # Pending.
     WAITING_FOR_ALIAS = "WaitingForAlias"
     PUBLISHING_VERSION = "PublishingVersion"

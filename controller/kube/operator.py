@@ -29,14 +29,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from controller.core.types import Phase, Request, Verb
+from controller.document.loader import Placement, written_placement
 from controller.kube.api import ApiError, KubeApi
 from controller.kube.inbox import AnnotationInbox
 from controller.kube.lease import LeaderElector
 from controller.kube.names import FINALIZER, rollout_path
 from controller.kube.source import Resource, ResourceSource
 from controller.kube.status import KubeStatusWriter
-from controller.runtime.engine import Engine, EngineSettings
+from controller.runtime.engine import EngineSettings
 from controller.runtime.inbox import Inbox
+from controller.runtime.scopes import Engines
 from controller.runtime.sink import StatusSink
 
 # Phases in which the alias may carry the canary: deleting with revertOnDeletion waits for these to end.
@@ -57,7 +59,7 @@ class OperatorSettings:
 class EngineFactory(Protocol):
     """Builds the engine of one leadership term (the daemon wiring adds its log and metrics sinks)."""
 
-    def __call__(self, *, sinks: Sequence[StatusSink], can_write: Callable[[], bool], inbox: Inbox) -> Engine: ...
+    def __call__(self, *, sinks: Sequence[StatusSink], can_write: Callable[[], bool], inbox: Inbox) -> Engines: ...
 
 
 class Operator:
@@ -72,11 +74,12 @@ class Operator:
         new_engine: EngineFactory,
         clock: Callable[[], float],
         on_tick: Callable[[], None] | None = None,
+        placement: Placement = written_placement,
     ) -> None:
-        self.source = ResourceSource()
+        self.source = ResourceSource(placement=placement)
         self.settings = settings
         self.elector = elector
-        self.engine: Engine | None = None
+        self.engine: Engines | None = None
         self.inbox = AnnotationInbox(api, self.source)
         self._api = api
         self._new_engine = new_engine
