@@ -8,6 +8,9 @@ writes are gated by the Lease (``can_write``), so a replica that loses it stops 
 even in the middle of a tick. The durable record on the function stays authoritative: a resource
 deleted and applied again resumes where it was.
 
+With a label selector (``OperatorSettings.selector``, ``operator --selector``) the replica serves one
+shard: a resource the selector does not match is, to it, a resource that does not exist.
+
 Control requests come through the engine's request inbox (``controller.kube.inbox``), exactly as
 GitOps mode's come through the function's tag. Housekeeping, on the leader, keeps our finalizer
 exactly on resources with ``spec.revertOnDeletion: true``; deleting such a resource while its
@@ -34,6 +37,7 @@ from controller.kube.api import ApiError, KubeApi
 from controller.kube.inbox import AnnotationInbox
 from controller.kube.lease import LeaderElector
 from controller.kube.names import FINALIZER, rollout_path
+from controller.kube.selector import Selector
 from controller.kube.source import Resource, ResourceSource
 from controller.kube.status import KubeStatusWriter
 from controller.runtime.engine import EngineSettings
@@ -54,6 +58,8 @@ class OperatorSettings:
     identity: str
     engine: EngineSettings = field(default_factory=EngineSettings)
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    # This replica's shard: only the resources it matches (None: all of them).
+    selector: Selector | None = None
 
 
 class EngineFactory(Protocol):
@@ -98,7 +104,9 @@ class Operator:
         meta = body.get("metadata") or {}
         key = f"{meta.get('namespace') or 'default'}/{meta['name']}"
         before = self.source.get(key)
-        if event_type == "DELETED":
+        selector = self.settings.selector
+        outside = selector is not None and not selector.matches(meta.get("labels") or {})
+        if event_type == "DELETED" or outside:  # another shard's resource is, to this one, gone
             self.source.gone(meta.get("namespace") or "default", meta["name"])
         else:
             after = self.source.seen(body)

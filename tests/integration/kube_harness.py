@@ -209,6 +209,10 @@ class KubeCluster:
     async def patch_spec(self, name: str, spec: Mapping[str, Any], namespace: str = "default") -> dict[str, Any]:
         return await self._request("PATCH", self._path(name, namespace), {"spec": spec})
 
+    async def merge_patch(self, name: str, body: Mapping[str, Any], namespace: str = "default") -> dict[str, Any]:
+        """A merge patch of the whole object (labels and spec at once), as ``kubectl patch --type merge``."""
+        return await self._request("PATCH", self._path(name, namespace), body)
+
     async def delete(self, name: str, namespace: str = "default") -> dict[str, Any]:
         return await self._request("DELETE", self._path(name, namespace), None)
 
