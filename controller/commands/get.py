@@ -254,6 +254,7 @@ def _as_dict(row: Row) -> dict[str, Any]:
     data["errors"] = list(row.errors)
     data["history"] = [
         {"version": h.version, "outcome": h.outcome, "reason": h.reason, "at": _iso(h.at), "by": h.by}
+        | ({"detail": h.detail} if h.detail else {})
         for h in row.history
     ]
     if not row.steps:

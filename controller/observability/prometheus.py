@@ -42,7 +42,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics import MetricWrapperBase
 
 from controller import __version__
-from controller.core.reasons import Outcome, Reason
+from controller.core.reasons import NOT_AN_END, Outcome, Reason
 from controller.core.types import Phase, Status, Verb
 from controller.document.model import (
     AllAtOnceStrategy,
@@ -140,7 +140,7 @@ def promotion_kind(status: Status) -> str:
             seen_end = True
         elif entry.outcome == Outcome.REQUESTED and entry.reason == Verb.PROMOTE:
             kind = "manual"
-        elif entry.outcome != Outcome.REQUESTED:
+        elif entry.outcome not in NOT_AN_END:
             break
     return kind
 
