@@ -254,20 +254,27 @@ def test_watching_namespaces_with_a_cluster_role() -> None:
     assert the(objects, "ClusterRoleBinding")["roleRef"]["name"] == "lambda-rollouts"
 
 
-def test_the_ownership_config_is_mounted_and_named_by_its_flag(full: list[dict[str, Any]]) -> None:
-    config = yaml.safe_load(CI_VALUES.read_text())["ownership"]["config"]
-    configmap = the(full, "ConfigMap", "rollouts-ownership")
-    assert configmap["data"] == {"ownership.yaml": config}
+@pytest.mark.parametrize(("value", "flag"), [("ownership", "--ownership-config"), ("accounts", "--accounts")])
+def test_the_ownership_and_accounts_configs_are_mounted_and_named_by_their_flags(
+    full: list[dict[str, Any]], value: str, flag: str
+) -> None:
+    config = yaml.safe_load(CI_VALUES.read_text())[value]["config"]
+    configmap = the(full, "ConfigMap", f"rollouts-{value}")
+    assert configmap["data"] == {f"{value}.yaml": config}
     operator = container(full)
-    (flag,) = [
-        arg.removeprefix("--ownership-config=") for arg in operator["args"] if arg.startswith("--ownership-config")
-    ]
-    mount = {m["name"]: m for m in operator["volumeMounts"]}["ownership"]
-    assert flag == f"{mount['mountPath']}/ownership.yaml" and mount["readOnly"] is True
+    (path,) = [arg.removeprefix(f"{flag}=") for arg in operator["args"] if arg.startswith(f"{flag}=")]
+    mount = {m["name"]: m for m in operator["volumeMounts"]}[value]
+    assert path == f"{mount['mountPath']}/{value}.yaml" and mount["readOnly"] is True
     volumes = {v["name"]: v for v in the(full, "Deployment")["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["ownership"]["configMap"]["name"] == "rollouts-ownership"
+    assert volumes[value]["configMap"]["name"] == f"rollouts-{value}"
     annotations = the(full, "Deployment")["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["checksum/ownership"] == hashlib.sha256(config.encode()).hexdigest()
+    assert annotations[f"checksum/{value}"] == hashlib.sha256(config.encode()).hexdigest()
+
+
+def test_a_shard_is_a_selector(default: list[dict[str, Any]]) -> None:
+    assert not any(arg.startswith("--selector") for arg in container(default)["args"])
+    shard = container(render("--set-string=selector=team in (a\\,b)"))
+    assert "--selector=team in (a,b)" in shard["args"]
 
 
 def test_notifications_are_off_by_default(default: list[dict[str, Any]]) -> None:

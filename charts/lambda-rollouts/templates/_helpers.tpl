@@ -77,4 +77,5 @@ for fromYamlArray: ``include "lambda-rollouts.objects" (dict "root" $ "file" "fi
 
 {{/* Where the config files are mounted: one directory each, so a new ConfigMap version replaces the file. */}}
 {{- define "lambda-rollouts.ownershipDir" -}}/etc/lambda-rollouts/ownership{{- end -}}
+{{- define "lambda-rollouts.accountsDir" -}}/etc/lambda-rollouts/accounts{{- end -}}
 {{- define "lambda-rollouts.notificationsDir" -}}/etc/lambda-rollouts/notifications{{- end -}}
