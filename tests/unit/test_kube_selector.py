@@ -47,3 +47,18 @@ def test_each_selector_names_a_lease_of_its_own() -> None:
     assert a.lease_name("lambda-rollouts-leader") != b.lease_name("lambda-rollouts-leader")
     assert a.lease_name("lambda-rollouts-leader") == Selector.parse("shard=a").lease_name("lambda-rollouts-leader")
     assert a.lease_name("lambda-rollouts-leader").startswith("lambda-rollouts-leader-")
+
+
+def test_the_operator_takes_the_shards_lease_unless_one_is_named() -> None:
+    from controller.cli import build_parser
+    from controller.commands.operator import lease_settings, selector_from_args
+
+    parser = build_parser()
+    plain = parser.parse_args(["operator"])
+    assert lease_settings(plain, selector_from_args(plain)).name == "lambda-rollouts-leader"
+    shard = parser.parse_args(["operator", "--selector", "shard=a"])
+    assert lease_settings(shard, selector_from_args(shard)).name == Selector.parse("shard=a").lease_name(
+        "lambda-rollouts-leader"
+    )
+    named = parser.parse_args(["operator", "--selector", "shard=a", "--lease-name", "payments-leader"])
+    assert lease_settings(named, selector_from_args(named)).name == "payments-leader"
