@@ -51,7 +51,7 @@ from controller.core.codec import CodecError
 from controller.core.reasons import Reason
 from controller.core.status import record_status
 from controller.core.types import HistoryEntry, Phase, Record, Status
-from controller.document.accounts import AccountsConfig
+from controller.document.accounts import AccountsConfig, Scope
 from controller.document.ownership_config import OwnershipPolicy
 from controller.observability.logs import configure_logging
 from controller.observability.prometheus import Metrics
@@ -203,12 +203,15 @@ async def collect(
         session_name=session_name("get"),
     )
     rows: dict[str, Row] = {}
+    own = Scope(region=aws.region)
     for scope in dict.fromkeys([*scopes.always(), *parts]):
         part = parts.get(scope)
         try:
             clients = await factory.clients(scope)
             recorded = {row.name: row for row in await rows_from_records(clients)}
         except AwsError as exc:
+            if scope == own:
+                raise  # the caller's own credentials: the one-line error of every verb, exit 1
             why = f"{exc.code}: {exc.message}" if exc.message else exc.code
             if part is None or not part.rollouts:
                 print(f"warning: cannot read the rollouts of {scope}: {why}", file=sys.stderr)
