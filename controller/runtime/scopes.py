@@ -465,7 +465,11 @@ class ScopedEngines:
             engine.tick_listeners.append(self._ticked)
             await engine.apply(part.desired)
             await engine.start()
-        except AwsError as exc:
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Whatever stops a scope from starting blocks that scope alone; only the controller's own
+            # scope, at start, is the controller's failure.
             if strict:
                 raise
             await self._block(part, exc)
@@ -479,8 +483,11 @@ class ScopedEngines:
         if self._metrics is not None:
             self._metrics.scope_credentials.labels(part.scope.account, part.scope.region or "").set(1)
 
-    async def _block(self, part: _Part, exc: AwsError) -> None:
-        why = f"{exc.code}: {exc.message}" if exc.message else exc.code
+    async def _block(self, part: _Part, exc: Exception) -> None:
+        if isinstance(exc, AwsError):
+            why = f"{exc.code}: {exc.message}" if exc.message else exc.code
+        else:
+            why = f"{type(exc).__name__}: {exc}"
         delay = min(BLOCKED_RETRY_CAP, self._interval * 2 ** min(part.attempts, 10))
         part.attempts += 1
         part.retry_at = self._clock() + delay
