@@ -12,7 +12,7 @@ from controller.aws.cloudwatch import CloudWatchAdapter
 from controller.aws.errors import AwsError, Conflict, InvalidRequest, NotFound, Throttled
 from controller.aws.events import EventsAdapter
 from controller.aws.lambda_ import AliasState, FunctionInfo, LambdaAdapter
-from controller.aws.session import AwsClients, AwsSettings, make_clients
+from controller.aws.session import AwsClients, AwsSettings, make_clients, resolve_region
 from controller.aws.sns import SnsAdapter
 from controller.aws.sqs import SqsAdapter
 from controller.aws.sts import StsAdapter
@@ -38,4 +38,5 @@ __all__ = [
     "TaggingAdapter",
     "Throttled",
     "make_clients",
+    "resolve_region",
 ]

@@ -10,6 +10,10 @@ botocore retries throttling and 5xx itself in *adaptive* mode (exponential backo
 client-side rate limiter that learns from throttling responses); what is still throttled after
 ``max_attempts`` surfaces as ``Throttled`` and the engine backs that one rollout off. Our own
 ``Budget`` sits in front of all of it, below AWS's quotas.
+
+``credentials`` replaces the standard chain for one set of clients: the clients of another account
+sign with an assumed role's refreshable credentials (``controller.aws.assume``), through a botocore
+session of their own whose only credential provider hands out exactly those.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import os
 from dataclasses import dataclass
 
 import boto3
+import botocore.session
 from botocore.config import Config
+from botocore.credentials import CredentialProvider, CredentialResolver, Credentials
 
 import controller
 from controller.aws.budget import Budget
@@ -33,7 +39,7 @@ from controller.aws.sqs import SqsAdapter
 from controller.aws.sts import StsAdapter
 from controller.aws.tagging import TaggingAdapter
 
-__all__ = ["DEFAULT_LOCAL_REGION", "ApiObserver", "AwsClients", "AwsSettings", "make_clients"]
+__all__ = ["DEFAULT_LOCAL_REGION", "ApiObserver", "AwsClients", "AwsSettings", "make_clients", "resolve_region"]
 
 DEFAULT_LOCAL_REGION = "us-east-1"
 
@@ -67,28 +73,67 @@ class AwsClients:
     endpoint_url: str | None = None
 
 
-def make_clients(
-    settings: AwsSettings, *, budget: Budget | None = None, observer: ApiObserver | None = None
-) -> AwsClients:
-    """Create the boto3 clients and wrap them in adapters.
+class _Given(CredentialProvider):  # type: ignore[misc]
+    """A credential provider that knows one set of credentials (an assumed role's)."""
+
+    METHOD = "assume-role"
+
+    def __init__(self, credentials: Credentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> Credentials:
+        return self._credentials
+
+
+def _session(settings: AwsSettings, credentials: Credentials | None) -> boto3.session.Session:
+    if credentials is not None:
+        core = botocore.session.Session()
+        core.register_component("credential_provider", CredentialResolver([_Given(credentials)]))
+        return boto3.session.Session(botocore_session=core)
+    return boto3.session.Session(profile_name=settings.profile) if settings.profile else boto3.session.Session()
+
+
+def _endpoint(settings: AwsSettings) -> str | None:
+    return settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def resolve_region(settings: AwsSettings) -> str:
+    """The region clients built from ``settings`` use: given, else the standard chain's, else (local
+    endpoint only) ``DEFAULT_LOCAL_REGION``.
 
     Raises ``AwsError`` (code ``NoRegion``) when no region is configured anywhere and no endpoint is
     given, because botocore's own message for it is easy to misread.
     """
-    session = boto3.session.Session(profile_name=settings.profile) if settings.profile else boto3.session.Session()
-    endpoint_url = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-    region = settings.region or session.region_name
-    if not region:
-        if not endpoint_url:
-            raise AwsError(
-                code="NoRegion",
-                message="no AWS region configured: pass --region or set AWS_REGION / AWS_DEFAULT_REGION",
-                operation="Configure",
-            )
-        region = DEFAULT_LOCAL_REGION
-    credentials: dict[str, str] = {}
+    region = settings.region or _session(settings, None).region_name
+    if region:
+        return str(region)
+    if not _endpoint(settings):
+        raise AwsError(
+            code="NoRegion",
+            message="no AWS region configured: pass --region or set AWS_REGION / AWS_DEFAULT_REGION",
+            operation="Configure",
+        )
+    return DEFAULT_LOCAL_REGION
+
+
+def make_clients(
+    settings: AwsSettings,
+    *,
+    budget: Budget | None = None,
+    observer: ApiObserver | None = None,
+    credentials: Credentials | None = None,
+) -> AwsClients:
+    """Create the boto3 clients and wrap them in adapters (``AwsError`` ``NoRegion``: ``resolve_region``).
+
+    ``credentials``: sign with these instead of the standard chain's (another account's role).
+    """
+    session = _session(settings, credentials)
+    endpoint_url = _endpoint(settings)
+    region = resolve_region(settings)
+    keys: dict[str, str] = {}
     if endpoint_url and session.get_credentials() is None:
-        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     config = Config(
         retries={"mode": "adaptive", "total_max_attempts": max(1, settings.max_attempts)},
         # Calls run in worker threads; let as many of them hold a connection as the default executor runs.
@@ -105,9 +150,7 @@ def make_clients(
     budget = budget if budget is not None else Budget()
 
     def caller(service: str, client_config: Config = config) -> ApiCaller:
-        client = session.client(
-            service, region_name=region, endpoint_url=endpoint_url, config=client_config, **credentials
-        )
+        client = session.client(service, region_name=region, endpoint_url=endpoint_url, config=client_config, **keys)
         return ApiCaller(client=client, service=service, budget=budget, observer=observer)
 
     fence = WriteFence()

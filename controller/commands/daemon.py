@@ -6,6 +6,11 @@ outputs are the log and the metrics, heartbeats from every tick, and the ``/metr
 ``/readyz`` server. ``Daemon`` builds those the same way for both, so the operator cannot silently
 lack a metric ``run`` has (or the other way round); each command only adds what is its own (the
 file source; the Kubernetes status writer, request inbox and leadership).
+
+What a daemon calls "the engine" is one engine per scope (``controller.runtime.scopes``): the
+controller's own clients (``aws``: also the lease's, the notifier's and the gates') serve the default
+scope, every other account and region gets clients of its own from ``clients`` (an assumed role, a
+budget per account and region), made once and kept across leadership terms.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from controller.aws import AwsClients
+from controller.aws import AwsClients, make_clients, resolve_region
+from controller.aws.assume import session_name
 from controller.commands.gates import GateDesk, StoreRequest, tag_store
-from controller.commands.options import clients_from_args, notifications_from_args
+from controller.commands.options import aws_settings, notifications_from_args
+from controller.document.accounts import DEFAULT_ACCOUNT, AccountsConfig, Scope
 from controller.notify.announcer import NotifierAnnouncer
 from controller.notify.build import build_notifier
 from controller.notify.delivery import Notifier
@@ -28,10 +35,15 @@ from controller.observability.http import Health, ObservabilityServer
 from controller.observability.prometheus import Metrics
 from controller.runtime.engine import Engine, EngineSettings
 from controller.runtime.inbox import Inbox
-from controller.runtime.sink import LogSink, MetricsSink, StatusSink
+from controller.runtime.scopes import ClientsFactory, ScopedEngines, Scopes, Shard
+from controller.runtime.sink import AnnouncingSink, FanoutSink, LogSink, MetricsSink, StatusSink
 
 
 def _always() -> bool:
+    return True
+
+
+def _everywhere(_scope: Scope) -> bool:
     return True
 
 
@@ -43,6 +55,10 @@ class Daemon:
     metrics: Metrics
     health: Health
     settings: EngineSettings
+    # Which scope each rollout is in, the clients of each, and the scopes this replica serves.
+    scopes: Scopes
+    clients: ClientsFactory
+    shard: Shard | None = None
     clock: Callable[[], float] = time.time
     # ``--notifications``: the notifier beside the engine, and its side of the engine's announcer seam.
     notifier: Notifier | None = None
@@ -51,15 +67,31 @@ class Daemon:
     port: int | None = field(default=None, init=False)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, *, settings: EngineSettings) -> Daemon:
+    def from_args(
+        cls,
+        args: argparse.Namespace,
+        *,
+        settings: EngineSettings,
+        identity: str,
+        accounts: AccountsConfig | None = None,
+        shard: Shard | None = None,
+    ) -> Daemon:
         """Metrics first: the AWS clients report every call to them from the start.
 
-        A bad ``--notifications`` config (or a secret it names that cannot be read) is a usage error.
+        ``identity`` names this replica in the session name of every role it assumes (the target
+        accounts' CloudTrail says which controller it was). A bad ``--notifications`` config (or a
+        secret it names that cannot be read) is a usage error.
         """
         metrics = Metrics()
         health = Health(interval=settings.interval, metrics=metrics)
-        aws = clients_from_args(args, observer=metrics)
-        daemon = cls(aws=aws, metrics=metrics, health=health, settings=settings)
+        where = aws_settings(args)
+        region = resolve_region(where)
+        aws = make_clients(where, observer=metrics.aws_observer(account=DEFAULT_ACCOUNT, region=region))
+        clients = ClientsFactory(own=aws, settings=where, metrics=metrics, session_name=session_name(identity))
+        scopes = Scopes(region=aws.region, accounts=accounts)
+        daemon = cls(
+            aws=aws, metrics=metrics, health=health, settings=settings, scopes=scopes, clients=clients, shard=shard
+        )
         config = notifications_from_args(args)
         if config is not None:
             announcer: list[NotifierAnnouncer] = []
@@ -80,27 +112,46 @@ class Daemon:
 
     def engine(
         self, *, sinks: Sequence[StatusSink] = (), can_write: Callable[[], bool] = _always, inbox: Inbox | None = None
-    ) -> Engine:
-        """An engine reporting to ``sinks`` plus the log and metrics; each tick is a heartbeat.
+    ) -> ScopedEngines:
+        """The engines of one leadership term, one per scope, reporting to ``sinks`` plus the log and
+        metrics; each tick is a heartbeat.
 
-        ``inbox``: where control requests wait (default: the functions' request tags, GitOps mode).
+        ``inbox``: where control requests wait (default: each scope's functions' request tags, GitOps mode).
         """
-        engine = Engine(
-            self.aws,
-            settings=self.settings,
+
+        def new_engine(aws: AwsClients, scope: Scope) -> Engine:
+            return Engine(
+                aws,
+                settings=self.settings,
+                clock=self.clock,
+                sinks=(*sinks, *self.sinks()),
+                can_write=can_write,
+                inbox=inbox,
+                announcer=self.announcer,
+            )
+
+        # What a scope that cannot be reached shows on its rollouts goes where the engines' statuses go.
+        outputs: list[StatusSink] = [*sinks, *self.sinks()]
+        if self.announcer is not None:
+            outputs.append(AnnouncingSink(self.announcer))
+        engines = ScopedEngines(
+            scopes=self.scopes,
+            clients=self.clients.clients,
+            new_engine=new_engine,
+            sink=FanoutSink(outputs),
+            serves=self.shard.serves if self.shard is not None else _everywhere,
+            always=self.scopes.always(),
+            metrics=self.metrics,
+            interval=self.settings.interval,
             clock=self.clock,
-            sinks=(*sinks, *self.sinks()),
-            can_write=can_write,
-            inbox=inbox,
-            announcer=self.announcer,
         )
 
         def ticked() -> None:
             self.health.heartbeat()
-            self.health.set_aws_reachable(engine.ready)
+            self.health.set_aws_reachable(engines.ready)
 
-        engine.tick_listeners.append(ticked)
-        return engine
+        engines.tick_listeners.append(ticked)
+        return engines
 
     @contextlib.asynccontextmanager
     async def serving(

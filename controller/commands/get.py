@@ -6,6 +6,10 @@ each rollout's record is decoded from them. With ``--source`` it also shows the 
 no record yet (not started) or that the controller refuses (Invalid: bad document, missing function,
 version or alarm), computed read-only the same way ``plan`` does.
 
+Rollouts in other accounts and regions (``spec.aws``, ``--accounts``) are read there, one scan per
+scope, with the role the controller would assume; a scope that cannot be read shows its rollouts
+Invalid ``CredentialsUnavailable`` with AWS's words, as the controller does, and the others as usual.
+
 ``get NAME --watch`` follows one rollout live (``controller.commands.watch``); the table is drawn
 with rich on a terminal and as plain aligned columns otherwise, so scripts can still cut it.
 """
@@ -29,19 +33,32 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from controller.aws import AwsClients
-from controller.commands.options import add_ownership, add_time_scale, clients_from_args, ownership_from_args
+from controller.aws import AwsClients, AwsSettings
+from controller.aws.assume import session_name
+from controller.aws.errors import AwsError
+from controller.commands.options import (
+    accounts_from_args,
+    add_accounts,
+    add_ownership,
+    add_time_scale,
+    aws_settings,
+    clients_from_args,
+    ownership_from_args,
+)
 from controller.commands.rollouts import RolloutNotFound, managed_rollouts, matches
 from controller.commands.watch import Watcher, watch
 from controller.core.codec import CodecError
 from controller.core.reasons import Reason
 from controller.core.status import record_status
 from controller.core.types import HistoryEntry, Phase, Record, Status
+from controller.document.accounts import AccountsConfig, Scope
 from controller.document.ownership_config import OwnershipPolicy
 from controller.observability.logs import configure_logging
+from controller.observability.prometheus import Metrics
 from controller.observability.view import PHASE_STYLES
 from controller.runtime.desired import DesiredState
 from controller.runtime.preview import Preview, preview_all
+from controller.runtime.scopes import ClientsFactory, Scopes, partition
 from controller.sources.files import FileSource
 
 COLUMNS = ("NAME", "FUNCTION", "ALIAS", "PHASE", "STABLE", "CANARY", "WEIGHT", "STEP", "MESSAGE")
@@ -106,6 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
     parser.add_argument("--timeout", type=float, default=None, help="with --until-done: give up (exit 1) after S s")
     add_ownership(parser)
+    add_accounts(parser)
     add_time_scale(parser)
 
 
@@ -113,9 +131,16 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_format, args.log_level)
     if args.watch or args.until_done:
         return run_watch(args)
-    ownership = ownership_from_args(args)
+    ownership, accounts = ownership_from_args(args), accounts_from_args(args)
     rows = asyncio.run(
-        collect(clients_from_args(args), source=args.source, time_scale=args.time_scale, ownership=ownership)
+        collect(
+            clients_from_args(args),
+            source=args.source,
+            time_scale=args.time_scale,
+            ownership=ownership,
+            accounts=accounts,
+            settings=aws_settings(args),
+        )
     )
     if args.name:
         rows = [r for r in rows if matches(r.name, args.name)]
@@ -159,13 +184,53 @@ def run_watch(args: argparse.Namespace) -> int:
 
 
 async def collect(
-    aws: AwsClients, *, source: Path | None, time_scale: float = 1.0, ownership: OwnershipPolicy | None = None
+    aws: AwsClients,
+    *,
+    source: Path | None,
+    time_scale: float = 1.0,
+    ownership: OwnershipPolicy | None = None,
+    accounts: AccountsConfig | None = None,
+    settings: AwsSettings | None = None,
 ) -> list[Row]:
-    rows = {row.name: row for row in await rows_from_records(aws)}
-    if source is not None:
-        desired = await asyncio.to_thread(FileSource(source).scan)
-        for row in await rows_from_source(aws, desired, rows, time_scale=time_scale, ownership=ownership):
-            rows[row.name] = row
+    """Every rollout's row: one scan per scope (the controller's own, ``--accounts``'s, the documents')."""
+    scopes = Scopes(region=aws.region, accounts=accounts)
+    desired = await asyncio.to_thread(FileSource(source, placement=scopes.placement).scan) if source else None
+    parts = partition(desired, scopes=scopes) if desired is not None else {}
+    factory = ClientsFactory(
+        own=aws,
+        settings=settings or AwsSettings(region=aws.region),
+        metrics=Metrics(),
+        session_name=session_name("get"),
+    )
+    rows: dict[str, Row] = {}
+    own = Scope(region=aws.region)
+    for scope in dict.fromkeys([*scopes.always(), *parts]):
+        part = parts.get(scope)
+        try:
+            clients = await factory.clients(scope)
+            recorded = {row.name: row for row in await rows_from_records(clients)}
+        except AwsError as exc:
+            if scope == own:
+                raise  # the caller's own credentials: the one-line error of every verb, exit 1
+            why = f"{exc.code}: {exc.message}" if exc.message else exc.code
+            if part is None or not part.rollouts:
+                print(f"warning: cannot read the rollouts of {scope}: {why}", file=sys.stderr)
+            for key, spec in (part.rollouts if part is not None else {}).items():
+                rows[key] = Row(
+                    name=key,
+                    function=spec.function_name or "-",
+                    alias=spec.alias or "-",
+                    phase=str(Phase.INVALID),
+                    reason=Reason.CREDENTIALS_UNAVAILABLE,
+                    errors=(why,),
+                )
+            continue
+        rows.update(recorded)
+        if part is not None:
+            found = await rows_from_source(clients, part, recorded, time_scale=time_scale, ownership=ownership)
+            rows.update({row.name: row for row in found})
+    if desired is not None and not parts:  # only unreadable files: no scope to show them with
+        rows.update({file: _invalid_file_row(file, errors) for file, errors in desired.orphan_errors.items()})
     return sorted(rows.values(), key=lambda r: r.name)
 
 
@@ -254,6 +319,7 @@ def _as_dict(row: Row) -> dict[str, Any]:
     data["errors"] = list(row.errors)
     data["history"] = [
         {"version": h.version, "outcome": h.outcome, "reason": h.reason, "at": _iso(h.at), "by": h.by}
+        | ({"detail": h.detail} if h.detail else {})
         for h in row.history
     ]
     if not row.steps:

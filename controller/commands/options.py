@@ -2,9 +2,9 @@
 
 ``run``, ``plan``, ``get`` and the control verbs need the same AWS clients configured the same way
 (region, endpoint, retries); ``run`` (GitOps) and ``operator`` (Kubernetes) take the same daemon
-options (``add_daemon_arguments``: tick, metrics port, drift checks, shutdown grace, ownership), so
-neither daemon can silently lack one the other has. A bad ``--ownership-config`` stops any verb
-before it touches anything (exit 2, every problem listed).
+options (``add_daemon_arguments``: tick, metrics port, drift checks, shutdown grace, ownership,
+accounts), so neither daemon can silently lack one the other has. A bad ``--ownership-config`` or
+``--accounts`` stops any verb before it touches anything (exit 2, every problem listed).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import logging
 
 from controller.aws import ApiObserver, AwsClients, AwsSettings, make_clients
+from controller.document.accounts import AccountsConfig, load_accounts
 from controller.document.ownership_config import OwnershipPolicy, load_ownership
 from controller.errors import UsageError
 from controller.notify.config import NotificationConfig, load_notifications
@@ -22,9 +23,42 @@ from controller.runtime.engine import EngineSettings
 logger = logging.getLogger("controller.options")
 
 
+def aws_settings(args: argparse.Namespace) -> AwsSettings:
+    return AwsSettings(region=args.region, endpoint_url=args.aws_endpoint_url)
+
+
 def clients_from_args(args: argparse.Namespace, *, observer: ApiObserver | None = None) -> AwsClients:
-    settings = AwsSettings(region=args.region, endpoint_url=args.aws_endpoint_url)
-    return make_clients(settings, observer=observer)
+    return make_clients(aws_settings(args), observer=observer)
+
+
+def add_accounts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--accounts",
+        metavar="FILE",
+        help="YAML mapping namespace -> roleArn, externalId(From), region: where its rollouts' functions "
+        "live (several accounts and regions, docs/accounts.md)",
+    )
+
+
+def accounts_from_args(args: argparse.Namespace, *, tenancy_warning: bool = False) -> AccountsConfig | None:
+    """The ``--accounts`` config, None without one; ``UsageError`` listing every problem.
+
+    ``tenancy_warning``: say at start that, without a config, a rollout in any namespace may name any
+    role (the operator serves many namespaces).
+    """
+    file = getattr(args, "accounts", None)
+    if file is None:
+        if tenancy_warning:
+            logger.warning(
+                "no --accounts: a rollout in any namespace may name any spec.aws.roleArn the controller can "
+                "assume; multi-tenant clusters must set one"
+            )
+        return None
+    config, errors = load_accounts(file)
+    if errors or config is None:
+        raise UsageError("\n".join(str(error) for error in errors))
+    logger.info("accounts config %s: %d namespaces", file, len(config.namespaces))
+    return config
 
 
 def add_time_scale(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +122,7 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
         help="notification targets and subscriptions (Slack, Teams, webhooks, SNS): docs/notifications.md",
     )
     add_ownership(parser)
+    add_accounts(parser)
     add_time_scale(parser)
 
 

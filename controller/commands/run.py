@@ -13,6 +13,11 @@ directory, write nothing, and take over when the holder stops renewing. ``--leas
 replica that knows it is alone. A clean stop releases the lease after the writes in flight, so a
 standby takes over at once. ``run --once`` takes the lease for its pass, or exits 1 with one line
 when a live controller holds it.
+
+One controller serves every account and region its documents and ``--accounts`` name, one engine
+per scope (``controller.runtime.scopes``). ``--shard ACCOUNT[/REGION]`` makes it serve only those
+scopes, under a lease of the shard's own (``LEASE-NAME/ACCOUNT[/REGION]``): N shards on one
+directory are N leader elections, each with its replicas.
 """
 
 from __future__ import annotations
@@ -21,20 +26,24 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
 from controller.aws import AwsClients
 from controller.aws.errors import AwsError, NotFound
 from controller.commands.daemon import Daemon
-from controller.commands.options import add_daemon_arguments, engine_settings
+from controller.commands.options import accounts_from_args, add_daemon_arguments, engine_settings
 from controller.core.types import Phase
+from controller.document.accounts import AccountsConfig
 from controller.errors import UsageError
 from controller.observability.logs import configure_logging
 from controller.runtime.desired import DesiredState
-from controller.runtime.engine import Engine, EngineSettings
+from controller.runtime.engine import EngineSettings
+from controller.runtime.scopes import ScopedEngines, Shard
 from controller.sources.files import FileSource
 from controller.sources.lease import (
     DEFAULT_NAME,
@@ -78,6 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "different names (default: default)",
     )
     parser.add_argument(
+        "--shard",
+        metavar="ACCOUNT[/REGION]",
+        help="serve only the rollouts of this account (12 digits, or default: the controller's own "
+        "credentials) and region, under a lease of the shard's own; run one controller per shard",
+    )
+    parser.add_argument(
         "--lease-duration",
         type=float,
         default=15.0,
@@ -87,8 +102,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_daemon_arguments(parser)
 
 
-def lease_settings(args: argparse.Namespace) -> LeaseSettings | None:
-    """The lease ``--lease`` asks for, None for ``off``; ``UsageError`` for a bad value."""
+def shard_from_args(args: argparse.Namespace) -> Shard | None:
+    """The ``--shard`` this replica serves, None for every scope; ``UsageError`` for a bad value."""
+    if args.shard is None:
+        return None
+    try:
+        return Shard.parse(args.shard)
+    except ValueError as problem:
+        raise UsageError(f"--shard {problem}") from None
+
+
+def lease_settings(args: argparse.Namespace, shard: Shard | None = None) -> LeaseSettings | None:
+    """The lease ``--lease`` asks for (a shard's own), None for ``off``; ``UsageError`` for a bad value."""
     if args.lease == "off":
         return None
     table = DEFAULT_TABLE if args.lease == "auto" else args.lease
@@ -97,9 +122,8 @@ def lease_settings(args: argparse.Namespace) -> LeaseSettings | None:
     if not args.lease_name:
         raise UsageError("--lease-name: may not be empty")
     try:
-        return LeaseSettings.scaled(
-            args.lease_duration, table=table, name=args.lease_name, create_table=args.lease == "auto"
-        )
+        name = shard.lease_name(args.lease_name) if shard is not None else args.lease_name
+        return LeaseSettings.scaled(args.lease_duration, table=table, name=name, create_table=args.lease == "auto")
     except ValueError:
         raise UsageError(f"--lease-duration {args.lease_duration}: must be a positive number of seconds") from None
 
@@ -109,8 +133,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.source.is_dir():
         print(f"--source {args.source}: not a directory", file=sys.stderr)
         return 2
-    # Before anything starts: a bad ownership config or lease option is a usage error (exit 2).
-    return asyncio.run(_main(args, settings=engine_settings(args), lease=lease_settings(args)))
+    # Before anything starts: a bad ownership or accounts config, shard or lease option is a usage error (exit 2).
+    settings, accounts, shard = engine_settings(args), accounts_from_args(args), shard_from_args(args)
+    return asyncio.run(
+        _main(args, settings=settings, lease=lease_settings(args, shard), accounts=accounts, shard=shard)
+    )
 
 
 async def open_lease(aws: AwsClients, settings: LeaseSettings | None) -> Leadership:
@@ -144,12 +171,22 @@ async def open_lease(aws: AwsClients, settings: LeaseSettings | None) -> Leaders
     return lease
 
 
-async def _main(args: argparse.Namespace, *, settings: EngineSettings, lease: LeaseSettings | None) -> int:
-    daemon = Daemon.from_args(args, settings=settings)
+async def _main(
+    args: argparse.Namespace,
+    *,
+    settings: EngineSettings,
+    lease: LeaseSettings | None,
+    accounts: AccountsConfig | None = None,
+    shard: Shard | None = None,
+) -> int:
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    daemon = Daemon.from_args(args, settings=settings, identity=identity, accounts=accounts, shard=shard)
+    if shard is not None:
+        logger.info("--shard %s: serving only the rollouts of that account and region", shard)
     leadership = await open_lease(daemon.aws, lease)
-    # The last check before a Lambda write leaves the process: after budget waits and botocore's retries.
-    daemon.aws.fence.gate = leadership.may_write
-    source = FileSource(args.source, rescan_interval=args.rescan_interval)
+    # The last check before a Lambda write leaves any account's clients: after budget waits and retries.
+    daemon.clients.set_gate(leadership.may_write)
+    source = FileSource(args.source, rescan_interval=args.rescan_interval, placement=daemon.scopes.placement)
     desired = await asyncio.to_thread(source.scan)
     if args.once:
         return await _once(daemon, leadership, desired)
@@ -194,9 +231,9 @@ async def _once(daemon: Daemon, leadership: Leadership, desired: DesiredState) -
         await _release(renewer)
 
 
-async def _one_pass(engine: Engine, *, unreadable: bool) -> int:
+async def _one_pass(engine: ScopedEngines, *, unreadable: bool) -> int:
     await engine.tick()
-    statuses = [r.status for r in engine.rollouts().values()]
+    statuses = list(engine.statuses().values())
     failed = [s for s in statuses if s is not None and (s.phase is Phase.INVALID or s.errors)]
     return 1 if failed or unreadable else 0
 

@@ -28,7 +28,7 @@ from controller.commands.rollouts import ManagedRollout, RolloutNotFound, manage
 from controller.core.codec import CodecError
 from controller.core.context import BLUE_GREEN_STEPS
 from controller.core.plan import build_plan
-from controller.core.reasons import Outcome
+from controller.core.reasons import NOT_AN_END
 from controller.core.status import plan_steps, record_status
 from controller.core.types import Phase, Record, Status, invalid_status
 from controller.document.model import BlueGreenStrategy, Pause, RolloutSpec
@@ -71,7 +71,7 @@ def verdict(status: Status, *, desired: str | None) -> int | None:
             return DONE
         return None
     if status.phase in (Phase.ROLLED_BACK, Phase.DEGRADED):
-        attempts = [h for h in status.history if h.outcome != Outcome.REQUESTED]
+        attempts = [h for h in status.history if h.outcome not in NOT_AN_END]
         if desired is None or (attempts and attempts[-1].version == desired):
             return FAILED
     return None

@@ -160,7 +160,7 @@ SHORT_NAMES: dict[type, dict[str, str]] = {
     AliasWrite: {"alias": "a", "routing": "r", "previous": "pv"},
     AliasRouting: {"primary": "p", "additional": "a", "weight": "w"},
     FailedVersion: {"version": "v", "spec_hash": "h", "reason": "r"},
-    HistoryEntry: {"version": "v", "outcome": "o", "reason": "r", "at": "t", "by": "b"},
+    HistoryEntry: {"version": "v", "outcome": "o", "reason": "r", "at": "t", "by": "b", "detail": "d"},
     HookRun: {"name": "n", "outcome": "o", "reason": "r", "at": "t"},
     MetricState: {
         "name": "n",

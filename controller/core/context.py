@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from controller.core.reasons import Outcome, Reason
+from controller.core.reasons import NOT_AN_END, Outcome, Reason
 from controller.core.status import plan_steps, step_number
 from controller.core.types import (
     Action,
@@ -146,10 +146,11 @@ def with_failed(record: Record, version: str, spec_hash: str, reason: str) -> tu
 
 
 def with_history(record: Record, entry: HistoryEntry) -> tuple[HistoryEntry, ...]:
-    """Newest last, at most ``HISTORY_LIMIT``; logged requests make room before finished attempts do."""
+    """Newest last, at most ``HISTORY_LIMIT``; notes (logged requests, reverted drift) make room before
+    finished attempts do."""
     entries = [*record.history, entry]
     while len(entries) > HISTORY_LIMIT:
-        requested = [i for i, e in enumerate(entries[:-1]) if e.outcome == Outcome.REQUESTED]
+        requested = [i for i, e in enumerate(entries[:-1]) if e.outcome in NOT_AN_END]
         del entries[requested[0] if requested else 0]
     return tuple(entries)
 

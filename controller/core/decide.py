@@ -58,7 +58,7 @@ from controller.core.metric_analysis import analysis_inconclusive, hold_for_anal
 from controller.core.ownership import refusal
 from controller.core.plan import build_plan
 from controller.core.reasons import Outcome, Reason
-from controller.core.requests import drifted, handle_request, restore
+from controller.core.requests import drifted, handle_request, restore, restore_target
 from controller.core.spec_hash import spec_hash
 from controller.core.types import (
     AliasRouting,
@@ -240,7 +240,8 @@ def drift(ctx: Ctx) -> Ctx | Decision:
 def _revert(ctx: Ctx, *, held: bool) -> Decision:
     # driftPolicy Revert: report the drift, then take the `resume` path without a request. Each
     # occurrence is reverted once: the write makes the alias expected again, and only a new hand
-    # change (a new occurrence) makes it drift again.
+    # change (a new occurrence) makes it drift again. It leaves a trace: a history entry saying what
+    # the alias was and what it was set back to, and the reason DriftReverted until the next step.
     record = ctx.record
     if not ctx.observed.alias_read:
         return finish(ctx, record, read_alias=True)  # held under Hold before the policy changed
@@ -248,8 +249,12 @@ def _revert(ctx: Ctx, *, held: bool) -> Decision:
         f"alias {ctx.spec.alias} was changed outside the controller: it was {describe(ctx.seen)}, "
         f"expected {describe(expected_routing(record))}; reverted (driftPolicy Revert)"
     )
+    detail = f"alias {ctx.spec.alias} was {describe(ctx.seen)}; set back to {describe(restore_target(ctx, record))}"
+    version = record.canary or record.stable or "-"
+    entry = HistoryEntry(version, Outcome.DRIFT_REVERTED, Reason.DRIFT_REVERTED, ctx.now, detail=detail)
+    record = dataclasses.replace(record, history=with_history(record, entry))
     ctx = ctx.with_record(record, Event(Reason.ALIAS_DRIFT, message, warning=True))
-    return restore(ctx, record, reason=Reason.DRIFT_REVERTED, message=message)
+    return restore(ctx, record, reason=Reason.DRIFT_REVERTED, message=message, warning=True)
 
 
 # ---- 5. safety -----------------------------------------------------------------------------------
@@ -623,6 +628,9 @@ def advance(ctx: Ctx) -> Ctx | Decision:
             live = (
                 f"version {record.canary} at {record.weight}%: baking, {left:.0f}s of {step.duration:.0f}s left {where}"
             )
+            if record.reason == Reason.DRIFT_REVERTED:
+                # A reverted drift stays the reason (and its message in view) until the next step.
+                return finish(ctx, record, live=f"{live}; {record.message}", requeue_after=left)
             record = dataclasses.replace(record, phase=Phase.PROGRESSING, reason=Reason.BAKING, message=message)
             return finish(ctx, record, live=live, requeue_after=left)
         record = dataclasses.replace(record, step_index=index + 1, step_started_at=now)

@@ -20,6 +20,8 @@ class Reason(enum.StrEnum):
     STABLE_IS_LATEST = "StableIsLatest"
     NOT_OWNER = "NotOwner"
     CODE_MISMATCH = "CodeMismatch"
+    # The rollout's account cannot be reached: its role cannot be assumed (or its records not read).
+    CREDENTIALS_UNAVAILABLE = "CredentialsUnavailable"
     # Pending.
     WAITING_FOR_ALIAS = "WaitingForAlias"
     PUBLISHING_VERSION = "PublishingVersion"
@@ -79,3 +81,10 @@ class Outcome(enum.StrEnum):
     DEGRADED = "Degraded"
     # Not an end: a control request that applied (promote, retry, pause, resume); reason = the verb.
     REQUESTED = "Requested"
+    # Not an end: a hand-made alias change written back (``driftPolicy: Revert``); ``detail`` says
+    # what the alias was and what it was set back to.
+    DRIFT_REVERTED = "DriftReverted"
+
+
+#: History outcomes that note something within an attempt rather than end it.
+NOT_AN_END = frozenset({Outcome.REQUESTED, Outcome.DRIFT_REVERTED})

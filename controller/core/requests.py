@@ -50,14 +50,19 @@ def drifted(ctx: Ctx) -> bool:
     return True
 
 
-def restore(ctx: Ctx, record: Record, *, reason: str, message: str) -> Decision:
-    """Write the alias back to what the controller expects (drift undone): what the pending write was
-    for, else what the record says. Shared by ``resume`` and ``driftPolicy: Revert``."""
+def restore_target(ctx: Ctx, record: Record) -> AliasRouting:
+    """What undoing drift writes back: what the pending write was for, else what the record says."""
     pending = record.pending
     target = pending.routing if pending is not None and pending.alias == ctx.spec.alias else None
     target = target or expected_routing(record)
     assert target is not None  # drift implies an expectation
-    write = make_write(ctx, target)
+    return target
+
+
+def restore(ctx: Ctx, record: Record, *, reason: str, message: str, warning: bool = False) -> Decision:
+    """Write the alias back to what the controller expects (drift undone, ``restore_target``). Shared by
+    ``resume`` and ``driftPolicy: Revert`` (whose Event is a warning: it overrode a person's change)."""
+    write = make_write(ctx, restore_target(ctx, record))
     phase = Phase.HEALTHY if record.canary is None else Phase.PROGRESSING
     new = dataclasses.replace(
         record,
@@ -67,7 +72,7 @@ def restore(ctx: Ctx, record: Record, *, reason: str, message: str) -> Decision:
         message=message,
         step_started_at=ctx.now,
     )
-    ctx = ctx.with_record(new, Event(reason, message))
+    ctx = ctx.with_record(new, Event(reason, message, warning=warning))
     return finish(ctx, new, actions=(write,), requeue_after=0)
 
 

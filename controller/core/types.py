@@ -91,13 +91,16 @@ class Request:
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One finished rollout attempt: which version, how it ended and why."""
+    """One finished rollout attempt: which version, how it ended and why; or a note within one
+    (``Requested``: a control request; ``DriftReverted``: a hand-made alias change written back)."""
 
     version: str
-    outcome: str  # Promoted | RolledBack | Aborted | Superseded | Undone | Degraded
+    outcome: str  # Promoted | RolledBack | Aborted | Superseded | Undone | Degraded | Requested | DriftReverted
     reason: str
     at: float
     by: str = ""
+    # What happened, in words, when the outcome alone does not say (DriftReverted: was X, set back to Y).
+    detail: str = ""
 
 
 @dataclass(frozen=True)

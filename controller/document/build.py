@@ -15,6 +15,7 @@ from controller.document.model import (
     AllAtOnceStrategy,
     Analysis,
     AsyncInvoke,
+    AwsTarget,
     BlueGreenStrategy,
     CanaryStrategy,
     CompareToStable,
@@ -69,7 +70,14 @@ def build_rollout(document: Mapping[str, Any], *, default_namespace: str) -> Rol
         revert_on_deletion=bool(spec.get("revertOnDeletion", False)),
         drift_policy=spec.get("driftPolicy", "Hold"),
         notifications=tuple(spec.get("notifications") or ()),
+        aws=_aws(spec.get("aws")),
     )
+
+
+def _aws(aws: Mapping[str, Any] | None) -> AwsTarget | None:
+    if aws is None:
+        return None
+    return AwsTarget(role_arn=aws.get("roleArn"), external_id=aws.get("externalId"), region=aws.get("region"))
 
 
 def _strategy(strategy: Mapping[str, Any]) -> Strategy:

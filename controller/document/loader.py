@@ -26,7 +26,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any
@@ -210,6 +210,18 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], li
     return list(dict.fromkeys(files)), errors
 
 
+#: Where a rollout's function lives, as a comparable text: two claims on one function alias conflict
+#: only in the same place (one function name may exist in several accounts and regions).
+Placement = Callable[[RolloutSpec], str]
+
+
+def written_placement(spec: RolloutSpec) -> str:
+    """The place ``spec.aws`` writes (role and region; empty: the controller's own). ``validate`` has no
+    more to go by; a daemon compares the places it resolved (``controller.document.accounts``)."""
+    aws = spec.aws
+    return "" if aws is None else f"{aws.role_arn or ''} {aws.region or ''}"
+
+
 @dataclass
 class FileLoad:
     """One file's valid rollouts, its errors, and its broken rollouts that still say who they are."""
@@ -253,8 +265,16 @@ def load_file(file: str, *, default_namespace: str = "default") -> FileLoad:
     return loaded
 
 
-def load_paths(paths: Iterable[str | os.PathLike[str]], *, default_namespace: str = "default") -> LoadResult:
-    """Load every rollout under ``paths``; see the module docstring for what is checked."""
+def load_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    default_namespace: str = "default",
+    placement: Placement = written_placement,
+) -> LoadResult:
+    """Load every rollout under ``paths``; see the module docstring for what is checked.
+
+    ``placement``: where each rollout's function lives, for the one-rollout-per-alias rule.
+    """
     paths = list(paths)
     files, errors = expand_paths(paths)
     named = {FilePath(given).as_posix() for given in paths if FilePath(given).is_file()}
@@ -267,7 +287,7 @@ def load_paths(paths: Iterable[str | os.PathLike[str]], *, default_namespace: st
         if file in named and not (loaded.rollouts or loaded.errors or loaded.invalid):
             # Asked for by name: a file that holds no rollout is a mistake (a wrong path, an empty file).
             result.errors.append(SpecError(file, 0, "", f"no {KIND} document in this file"))
-    conflicts = _conflicts(result.rollouts)
+    conflicts = _conflicts(result.rollouts, placement)
     # Neither side of a conflict may act: which one the user meant is theirs to say.
     conflicted = {id(rollout) for rollout, _ in conflicts}
     result.rollouts = [rollout for rollout in result.rollouts if id(rollout) not in conflicted]
@@ -288,12 +308,14 @@ _ALIAS_PATH: Path = ("spec", "alias")
 
 @dataclass(frozen=True)
 class Claim:
-    """A rollout's claim on a function alias: who (``key``), what, and where it is declared."""
+    """A rollout's claim on a function alias: who (``key``), what, and where it is declared; and where
+    the function lives (``placement``)."""
 
     key: str
     function_name: str
     alias: str
     location: str
+    placement: str = ""
 
 
 def alias_conflicts(claims: Sequence[Claim]) -> list[tuple[int, str]]:
@@ -304,9 +326,9 @@ def alias_conflicts(claims: Sequence[Claim]) -> list[tuple[int, str]]:
     Kubernetes source, so a duplicate means the same in both modes.
     """
     found: list[tuple[int, str]] = []
-    by_alias: dict[tuple[str, str], list[int]] = defaultdict(list)
+    by_alias: dict[tuple[str, str, str], list[int]] = defaultdict(list)
     for index, claim in enumerate(claims):
-        by_alias[(function_name_of(claim.function_name), claim.alias)].append(index)
+        by_alias[(claim.placement, function_name_of(claim.function_name), claim.alias)].append(index)
     for group in by_alias.values():
         for index in group:
             claim = claims[index]
@@ -320,7 +342,7 @@ def alias_conflicts(claims: Sequence[Claim]) -> list[tuple[int, str]]:
     return found
 
 
-def _conflicts(rollouts: Sequence[LoadedRollout]) -> list[tuple[LoadedRollout, SpecError]]:
+def _conflicts(rollouts: Sequence[LoadedRollout], placement: Placement) -> list[tuple[LoadedRollout, SpecError]]:
     """Two files declaring one namespace/name, or two rollouts of one function alias: an error on each."""
     errors: list[tuple[LoadedRollout, SpecError]] = []
     by_name: dict[str, list[LoadedRollout]] = defaultdict(list)
@@ -332,7 +354,7 @@ def _conflicts(rollouts: Sequence[LoadedRollout]) -> list[tuple[LoadedRollout, S
             if others:
                 message = f"{rollout.spec.key} is also defined at {', '.join(others)}"
                 errors.append((rollout, _conflict(rollout, _NAME_PATH, message)))
-    claims = [Claim(r.spec.key, r.spec.function_name, r.spec.alias, r.location) for r in rollouts]
+    claims = [Claim(r.spec.key, r.spec.function_name, r.spec.alias, r.location, placement(r.spec)) for r in rollouts]
     for index, message in alias_conflicts(claims):
         errors.append((rollouts[index], _conflict(rollouts[index], _ALIAS_PATH, message)))
     return errors

@@ -165,6 +165,20 @@ class Hooks:
     after_allow_traffic: Hook | None = None
 
 
+@dataclass(frozen=True)
+class AwsTarget:
+    """``spec.aws``: where the function lives, when not where the controller's own credentials are.
+
+    ``role_arn`` is assumed (with ``external_id`` when its trust policy asks for one) to act in its
+    account; ``region`` is the function's region. None fields come from the namespace's entry of the
+    controller's ``--accounts`` config, else from the controller itself (``controller.document.accounts``).
+    """
+
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
+    region: str | None = None
+
+
 # What to do when the alias was moved by hand: report it and stop (Hold), or write our state back (Revert).
 DriftPolicy = Literal["Hold", "Revert"]
 
@@ -192,6 +206,8 @@ class RolloutSpec:
     # Notification targets this rollout opts in to (``spec.notifications``; the controller's config
     # defines them, and which subscriptions need an opt-in).
     notifications: tuple[str, ...] = ()
+    # ``spec.aws``: the account (role) and region of the function; None: the namespace's or the controller's.
+    aws: AwsTarget | None = None
 
     @property
     def key(self) -> str:

@@ -43,6 +43,7 @@ def semantic_errors(document: Mapping[str, Any]) -> list[Problem]:
         *_concurrency(_mapping(spec.get("concurrency"))),
         *_positive_durations(spec),
         *_metrics(spec, _mapping(spec.get("analysis")).get("metrics")),
+        *_aws(spec, _mapping(spec.get("aws"))),
     ]
 
 
@@ -185,3 +186,28 @@ def _expression(base: Path, metric: Mapping[str, Any]) -> Iterator[Problem]:
         unknown = sorted({token for token in _QUERY_ID.findall(expression) if token not in ids})
         if unknown:
             yield (*base, "expression"), f"unknown query id {', '.join(unknown)} (queries: {', '.join(map(str, ids))})"
+
+
+_FUNCTION_ARN = re.compile(r"^arn:[^:]+:lambda:([^:]+):([0-9]{12}):function:")
+_ROLE_ACCOUNT = re.compile(r"^arn:[^:]+:iam::([0-9]{12}):role/")
+
+
+def _aws(spec: Mapping[str, Any], aws: Mapping[str, Any]) -> Iterator[Problem]:
+    """``spec.aws`` agrees with itself and with a function named by ARN (which says where it lives)."""
+    base: Path = ("spec", "aws")
+    role, region = aws.get("roleArn"), aws.get("region")
+    if "externalId" in aws and "roleArn" not in aws:
+        yield (*base, "externalId"), "an external ID is only sent when assuming a role; set roleArn too"
+    name = spec.get("functionName")
+    where = _FUNCTION_ARN.match(name) if isinstance(name, str) else None
+    if where is None:
+        return
+    function_region, function_account = where.group(1), where.group(2)
+    if isinstance(region, str) and region != function_region:
+        yield (*base, "region"), f"{region} is not the region of spec.functionName ({function_region})"
+    role_account = _ROLE_ACCOUNT.match(role) if isinstance(role, str) else None
+    if role_account is not None and role_account.group(1) != function_account:
+        yield (
+            (*base, "roleArn"),
+            f"a role of account {role_account.group(1)}, but spec.functionName is in account {function_account}",
+        )

@@ -4,9 +4,11 @@ moto's server is a WSGI application, so wrapping it is the least invasive way to
 request (for the call log benchmarks read), to answer ``/_emulator/*`` control requests, and to
 let :class:`~controller.emulator.lambda_ext.StrictLambda` refuse or serve Lambda requests before
 moto's lenient handlers run (and :class:`~controller.emulator.dynamodb_ext.StrictDynamoDb` serve
-DynamoDB's conditional writes atomically), without forking moto. Each record names the access key
-that signed the request, so a test running several clients (controller processes with keys of
-their own) can tell whose call it was.
+DynamoDB's conditional writes atomically, :class:`~controller.emulator.sts_ext.StrictSts` refuse the
+``AssumeRole`` calls a role's trust policy refuses), without forking moto. Each record names the
+access key that signed the request and the account moto took it for, so a test running several
+clients (controller processes with keys of their own, roles assumed in other accounts) can tell
+whose call it was and in which account it landed.
 
 The Lambda control endpoints are the emulator's own, not AWS APIs: ``/_emulator/lambda/behaviour``
 sets how a version answers Invoke (no code runs without Docker), and ``/_emulator/lambda/traffic``
@@ -33,6 +35,7 @@ from .dynamodb_ext import StrictDynamoDb
 from .lambda_ext import AwsError, StrictLambda
 from .lambda_metrics import Behaviour
 from .settings import WRITE_LOCK, EmulatorSettings
+from .sts_ext import StrictSts
 from .wire import identify, lambda_error
 
 StartResponse = Callable[..., Any]
@@ -56,6 +59,8 @@ class CallRecord:
     result: dict[str, Any] = field(default_factory=dict)
     # The access key id the request was signed with ("" when unsigned): who made the call.
     access_key: str = ""
+    # The account moto served it in (the signing key's account: an assumed role's lands in the role's).
+    account: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +93,10 @@ def _access_key_from(headers: dict[str, str]) -> str:
 
 def _account_from(headers: dict[str, str]) -> str:
     """moto maps access keys to accounts; mirror that so our store agrees with moto's."""
-    access_key = _access_key_from(headers)
+    return _account_of_key(_access_key_from(headers))
+
+
+def _account_of_key(access_key: str) -> str:
     if not access_key:
         return DEFAULT_ACCOUNT_ID
     from moto.iam.models import get_account_id_from
@@ -112,6 +120,7 @@ class EmulatorApp:
         self.settings = settings
         self.strict_lambda = strict_lambda
         self.strict_dynamodb = strict_dynamodb
+        self.strict_sts = StrictSts()
         self.calls = CallLog(settings.call_log_limit)
         self._on_reset = on_reset
         self._on_configure = on_configure
@@ -147,6 +156,8 @@ class EmulatorApp:
             elif op.service == "dynamodb":
                 account = _account_from(headers)
                 chunks = self.strict_dynamodb.serve(self.inner, environ, recording_start, op=op, account=account)
+            elif op.service == "sts" and op.operation == "AssumeRole":
+                chunks = self._assume_role(environ, recording_start, query_string, body, headers)
             else:
                 chunks = list(self.inner(environ, recording_start))
         finally:
@@ -161,6 +172,7 @@ class EmulatorApp:
                         duration_ms=round((time.monotonic() - started) * 1000, 3),
                         result=_logged_result(op.operation, chunks),
                         access_key=_access_key_from(headers),
+                        account=_account_from(headers),
                     )
                 )
         return chunks
@@ -188,6 +200,24 @@ class EmulatorApp:
         start_response(f"{status} {_STATUS_TEXT.get(status, 'Error')}", list(response_headers.items()))
         return [payload]
 
+    def _assume_role(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        query_string: str,
+        body: bytes,
+        headers: dict[str, str],
+    ) -> list[bytes]:
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        form.update({k: v[0] for k, v in parse_qs(query_string).items()})
+        refused = self.strict_sts.refusal(form, access_key=_access_key_from(headers))
+        if refused is None:
+            return list(self.inner(environ, start_response))
+        status, response_headers, payload = refused
+        response_headers = {**response_headers, "Content-Length": str(len(payload))}
+        start_response(f"{status} {'Forbidden' if status == 403 else 'Bad Request'}", list(response_headers.items()))
+        return [payload]
+
     def _control(self, environ: dict[str, Any], start_response: StartResponse, path: str) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         status: int = 200
@@ -203,6 +233,10 @@ class EmulatorApp:
                 payload = {"settings": self.settings.to_dict()}
             elif path == "/_emulator/config" and method == "GET":
                 payload = {"settings": self.settings.to_dict()}
+            elif path == "/_emulator/account" and method == "GET":
+                # Which account an access key belongs to (the fault proxy's per-account quotas ask).
+                key = parse_qs(environ.get("QUERY_STRING", "")).get("access_key", [""])[0]
+                payload = {"account": _account_of_key(key)}
             elif path == "/_emulator/reset" and method == "POST":
                 self._on_reset()
                 payload = {"status": "ok"}

@@ -9,6 +9,11 @@ service and operation so benchmarks can report the API cost of a scenario.
 Control it in-process (:meth:`FaultProxy.set_rules`, :meth:`FaultProxy.set_quotas`) or over
 HTTP: ``GET /_proxy/counts``, ``POST /_proxy/counts/clear``, ``POST /_proxy/rules`` and
 ``POST /_proxy/quotas`` (JSON lists of the dataclass fields).
+
+AWS's quotas are per account (and region): a rule or quota with ``account`` applies only to the
+calls signed by a key of that account, so one account can be throttled beside another that is not.
+The proxy learns a key's account from the emulator behind it (``GET /_emulator/account``, once per
+key), and only when some rule or quota names an account.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ class FaultRule:
     ``latency`` seconds, then forward) | ``drop`` (close the connection without answering).
     A rule fires with ``probability`` and at most ``count`` times (``None`` = unlimited).
     ``service`` / ``operation`` of ``None`` match anything; ``function`` (a Lambda function name)
-    narrows a rule to the calls on that one function, so one rollout can be throttled beside others.
+    narrows a rule to the calls on that one function, so one rollout can be throttled beside others;
+    ``account`` to the calls signed in that account.
     """
 
     action: str
@@ -53,10 +59,13 @@ class FaultRule:
     status: int = 500
     latency: float = 0.0
     function: str | None = None
+    account: str | None = None
     fired: int = 0
 
-    def matches(self, op: Operation) -> bool:
+    def matches(self, op: Operation, account: str = "") -> bool:
         if self.function is not None and _function_name(op) != self.function:
+            return False
+        if self.account is not None and account != self.account:
             return False
         return (self.service in (None, op.service)) and (self.operation in (None, op.operation))
 
@@ -69,7 +78,8 @@ def _function_name(op: Operation) -> str:
 
 @dataclass
 class Quota:
-    """A token bucket over an API family: ``rate`` calls/s with bursts up to ``burst``."""
+    """A token bucket over an API family: ``rate`` calls/s with bursts up to ``burst``; with
+    ``account``, over that account's calls only (AWS's quotas are per account)."""
 
     name: str
     service: str
@@ -77,11 +87,14 @@ class Quota:
     burst: float | None = None
     operations: frozenset[str] | None = None
     exclude: frozenset[str] = frozenset()
+    account: str | None = None
     _tokens: float = field(default=-1.0, repr=False)
     _stamp: float = field(default=0.0, repr=False)
 
-    def matches(self, op: Operation) -> bool:
+    def matches(self, op: Operation, account: str = "") -> bool:
         if op.service != self.service or op.operation in self.exclude:
+            return False
+        if self.account is not None and account != self.account:
             return False
         return self.operations is None or op.operation in self.operations
 
@@ -112,7 +125,7 @@ def _rule_from(data: dict[str, Any]) -> FaultRule:
 
 
 def _quota_from(data: dict[str, Any]) -> Quota:
-    kwargs = {k: v for k, v in data.items() if k in ("name", "service", "rate", "burst")}
+    kwargs = {k: v for k, v in data.items() if k in ("name", "service", "rate", "burst", "account")}
     if data.get("operations") is not None:
         kwargs["operations"] = frozenset(data["operations"])
     if data.get("exclude"):
@@ -133,6 +146,8 @@ class FaultProxy:
         self._counts: Counter[str] = Counter()
         self._faults: Counter[str] = Counter()
         self._random = random.Random(seed)
+        # access key id -> its account, as the emulator upstream says (keys never change account).
+        self._accounts: dict[str, str] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -198,15 +213,39 @@ class FaultProxy:
 
     # ----- decision -----
 
-    def decide(self, op: Operation) -> tuple[str, ErrorResponse | None, float]:
-        """(``forward`` | ``respond`` | ``drop``, response to send, delay before acting)."""
+    def account_of(self, access_key: str) -> str:
+        """The account of ``access_key`` ("" when unknown), asked of the emulator once per key;
+        only when some rule or quota names an account (otherwise no call is made)."""
+        with self._lock:
+            wanted = any(r.account is not None for r in self._rules) or any(q.account is not None for q in self._quotas)
+            known = self._accounts.get(access_key)
+        if not wanted or not access_key:
+            return ""
+        if known is not None:
+            return known
+        conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=10)
+        try:
+            conn.request("GET", f"/_emulator/account?access_key={access_key}")
+            response = conn.getresponse()
+            account = str(json.loads(response.read() or b"{}").get("account", "")) if response.status == 200 else ""
+        except (OSError, ValueError):
+            return ""
+        finally:
+            conn.close()
+        with self._lock:
+            self._accounts[access_key] = account
+        return account
+
+    def decide(self, op: Operation, account: str = "") -> tuple[str, ErrorResponse | None, float]:
+        """(``forward`` | ``respond`` | ``drop``, response to send, delay before acting); ``account``:
+        the account of the key that signed the call (``account_of``)."""
         key = f"{op.service}:{op.operation}"
         now = time.monotonic()
         with self._lock:
             self._counts[key] += 1
             delay = 0.0
             for rule in self._rules:
-                if not rule.matches(op) or (rule.count is not None and rule.fired >= rule.count):
+                if not rule.matches(op, account) or (rule.count is not None and rule.fired >= rule.count):
                     continue
                 if self._random.random() >= rule.probability:
                     continue
@@ -222,7 +261,7 @@ class FaultProxy:
                 if rule.action == "drop":
                     return "drop", None, delay
             for quota in self._quotas:
-                if quota.matches(op) and not quota.take(now):
+                if quota.matches(op, account) and not quota.take(now):
                     self._faults[f"{key}:quota"] += 1
                     return "respond", throttling_error(op), delay
         return "forward", None, delay
@@ -257,6 +296,11 @@ class FaultProxy:
         return 404, {"error": f"no such control endpoint: {method} {path}"}
 
 
+def _access_key(headers: dict[str, str]) -> str:
+    auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    return auth.split("Credential=")[1].split("/")[0] if "Credential=" in auth else ""
+
+
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "content-length"}
 
 
@@ -289,7 +333,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers = {k: v for k, v in self.headers.items()}
         op = identify(self.command, path, query, headers, body)
-        action, response, delay = self.proxy.decide(op)
+        account = self.proxy.account_of(_access_key(headers))
+        action, response, delay = self.proxy.decide(op, account)
         if delay:
             time.sleep(delay)
         if action == "drop":

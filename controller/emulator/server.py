@@ -7,6 +7,12 @@ they all meet the same strict rules.
 moto keeps its state in module-level backends, so every emulator in one process shares AWS
 state (the call log and settings are per emulator). Tests run one emulator per xdist worker
 process, which gives each worker its own state and port.
+
+Several accounts: moto serves each request in the account of the access key that signed it
+(``testing`` and any other unknown key: 123456789012; an assumed role's temporary key: the role's
+account). ``client(service, account=...)`` signs with the key of an administrator user the emulator
+creates in that account, so a test can set up a second account (its functions, its roles, the
+trust policies a controller meets) the way that account's own people would.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ from .settings import WRITE_LOCK, EmulatorSettings
 log = logging.getLogger(__name__)
 
 REGION = "us-east-1"
+#: moto's default account: where requests signed with unknown keys (``testing``) land.
+DEFAULT_ACCOUNT = "123456789012"
+#: The user whose access key signs a test's requests in another account.
+_ADMIN_USER = "emulator-admin"
 #: A trust policy Lambda accepts, for :meth:`Emulator.seed_function`.
 LAMBDA_TRUST_POLICY = json.dumps(
     {
@@ -94,6 +104,8 @@ class Emulator:
         self.host = host
         self.port = port
         self.url = f"http://{host}:{port}"
+        # account -> (access key id, secret) of its administrator user; emptied by ``reset``.
+        self._keys: dict[str, tuple[str, str]] = {}
 
     @classmethod
     def start(cls, port: int = 0, host: str = "127.0.0.1", settings: EmulatorSettings | None = None) -> Emulator:
@@ -158,6 +170,7 @@ class Emulator:
             self._app.strict_lambda.reset()
             self._app.strict_dynamodb.reset()
             self._app.calls.clear()
+            self._keys.clear()
 
     def evaluate_alarms(self, at: datetime | None = None) -> None:
         """Evaluate every metric alarm now, or as at instant ``at``, over the periods closed by then.
@@ -192,24 +205,56 @@ class Emulator:
 
     # ----- clients and seeding -----
 
-    def client(self, service: str, region: str = REGION, **kwargs: Any) -> Any:
-        """A boto3 client bound to this emulator with dummy credentials."""
+    def client(self, service: str, region: str = REGION, *, account: str | None = None, **kwargs: Any) -> Any:
+        """A boto3 client bound to this emulator: dummy credentials (the default account), or those of
+        an administrator of ``account``."""
+        key, secret = ("testing", "testing") if account in (None, DEFAULT_ACCOUNT) else self.credentials(account)
         return boto3.client(
             service,
             endpoint_url=self.url,
             region_name=region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
             **kwargs,
         )
 
-    def ensure_role(self, name: str = "lambda-rollouts-test-role") -> str:
+    def credentials(self, account: str) -> tuple[str, str]:
+        """The access key id and secret of an administrator user of ``account`` (created on first use)."""
+        from moto.iam.models import iam_backends
+
+        with WRITE_LOCK:
+            keys = self._keys.get(account)
+            if keys is None:
+                backend = iam_backends[account]["aws"]
+                user = backend.users.get(_ADMIN_USER) or backend.create_user(region_name=REGION, user_name=_ADMIN_USER)
+                # Emulators in one process share moto's state: reuse the key another one created.
+                key = user.access_keys[0] if user.access_keys else backend.create_access_key(_ADMIN_USER)
+                keys = self._keys[account] = (key.access_key_id, key.secret_access_key)
+            return keys
+
+    def ensure_role(self, name: str = "lambda-rollouts-test-role", *, account: str | None = None) -> str:
         """Create (or find) an IAM role Lambda can assume; returns its ARN."""
-        iam = self.client("iam")
+        iam = self.client("iam", account=account)
         try:
             return str(iam.get_role(RoleName=name)["Role"]["Arn"])
         except iam.exceptions.NoSuchEntityException:
             return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)["Role"]["Arn"])
+
+    def trusting_role(
+        self, name: str, *, account: str, trusted: str = DEFAULT_ACCOUNT, external_id: str | None = None
+    ) -> str:
+        """Create a role in ``account`` that principals of account ``trusted`` may assume (with
+        ``external_id`` when given, as a third party's role asks); returns its ARN."""
+        statement: dict[str, Any] = {
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{trusted}:root"},
+            "Action": "sts:AssumeRole",
+        }
+        if external_id is not None:
+            statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+        policy = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+        iam = self.client("iam", account=account)
+        return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=policy)["Role"]["Arn"])
 
     def seed_function(
         self,
@@ -218,13 +263,20 @@ class Emulator:
         role: str | None = None,
         runtime: str = "python3.12",
         tags: dict[str, str] | None = None,
+        account: str | None = None,
+        region: str = REGION,
     ) -> list[str]:
         """Create ``name`` and publish ``versions`` distinct versions; returns their numbers.
 
-        ``role`` is a role name or ARN (created when it is a name that does not exist yet).
+        ``role`` is a role name or ARN (created when it is a name that does not exist yet);
+        ``account`` and ``region`` say where (default: the default account, us-east-1).
         """
-        role_arn = role if role and role.startswith("arn:") else self.ensure_role(role or "lambda-rollouts-test-role")
-        lam = self.client("lambda")
+        role_arn = (
+            role
+            if role and role.startswith("arn:")
+            else self.ensure_role(role or "lambda-rollouts-test-role", account=account)
+        )
+        lam = self.client("lambda", region, account=account)
         lam.create_function(
             FunctionName=name,
             Runtime=runtime,

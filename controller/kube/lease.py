@@ -71,6 +71,8 @@ class LeaderElector:
         # Set by the owner of the writers: cancels them the moment leadership is lost.
         self.on_lost = on_lost
         self._last_renewed = 0.0
+        # The last failed round's error, said once (``_failed``); None while rounds succeed.
+        self._problem: str | None = None
         # What we last saw of the Lease and when (our clock): the basis of "expired".
         self._observed: tuple[str, str, str] | None = None
         self._observed_at = 0.0
@@ -101,8 +103,12 @@ class LeaderElector:
         try:
             won = await self._attempt()
         except (ApiError, OSError, TimeoutError) as exc:
-            logger.warning("lease %s: %s", self.settings.name, exc)
+            self._failed(exc)
             won = False
+        else:
+            if self._problem is not None:
+                logger.info("lease %s: the apiserver answers again", self.settings.name)
+                self._problem = None
         now = self._clock()
         if won:
             self._last_renewed = now
@@ -113,6 +119,25 @@ class LeaderElector:
             self._step_down("could not renew the lease within the renew deadline")
         self.known.set()
         return self.is_leader
+
+    def _failed(self, exc: Exception) -> None:
+        """Say a failed round once (again only when it changes), not every retry period: a refusal
+        (403) lasts until someone changes the RBAC, and a line every two seconds would bury the log."""
+        problem = str(exc)
+        if problem == self._problem:
+            logger.debug("lease %s: %s", self.settings.name, problem)
+            return
+        self._problem = problem
+        if isinstance(exc, ApiError) and exc.status == 403:
+            logger.error(
+                "lease %s/%s refused, so this replica never leads: %s (the leader-election Role must grant "
+                "get and update on this Lease by name, and create on leases)",
+                self.settings.namespace,
+                self.settings.name,
+                exc,
+            )
+        else:
+            logger.warning("lease %s: %s", self.settings.name, problem)
 
     async def _attempt(self) -> bool:
         try:

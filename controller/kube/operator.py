@@ -8,6 +8,9 @@ writes are gated by the Lease (``can_write``), so a replica that loses it stops 
 even in the middle of a tick. The durable record on the function stays authoritative: a resource
 deleted and applied again resumes where it was.
 
+With a label selector (``OperatorSettings.selector``, ``operator --selector``) the replica serves one
+shard: a resource the selector does not match is, to it, a resource that does not exist.
+
 Control requests come through the engine's request inbox (``controller.kube.inbox``), exactly as
 GitOps mode's come through the function's tag. Housekeeping, on the leader, makes again the status
 patches the apiserver did not take, and keeps our finalizer exactly on resources with
@@ -29,14 +32,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from controller.core.types import Phase, Request, Verb
+from controller.document.loader import Placement, written_placement
 from controller.kube.api import ApiError, KubeApi
 from controller.kube.inbox import AnnotationInbox
 from controller.kube.lease import LeaderElector
 from controller.kube.names import FINALIZER, rollout_path, rollouts_path
+from controller.kube.selector import Selector
 from controller.kube.source import Resource, ResourceSource
 from controller.kube.status import KubeStatusWriter
-from controller.runtime.engine import Engine, EngineSettings
+from controller.runtime.engine import EngineSettings
 from controller.runtime.inbox import Inbox
+from controller.runtime.scopes import Engines
 from controller.runtime.sink import StatusSink
 
 # Phases in which the alias may carry the canary: deleting with revertOnDeletion waits for these to end.
@@ -52,12 +58,14 @@ class OperatorSettings:
     identity: str
     engine: EngineSettings = field(default_factory=EngineSettings)
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    # This replica's shard: only the resources it matches (None: all of them).
+    selector: Selector | None = None
 
 
 class EngineFactory(Protocol):
     """Builds the engine of one leadership term (the daemon wiring adds its log and metrics sinks)."""
 
-    def __call__(self, *, sinks: Sequence[StatusSink], can_write: Callable[[], bool], inbox: Inbox) -> Engine: ...
+    def __call__(self, *, sinks: Sequence[StatusSink], can_write: Callable[[], bool], inbox: Inbox) -> Engines: ...
 
 
 class Operator:
@@ -72,11 +80,12 @@ class Operator:
         new_engine: EngineFactory,
         clock: Callable[[], float],
         on_tick: Callable[[], None] | None = None,
+        placement: Placement = written_placement,
     ) -> None:
-        self.source = ResourceSource()
+        self.source = ResourceSource(placement=placement)
         self.settings = settings
         self.elector = elector
-        self.engine: Engine | None = None
+        self.engine: Engines | None = None
         self.inbox = AnnotationInbox(api, self.source)
         self._api = api
         self._new_engine = new_engine
@@ -95,7 +104,9 @@ class Operator:
         meta = body.get("metadata") or {}
         key = f"{meta.get('namespace') or 'default'}/{meta['name']}"
         before = self.source.get(key)
-        if event_type == "DELETED":
+        selector = self.settings.selector
+        outside = selector is not None and not selector.matches(meta.get("labels") or {})
+        if event_type == "DELETED" or outside:  # another shard's resource is, to this one, gone
             self.source.gone(meta.get("namespace") or "default", meta["name"])
         else:
             after = self.source.seen(body)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.document.loader import parse_rollout
+from controller.document.loader import Placement, parse_rollout, written_placement
 from controller.document.model import RolloutSpec
 from controller.kube.names import API_VERSION, KIND, REQUEST_ANNOTATION
 from controller.runtime.desired import DesiredState, Entry, desired_state
@@ -58,7 +58,9 @@ class Resource:
 class ResourceSource:
     """The LambdaRollouts seen by the watch, as ``DesiredState`` updates for the engine."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, placement: Placement = written_placement) -> None:
+        """``placement``: where each rollout's function lives (one alias name in two accounts is no duplicate)."""
+        self.placement = placement
         self._resources: dict[str, Resource] = {}
         self._changed = asyncio.Event()
         self.loaded = False  # set once kopf runs and the resources can be listed (``wiring``)
@@ -107,7 +109,8 @@ class ResourceSource:
     def desired(self) -> DesiredState:
         """Every resource, valid or not, through the function the GitOps source uses too."""
         return desired_state(
-            Entry(r.key, r.spec, r.errors, r.function_name, r.alias, origin=r.key) for r in self._resources.values()
+            (Entry(r.key, r.spec, r.errors, r.function_name, r.alias, origin=r.key) for r in self._resources.values()),
+            placement=self.placement,
         )
 
     async def updates(self) -> AsyncIterator[DesiredState]:

@@ -65,7 +65,10 @@ def conditions_for(status: Status, *, previous: Sequence[Mapping[str, Any]] = ()
 
 def history_entry(entry: HistoryEntry) -> dict[str, Any]:
     at = rfc3339(entry.at)
-    return {"version": entry.version, "outcome": entry.outcome, "reason": entry.reason, "at": at, "by": entry.by}
+    body = {"version": entry.version, "outcome": entry.outcome, "reason": entry.reason, "at": at, "by": entry.by}
+    if entry.detail:
+        body["detail"] = entry.detail
+    return body
 
 
 def status_body(

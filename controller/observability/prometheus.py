@@ -21,6 +21,11 @@ Shape decisions, and why:
   reasons to the small, documented label sets of rollbacks and promotions lives here
   (``rollback_reason_label`` / ``promotion_kind``), so dashboards do not depend on the exact
   wording of core reasons.
+- AWS calls and budget waits carry ``account`` and ``region``: one controller serves several
+  accounts, each with its own quotas and budget, and "which account is throttled" is the first
+  question when one is. Both come from the configuration (a role's account, ``default`` for the
+  controller's own credentials), so they add a handful of series, not one per rollout. The clients
+  of each account report through ``aws_observer(account=..., region=...)``.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics import MetricWrapperBase
 
 from controller import __version__
-from controller.core.reasons import Outcome, Reason
+from controller.core.reasons import NOT_AN_END, Outcome, Reason
 from controller.core.types import Phase, Status, Verb
 from controller.document.model import (
     AllAtOnceStrategy,
@@ -52,6 +57,9 @@ from controller.document.model import (
 PREFIX = "lambda_rollouts_"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 ROLLOUT_LABELS = ("namespace", "name", "function", "alias")
+SCOPE_LABELS = ("account", "region")
+#: The ``account`` label of the controller's own credentials (its account is never looked up).
+DEFAULT_ACCOUNT_LABEL = "default"
 
 ROLLBACK_REASONS = ("alarm", "analysis", "deadline", "manual", "supersede")
 PROMOTION_KINDS = ("auto", "manual", "full")
@@ -132,7 +140,7 @@ def promotion_kind(status: Status) -> str:
             seen_end = True
         elif entry.outcome == Outcome.REQUESTED and entry.reason == Verb.PROMOTE:
             kind = "manual"
-        elif entry.outcome != Outcome.REQUESTED:
+        elif entry.outcome not in NOT_AN_END:
             break
     return kind
 
@@ -293,25 +301,51 @@ class Metrics:
             f"{PREFIX}reconcile_errors_total", "Reconciles that failed, by kind.", [*rl, "kind"], registry=r
         )
 
-        # ---- controller-wide: AWS ----
+        self.drift_reverted = Counter(
+            f"{PREFIX}drift_reverted_total",
+            "Hand-made alias changes written back (driftPolicy: Revert).",
+            rl,
+            registry=r,
+        )
+
+        # ---- controller-wide: AWS, per account and region ----
+        sl = SCOPE_LABELS
         self.api_calls = Counter(
             f"{PREFIX}aws_api_calls_total",
             "AWS API calls, by outcome.",
-            ["service", "operation", "outcome"],
+            ["service", "operation", "outcome", *sl],
             registry=r,
         )
         self.api_duration = Histogram(
             f"{PREFIX}aws_api_call_duration_seconds",
             "Latency of AWS API calls.",
-            ["service", "operation"],
+            ["service", "operation", *sl],
             buckets=_API_BUCKETS,
             registry=r,
         )
         self.budget_wait_seconds = Histogram(
             f"{PREFIX}aws_budget_wait_seconds",
             "Time a call waited for the API budget (token bucket) of its family.",
-            ["family"],
+            ["family", *sl],
             buckets=_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.scope_credentials = Gauge(
+            f"{PREFIX}aws_credentials_available",
+            "1 while the credentials of an account and region work (its role assumed), 0 while they do not.",
+            sl,
+            registry=r,
+        )
+        self.scope_rollouts = Gauge(
+            f"{PREFIX}scope_rollouts",
+            "Rollouts this replica serves in an account and region.",
+            sl,
+            registry=r,
+        )
+        self.credential_refreshes = Counter(
+            f"{PREFIX}aws_credential_refreshes_total",
+            "AssumeRole calls for an account's credentials, by outcome (ok|error).",
+            [*sl, "outcome"],
             registry=r,
         )
 
@@ -392,6 +426,7 @@ class Metrics:
             # Counters start at 0 for every label value: Prometheus's increase() and rate() cannot see
             # the first event of a series that appears already at 1, and a quiet rollout should
             # still show a 0 rather than "no data".
+            self._child(self.drift_reverted, spec)
             for counter, values in (
                 (self.rollbacks, ROLLBACK_REASONS),
                 (self.promotions, PROMOTION_KINDS),
@@ -463,6 +498,11 @@ class Metrics:
         with self._lock:
             self._exclusive(self.alarm_state, spec, states.items())
 
+    def drift_was_reverted(self, spec: RolloutSpec) -> None:
+        """Count one hand-made alias change written back (``driftPolicy: Revert``)."""
+        with self._lock:
+            self._child(self.drift_reverted, spec).inc()
+
     def rollout_removed(self, spec: RolloutSpec) -> None:
         """Delete every series of the rollout: it is no longer managed."""
         with self._lock:
@@ -482,14 +522,38 @@ class Metrics:
 
     # ---- controller-wide -------------------------------------------------------------------------
 
-    def api_call(self, *, service: str, operation: str, outcome: str, seconds: float) -> None:
+    def api_call(
+        self,
+        *,
+        service: str,
+        operation: str,
+        outcome: str,
+        seconds: float,
+        account: str = DEFAULT_ACCOUNT_LABEL,
+        region: str = "",
+    ) -> None:
         """One AWS call: outcome is ok, throttled, error, conflict or not_found."""
-        self.api_calls.labels(service, operation, outcome).inc()
-        self.api_duration.labels(service, operation).observe(seconds)
+        self.api_calls.labels(service, operation, outcome, account, region).inc()
+        self.api_duration.labels(service, operation, account, region).observe(seconds)
 
-    def budget_wait(self, *, family: str, seconds: float) -> None:
+    def budget_wait(
+        self, *, family: str, seconds: float, account: str = DEFAULT_ACCOUNT_LABEL, region: str = ""
+    ) -> None:
         """Time one call waited for a token of its API family's budget."""
-        self.budget_wait_seconds.labels(family).observe(seconds)
+        self.budget_wait_seconds.labels(family, account, region).observe(seconds)
+
+    def aws_observer(self, *, account: str, region: str) -> ScopedAws:
+        """What the clients of one account and region report their calls to (an ``ApiObserver``)."""
+        return ScopedAws(self, account=account, region=region)
+
+    def scope_state(self, *, account: str, region: str, available: bool, rollouts: int) -> None:
+        """Whether an account's credentials work, and how many rollouts this replica serves there."""
+        self.scope_credentials.labels(account, region).set(1 if available else 0)
+        self.scope_rollouts.labels(account, region).set(rollouts)
+
+    def credential_refresh(self, *, account: str, region: str, ok: bool) -> None:
+        """One AssumeRole made for an account's credentials."""
+        self.credential_refreshes.labels(account, region, "ok" if ok else "error").inc()
 
     # ---- notifications (``controller.notify.delivery.NotifyObserver``) -------------------------------
 
@@ -516,3 +580,25 @@ class Metrics:
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format, for ``/metrics``."""
         return generate_latest(self.registry)
+
+
+@dataclass(frozen=True)
+class ScopedAws:
+    """``Metrics`` as the ``ApiObserver`` of one account and region's clients."""
+
+    metrics: Metrics
+    account: str
+    region: str
+
+    def api_call(self, *, service: str, operation: str, outcome: str, seconds: float) -> None:
+        self.metrics.api_call(
+            service=service,
+            operation=operation,
+            outcome=outcome,
+            seconds=seconds,
+            account=self.account,
+            region=self.region,
+        )
+
+    def budget_wait(self, *, family: str, seconds: float) -> None:
+        self.metrics.budget_wait(family=family, seconds=seconds, account=self.account, region=self.region)

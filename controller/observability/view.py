@@ -139,7 +139,8 @@ def _warmup_text(status: Status) -> str | None:
 def history_text(entry: HistoryEntry) -> str:
     at = time.strftime("%H:%M:%S", time.localtime(entry.at))
     by = f" by {entry.by}" if entry.by else ""
-    return f"{at} version {entry.version} {entry.outcome} ({entry.reason}){by}"
+    detail = f": {entry.detail}" if entry.detail else ""
+    return f"{at} version {entry.version} {entry.outcome} ({entry.reason}){by}{detail}"
 
 
 def line(snapshot: Snapshot, *, countdown: bool = True) -> str:

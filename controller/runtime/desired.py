@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from controller.document.loader import Claim, alias_conflicts
+from controller.document.loader import Claim, Placement, alias_conflicts, written_placement
 from controller.document.model import RolloutSpec
 
 
@@ -59,8 +59,16 @@ class Entry:
     origin: str = ""
 
 
-def desired_state(entries: Iterable[Entry], *, unreadable: Mapping[str, tuple[str, ...]] | None = None) -> DesiredState:
-    """The state the engine manages, from every rollout a source knows (see the module docstring)."""
+def desired_state(
+    entries: Iterable[Entry],
+    *,
+    unreadable: Mapping[str, tuple[str, ...]] | None = None,
+    placement: Placement = written_placement,
+) -> DesiredState:
+    """The state the engine manages, from every rollout a source knows (see the module docstring).
+
+    ``placement`` says where each rollout's function lives: one alias name in two accounts is no duplicate.
+    """
     rollouts: dict[str, RolloutSpec] = {}
     held: dict[str, tuple[str, ...]] = {}
     origins: dict[str, str] = {}
@@ -71,7 +79,10 @@ def desired_state(entries: Iterable[Entry], *, unreadable: Mapping[str, tuple[st
         if entry.errors or entry.spec is None:
             held[entry.key] = entry.errors or ("document invalid",)
     acting = [key for key in rollouts if key not in held]
-    claims = [Claim(key, rollouts[key].function_name, rollouts[key].alias, origins[key]) for key in acting]
+    claims = [
+        Claim(key, rollouts[key].function_name, rollouts[key].alias, origins[key], placement(rollouts[key]))
+        for key in acting
+    ]
     for index, message in alias_conflicts(claims):
         key = acting[index]
         held[key] = (*held.get(key, ()), f"spec.alias: {message}")

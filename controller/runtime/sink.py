@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from controller.core.reasons import Reason
 from controller.core.types import Event, Phase, Status
 from controller.document.model import RolloutSpec
 from controller.observability.logs import rollout_logger
@@ -134,6 +135,8 @@ class MetricsSink:
             )
 
     async def event(self, *, spec: RolloutSpec, event: Event) -> None:
+        if event.reason == Reason.DRIFT_REVERTED:
+            self.metrics.drift_was_reverted(spec)
         phase = self._phases.get(spec.key)
         if event.reason == self.SUPERSEDED and phase is not None:
             self.metrics.rollout_event(spec, from_phase=phase, to_phase=phase, reason=event.reason, now=self._clock())

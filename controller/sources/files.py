@@ -20,7 +20,7 @@ from pathlib import Path
 from watchfiles import Change, awatch
 
 from controller.document.errors import SpecError
-from controller.document.loader import InvalidRollout, LoadedRollout, load_paths
+from controller.document.loader import InvalidRollout, LoadedRollout, Placement, load_paths, written_placement
 from controller.runtime.desired import DesiredState, Entry, desired_state
 
 SUFFIXES = (".yaml", ".yml")
@@ -33,8 +33,18 @@ def _is_document(_change: Change, path: str) -> bool:
 class FileSource:
     """Loads ``root`` into a ``DesiredState`` and follows its changes."""
 
-    def __init__(self, root: Path, *, rescan_interval: float = 30.0, debounce_ms: int = 50) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        rescan_interval: float = 30.0,
+        debounce_ms: int = 50,
+        placement: Placement = written_placement,
+    ) -> None:
+        """``placement``: where each rollout's function lives (the daemon's resolved scopes), so one
+        alias name in two accounts is not taken for a duplicate."""
         self.root = root
+        self.placement = placement
         self.rescan_interval = rescan_interval
         self.debounce_ms = debounce_ms
         # file -> the rollouts it last declared while valid: what an invalid file holds.
@@ -43,7 +53,7 @@ class FileSource:
 
     def scan(self) -> DesiredState:
         """Load every document now (blocking file I/O: call it in a thread from async code)."""
-        result = load_paths([self.root])
+        result = load_paths([self.root], placement=self.placement)
         for file in list(self._last_valid):
             if file not in result.files:
                 del self._last_valid[file]  # removed: its rollouts stop being managed
@@ -78,7 +88,7 @@ class FileSource:
             unattributed = [error for error in problems if error not in attributed]
             if unattributed and not self._last_valid.get(file):
                 unreadable[file] = tuple(str(error) for error in unattributed)
-        return desired_state(entries.values(), unreadable=unreadable)
+        return desired_state(entries.values(), unreadable=unreadable, placement=self.placement)
 
     async def watch(self, stop: asyncio.Event | None = None) -> AsyncIterator[DesiredState]:
         """Yield a new ``DesiredState`` whenever the directory's meaning changes (not on every event)."""

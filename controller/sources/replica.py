@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from controller.runtime.desired import DesiredState
-from controller.runtime.engine import Engine
+from controller.runtime.scopes import Engines
 from controller.sources.files import FileSource
 from controller.sources.lease import Leadership
 
@@ -32,7 +32,7 @@ logger = logging.getLogger("controller.replica")
 class EngineFactory(Protocol):
     """Builds the engine of one leadership term (the daemon adds its log and metrics sinks)."""
 
-    def __call__(self, *, can_write: Callable[[], bool]) -> Engine: ...
+    def __call__(self, *, can_write: Callable[[], bool]) -> Engines: ...
 
 
 class GitOpsReplica:
@@ -49,17 +49,17 @@ class GitOpsReplica:
         self.source = source
         self.desired = desired
         self.lease = lease
-        self.engine: Engine | None = None
+        self.engine: Engines | None = None
         self.terms = 0
         self._new_engine = new_engine
         # An engine the daemon already started for the first term (``begin_with``).
-        self._first_engine: Engine | None = None
+        self._first_engine: Engines | None = None
         self._term: asyncio.Task[None] | None = None
         # Adopting a new view and starting a term's engine must not interleave.
         self._applying = asyncio.Lock()
         lease.on_lost = self.lost_leadership
 
-    def begin_with(self, engine: Engine) -> None:
+    def begin_with(self, engine: Engines) -> None:
         """Use ``engine``, started by the daemon (it checked that AWS answers), for the first term.
 
         Only while the lease still leads: an engine of a term that is already over is never used.

@@ -220,12 +220,14 @@ def proxy(emulator: Emulator) -> Iterator[FaultProxy]:
 
 
 class Controller:
-    """``lambda-rollouts run --source DIR --metrics-port P`` as a subprocess."""
+    """``lambda-rollouts run --source DIR --metrics-port P [--accounts FILE]`` as a subprocess."""
 
-    def __init__(self, source: Path, aws_url: str, log: Path, *, port: int) -> None:
+    def __init__(self, source: Path, aws_url: str, log: Path, *, port: int, accounts: Path | None = None) -> None:
         self.port = port
         args = [*CLI, "run", "--source", str(source), "--interval", "0.1", "--log-format", "json"]
         args += ["--metrics-port", str(self.port), "--aws-endpoint-url", aws_url, "--region", "us-east-1"]
+        if accounts is not None:
+            args += ["--accounts", str(accounts)]
         self._log = log.open("wb")
         self.process = subprocess.Popen(args, env=cli_env(None), stdout=self._log, stderr=subprocess.STDOUT)
         self.log = log
@@ -338,7 +340,10 @@ def test_every_dashboard_and_alert_query_returns_data(
     returns = write_document(source, document("returns", "2", watched))
 
     # A 0.1 s tick asks for shared reads faster than the API budget allows: budget waits are real too.
-    controller = Controller(source, proxy.url, tmp_path / "controller.log", port=metrics_port)
+    # Another account whose role does not exist: its credentials never work (LambdaRolloutsAccountUnreachable).
+    accounts = tmp_path / "accounts.yaml"
+    accounts.write_text("far:\n  roleArn: arn:aws:iam::222222222222:role/nobody\n")
+    controller = Controller(source, proxy.url, tmp_path / "controller.log", port=metrics_port, accounts=accounts)
     standby = Standby()
     try:
         server = prometheus([controller.target, standby.target])
@@ -373,6 +378,7 @@ def test_every_dashboard_and_alert_query_returns_data(
             'lambda_rollouts_aws_api_calls_total{operation="UpdateAlias", outcome="throttled"} > 0',
             'lambda_rollouts_rollout_phase{name="ghost", phase="Invalid"} == 1',
             'lambda_rollouts_rollout_orphaned{name="returns"} == 1',
+            'lambda_rollouts_aws_credentials_available{account="222222222222"} == 0',
         ):
             assert server.wait_for_series(expr), f"{expr}: no series\n{controller.log.read_text()[-3000:]}"
 

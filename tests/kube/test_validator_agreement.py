@@ -181,6 +181,18 @@ MUTATIONS = [
         only="kubernetes",
         why="object metadata (labels, annotations, ...) is the apiserver's; the loader reads only name and namespace",
     ),
+    Mutation("external-id-without-role", "other-account.yaml", lambda d: d["spec"]["aws"].pop("roleArn")),
+    Mutation(
+        "region-not-the-functions",
+        "other-account.yaml",
+        lambda d: d["spec"].update(functionName="arn:aws:lambda:us-east-1:111111111111:function:ledger-api"),
+    ),
+    Mutation(
+        "role-of-another-account",
+        "other-account.yaml",
+        lambda d: d["spec"].update(functionName="arn:aws:lambda:eu-west-1:333333333333:function:ledger-api"),
+    ),
+    Mutation("aws-empty", "other-account.yaml", lambda d: d["spec"].update(aws={})),
     Mutation("status-is-ignored", "canary.yaml", lambda d: d.update(status={"phase": "Bogus", "canaryWeight": 500})),
 ]
 

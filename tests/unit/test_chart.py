@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 import controller
+from controller.kube.selector import Selector
 from tests.kube.chart import (
     CHART,
     CI_VALUES,
@@ -254,20 +255,33 @@ def test_watching_namespaces_with_a_cluster_role() -> None:
     assert the(objects, "ClusterRoleBinding")["roleRef"]["name"] == "lambda-rollouts"
 
 
-def test_the_ownership_config_is_mounted_and_named_by_its_flag(full: list[dict[str, Any]]) -> None:
-    config = yaml.safe_load(CI_VALUES.read_text())["ownership"]["config"]
-    configmap = the(full, "ConfigMap", "rollouts-ownership")
-    assert configmap["data"] == {"ownership.yaml": config}
+@pytest.mark.parametrize(("value", "flag"), [("ownership", "--ownership-config"), ("accounts", "--accounts")])
+def test_the_ownership_and_accounts_configs_are_mounted_and_named_by_their_flags(
+    full: list[dict[str, Any]], value: str, flag: str
+) -> None:
+    config = yaml.safe_load(CI_VALUES.read_text())[value]["config"]
+    configmap = the(full, "ConfigMap", f"rollouts-{value}")
+    assert configmap["data"] == {f"{value}.yaml": config}
     operator = container(full)
-    (flag,) = [
-        arg.removeprefix("--ownership-config=") for arg in operator["args"] if arg.startswith("--ownership-config")
-    ]
-    mount = {m["name"]: m for m in operator["volumeMounts"]}["ownership"]
-    assert flag == f"{mount['mountPath']}/ownership.yaml" and mount["readOnly"] is True
+    (path,) = [arg.removeprefix(f"{flag}=") for arg in operator["args"] if arg.startswith(f"{flag}=")]
+    mount = {m["name"]: m for m in operator["volumeMounts"]}[value]
+    assert path == f"{mount['mountPath']}/{value}.yaml" and mount["readOnly"] is True
     volumes = {v["name"]: v for v in the(full, "Deployment")["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["ownership"]["configMap"]["name"] == "rollouts-ownership"
+    assert volumes[value]["configMap"]["name"] == f"rollouts-{value}"
     annotations = the(full, "Deployment")["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["checksum/ownership"] == hashlib.sha256(config.encode()).hexdigest()
+    assert annotations[f"checksum/{value}"] == hashlib.sha256(config.encode()).hexdigest()
+
+
+def test_a_shard_is_a_selector(default: list[dict[str, Any]]) -> None:
+    assert not any(arg.startswith("--selector") for arg in container(default)["args"])
+    objects = render("--set-string=selector=team in (a\\,b)")
+    shard = container(objects)
+    assert "--selector=team in (a,b)" in shard["args"]
+    # Each shard leads a Lease of its own, named as the operator derives it, and its Role grants that one.
+    lease = Selector.parse("team in (a,b)").lease_name("lambda-rollouts-leader")
+    assert f"--lease-name={lease}" in shard["args"]
+    (role,) = [obj for obj in objects if obj["kind"] == "Role" and obj["metadata"]["name"].endswith("-leader-election")]
+    assert [rule.get("resourceNames") for rule in role["rules"] if rule.get("resourceNames")] == [[lease]]
 
 
 def test_notifications_are_off_by_default(default: list[dict[str, Any]]) -> None:

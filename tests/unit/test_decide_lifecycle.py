@@ -236,3 +236,41 @@ def test_judging_a_hook_function_answer() -> None:
     assert failed.verdict is Verdict.FAILED and "db down" in failed.reason
     error = judge_invocation("Unhandled", b'{"errorMessage": "boom"}')
     assert error.verdict is Verdict.FAILED and "Unhandled" in error.reason and "boom" in error.reason
+
+
+def test_a_reverted_drift_leaves_a_trace_until_the_next_step() -> None:
+    w = world(before=None, drift_policy="Revert")
+    w.tick()
+    w.now += 7
+    w.alias = AliasRouting("1", "2", 0.5)
+    decision = w.tick()
+    entry = decision.record.history[-1]
+    assert (entry.version, entry.outcome, entry.reason, entry.at) == ("2", "DriftReverted", "DriftReverted", w.now)
+    assert entry.detail == "alias prod was version 1 at 50% + 2 at 50%; set back to version 1 at 90% + 2 at 10%"
+    reverted = [e for e in decision.events if e.reason == Reason.DRIFT_REVERTED]
+    assert len(reverted) == 1 and reverted[0].warning
+    # The pause goes on (from the revert: it is never shortened) and the reason stays in view, with why.
+    for _ in range(3):
+        w.now += 10
+        baking = w.tick()
+        assert not baking.actions
+        assert (baking.status.phase, baking.status.reason) == (Phase.PROGRESSING, Reason.DRIFT_REVERTED)
+        assert "baking" in baking.status.message and "reverted (driftPolicy Revert)" in baking.status.message
+    assert w.record is not None and w.record.history[-1].outcome == "DriftReverted"
+    # The next step is the next transition: the reason moves on, the history keeps the revert.
+    w.now += 60
+    final = w.settle()
+    assert final.status.reason == Reason.PROMOTED
+    assert [h.outcome for h in final.record.history] == ["DriftReverted", "Promoted"]
+
+
+def test_a_reverted_drift_of_a_healthy_alias_stays_the_reason() -> None:
+    w = world(AllAtOnceStrategy(), before=None, drift_policy="Revert")
+    w.settle()
+    w.alias = AliasRouting("1")
+    decision = w.settle()
+    assert w.alias == AliasRouting("2")
+    assert decision.record.history[-1].detail == "alias prod was version 1 at 100%; set back to version 2 at 100%"
+    w.now += 100
+    later = w.tick()
+    assert (later.status.phase, later.status.reason) == (Phase.HEALTHY, Reason.DRIFT_REVERTED)

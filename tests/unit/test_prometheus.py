@@ -246,10 +246,18 @@ def test_aws_calls_budget_leader_ready() -> None:
     metrics.set_leader(True)
     metrics.set_ready(False)
     calls = "lambda_rollouts_aws_api_calls_total"
-    assert value(metrics, calls, service="lambda", operation="UpdateAlias", outcome="throttled") == 1
+    scope = {"account": "default", "region": ""}
+    assert value(metrics, calls, service="lambda", operation="UpdateAlias", outcome="throttled", **scope) == 1
     duration = "lambda_rollouts_aws_api_call_duration_seconds_count"
-    assert value(metrics, duration, service="lambda", operation="UpdateAlias") == 2
-    assert value(metrics, "lambda_rollouts_aws_budget_wait_seconds_sum", family="lambda-control") == 0.5
+    assert value(metrics, duration, service="lambda", operation="UpdateAlias", **scope) == 2
+    assert value(metrics, "lambda_rollouts_aws_budget_wait_seconds_sum", family="lambda-control", **scope) == 0.5
+    # Another account's clients report under their own labels.
+    other = metrics.aws_observer(account="111111111111", region="eu-west-1")
+    other.api_call(service="lambda", operation="GetAlias", outcome="throttled", seconds=0.01)
+    other.budget_wait(family="lambda", seconds=0.25)
+    where = {"account": "111111111111", "region": "eu-west-1"}
+    assert value(metrics, calls, service="lambda", operation="GetAlias", outcome="throttled", **where) == 1
+    assert value(metrics, "lambda_rollouts_aws_budget_wait_seconds_sum", family="lambda", **where) == 0.25
     assert value(metrics, "lambda_rollouts_leader") == 1
     assert value(metrics, "lambda_rollouts_ready") == 0
 
@@ -290,7 +298,15 @@ def test_removed_rollout_loses_every_series_and_others_stay() -> None:
         "lambda_rollouts_rollbacks_total",
         "lambda_rollouts_rollback_reaction_seconds_count",
     }
-    assert value(metrics, "lambda_rollouts_aws_api_calls_total", service="lambda", operation="GetAlias", outcome="ok")
+    assert value(
+        metrics,
+        "lambda_rollouts_aws_api_calls_total",
+        service="lambda",
+        operation="GetAlias",
+        outcome="ok",
+        account="default",
+        region="",
+    )
     # A rollout seen again after removal starts from scratch.
     metrics.rollout_status(SPEC, status(Phase.HEALTHY), strategy="canary")
     assert value(metrics, "lambda_rollouts_rollbacks_total", **IDENTITY, reason="manual") == 0

@@ -77,4 +77,28 @@ for fromYamlArray: ``include "lambda-rollouts.objects" (dict "root" $ "file" "fi
 
 {{/* Where the config files are mounted: one directory each, so a new ConfigMap version replaces the file. */}}
 {{- define "lambda-rollouts.ownershipDir" -}}/etc/lambda-rollouts/ownership{{- end -}}
+{{- define "lambda-rollouts.accountsDir" -}}/etc/lambda-rollouts/accounts{{- end -}}
 {{- define "lambda-rollouts.notificationsDir" -}}/etc/lambda-rollouts/notifications{{- end -}}
+
+{{/*
+The leader Lease: the one rbac.yaml's leader-election Role names (resourceNames), or with a
+selector (one release per shard) that name with the digest of the selector, as `operator
+--selector` derives it, so that each shard has a Lease and a leader of its own and its Role grants
+exactly that Lease.
+*/}}
+{{- define "lambda-rollouts.leaseName" -}}
+{{- $base := "" -}}
+{{- range include "lambda-rollouts.objects" (dict "root" . "file" "files/rbac.yaml") | fromYamlArray -}}
+{{- if and (eq .kind "Role") (hasSuffix "-leader-election" .metadata.name) -}}
+{{- range .rules }}{{ with .resourceNames }}{{ $base = first . }}{{ end }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $base -}}
+{{- fail "files/rbac.yaml: no leader-election Role naming its Lease (resourceNames)" -}}
+{{- end -}}
+{{- if .Values.selector -}}
+{{- printf "%s-%s" $base (sha256sum .Values.selector | trunc 10) -}}
+{{- else -}}
+{{- $base -}}
+{{- end -}}
+{{- end -}}
