@@ -48,6 +48,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from controller.core.sequential import SequentialSettings, SequentialState
 from controller.core.types import (
     AliasRouting,
     AliasWrite,
@@ -57,6 +58,7 @@ from controller.core.types import (
     MetricState,
     Record,
     Request,
+    SequentialRun,
     Verb,
 )
 
@@ -135,6 +137,7 @@ SHORT_NAMES: dict[type, dict[str, str]] = {
         "hooks": "hk",
         "weight_at": "wa",
         "metrics": "mx",
+        "sequential": "sq",
         "bypass": "by",
         "request_ignored": "ri",
         "steps": "n",
@@ -152,6 +155,19 @@ SHORT_NAMES: dict[type, dict[str, str]] = {
         "value": "v",
         "stable": "s",
         "at": "t",
+    },
+    SequentialRun: {"test": "k", "state": "e", "settings": "o"},
+    SequentialSettings: {"max_increase": "i", "confidence": "c", "negligible_rate": "f"},
+    SequentialState: {
+        "name": "n",
+        "looks": "l",
+        "canary_requests": "cn",
+        "canary_failures": "cx",
+        "stable_requests": "sn",
+        "stable_failures": "sx",
+        "compensators": "g",
+        "through": "t",
+        "seen": "s",
     },
 }
 

@@ -37,6 +37,7 @@ from controller.core.codec import (
     request_key,
     stale_record_keys,
 )
+from controller.core.sequential import Look, SequentialSettings, SequentialState, fold
 from controller.core.types import (
     AliasRouting,
     AliasWrite,
@@ -47,6 +48,7 @@ from controller.core.types import (
     Phase,
     Record,
     Request,
+    SequentialRun,
     Verb,
     Verdict,
 )
@@ -89,6 +91,31 @@ metric_states = st.builds(
     stable=measured,
     at=times,
 )
+counts = st.integers(0, 10**12)
+sequential_states = st.builds(
+    SequentialState,
+    name=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", fullmatch=True),
+    looks=st.integers(0, 10**6),
+    canary_requests=counts,
+    canary_failures=counts,
+    stable_requests=counts,
+    stable_failures=counts,
+    compensators=st.lists(st.integers(-(10**12), 10**12), min_size=10, max_size=10).map(tuple),
+    through=st.none() | times,
+    seen=st.none() | times,
+)
+sequential_settings = st.builds(
+    SequentialSettings,
+    max_increase=st.floats(0, 100),
+    confidence=st.floats(0.5, 0.9999),
+    negligible_rate=st.none() | st.floats(0.0001, 0.5),
+)
+sequential_runs = st.builds(
+    SequentialRun,
+    test=st.text(alphabet="0123456789abcdef", min_size=8, max_size=8),
+    state=sequential_states,
+    settings=sequential_settings,
+)
 RECORD_FIELDS: dict[str, st.SearchStrategy[Any]] = dict(
     spec_hash=st.text(alphabet="0123456789abcdef", max_size=64),
     phase=st.sampled_from(list(Phase)),
@@ -109,6 +136,7 @@ RECORD_FIELDS: dict[str, st.SearchStrategy[Any]] = dict(
     hooks=st.lists(hook_runs, max_size=2).map(tuple),
     weight_at=st.none() | times,
     metrics=st.lists(metric_states, max_size=5).map(tuple),
+    sequential=st.lists(sequential_runs, max_size=5).map(tuple),
     bypass=st.booleans(),
     request_ignored=st.text(max_size=200),
     steps=st.integers(0, 1000),
@@ -450,3 +478,46 @@ def test_managed_refuses_what_a_tag_cannot_hold() -> None:
         encode_managed({"prod": "name with space"})
     with pytest.raises(CodecError):
         encode_managed({f"alias{i}": "n" * 60 + "/" + "x" * 60 for i in range(3)})
+
+
+def test_five_sequential_tests_fit_beside_a_full_record() -> None:
+    """The evidence of five tests of a day of traffic (10^7 requests a period) is never trimmed."""
+    import random
+
+    rng = random.Random(15)
+    settings_ = SequentialSettings(max_increase=0.25, confidence=0.995, negligible_rate=0.001)
+
+    def evidence(name: str) -> SequentialRun:
+        state = SequentialState(name)
+        for k in range(1440):
+            n_c, n_s = rng.randint(0, 10**7), rng.randint(0, 10**7)
+            look = Look(k * 60.0, (k + 1) * 60.0, n_c, rng.randint(0, 500), n_s, rng.randint(0, 500))
+            state = fold(state, look, settings=settings_)
+        return SequentialRun(f"{rng.getrandbits(32):08x}", state, settings_)
+
+    record = Record(
+        spec_hash="0123456789",
+        phase=Phase.PROGRESSING,
+        stable="1041",
+        canary="1042",
+        step_index=7,
+        step_started_at=1_700_000_000.25,
+        started_at=1_700_000_000.0,
+        weight=40,
+        weight_at=1_700_000_100.5,
+        pending=AliasWrite("prod", AliasRouting("1041", "1042", 0.5), previous=AliasRouting("1041", "1042", 0.4)),
+        failed=(FailedVersion("1040", "9876543210", "RegressionDetected"),),
+        history=tuple(
+            HistoryEntry(str(1035 + i), "Promoted", "Promoted", 1.69e9 + i, "arn:aws:iam::1:user/ops") for i in range(5)
+        ),
+        reason="Baking",
+        message="version 1042 at 40%: baking for 1800s (step 8 of 12)",
+        hooks=(HookRun("beforeAllowTraffic", Verdict.SUCCESSFUL, "ok", 1.7e9),),
+        metrics=tuple(MetricState(f"metric-{i}", Verdict.SUCCESSFUL, 0, 0, 0.5, 0.4, 1.7e9) for i in range(10)),
+        sequential=tuple(evidence(f"sequential-test-{i}") for i in range(5)),
+        steps=12,
+    )
+    tags = encode_record("prod", record)
+    assert len(tags) <= MAX_CHUNKS - 2, len(tags)  # 5 of 8 tags measured: room for longer texts
+    assert fit_record(record) == record
+    assert decode_record("prod", tags) == record
