@@ -242,10 +242,9 @@ def measurements_from(series: Series, planned: Sequence[_Planned], *, now: float
     return out
 
 
-def _due(spec: RolloutSpec, record: Record, now: float, *, time_scale: float) -> bool:
-    return bool(
-        due_metrics(spec, record, now, time_scale=time_scale) or due_tests(spec, record, now, time_scale=time_scale)
-    )
+def _due(spec: RolloutSpec, record: Record, now: float, *, time_scale: float, thresholds: bool = True) -> bool:
+    metrics = thresholds and bool(due_metrics(spec, record, now, time_scale=time_scale))
+    return metrics or bool(due_tests(spec, record, now, time_scale=time_scale))
 
 
 async def measure(
@@ -254,10 +253,11 @@ async def measure(
     *,
     now: float,
     time_scale: float = 1.0,
+    thresholds: bool = True,
 ) -> dict[str, Evidence]:
     """Every measurement and sequential period due at ``now`` for ``items``, in one batched read (no
-    call if none is due), as evidence by rollout key."""
-    groups, planned = plan(items, now=now, time_scale=time_scale)
+    call if none is due), as evidence by rollout key; ``thresholds`` False: the sequential periods only."""
+    groups, planned = plan(items, now=now, time_scale=time_scale) if thresholds else ([], [])
     look_groups, looks_planned = plan_looks(items, now=now, time_scale=time_scale)
     windows = [(p.start, p.end) for p in planned] + [(p.start, p.end) for p in looks_planned]
     if not windows:
@@ -281,13 +281,16 @@ class MetricQueries:
 
     At most one batch is in flight. A tick waits ``wait`` seconds for it; a slower answer is taken by
     a later tick (each measurement keeps its own time and window), so a slow CloudWatch holds back no
-    alarm and no other rollout.
+    alarm and no other rollout. ``thresholds`` False reads the sequential periods only (``plan``).
     """
 
-    def __init__(self, cloudwatch: CloudWatchAdapter, *, time_scale: float = 1.0, wait: float = 1.0) -> None:
+    def __init__(
+        self, cloudwatch: CloudWatchAdapter, *, time_scale: float = 1.0, wait: float = 1.0, thresholds: bool = True
+    ) -> None:
         self._cloudwatch = cloudwatch
         self._time_scale = time_scale
         self._wait = wait
+        self._thresholds = thresholds
         self._batch: asyncio.Task[dict[str, Evidence]] | None = None
 
     async def measure(self, subjects: Sequence[Subject], *, now: float, wait: bool) -> Mapping[str, Evidence]:
@@ -295,12 +298,14 @@ class MetricQueries:
             items = [
                 (s.spec, s.record)
                 for s in subjects
-                if s.record is not None and _due(s.spec, s.record, now, time_scale=self._time_scale)
+                if s.record is not None
+                and _due(s.spec, s.record, now, time_scale=self._time_scale, thresholds=self._thresholds)
             ]
             if not items:
                 return {}
             self._batch = asyncio.create_task(
-                measure(self._cloudwatch, items, now=now, time_scale=self._time_scale), name="measure"
+                measure(self._cloudwatch, items, now=now, time_scale=self._time_scale, thresholds=self._thresholds),
+                name="measure",
             )
         done, _ = await asyncio.wait({self._batch}, timeout=None if wait else self._wait)
         if not done:

@@ -65,6 +65,21 @@ def evidence_of(record: Record) -> tuple[SequentialEvidence, ...]:
     return tuple(found)
 
 
+def evidence_fields(evidence: SequentialEvidence) -> dict[str, object]:
+    """One test's evidence as ``.status.evidence`` and ``get -o json`` show it: counts, and log10 e-values
+    against the bound, to three decimals (a status that changes only with a look)."""
+    return {
+        "test": evidence.test,
+        "canary": {"failures": evidence.canary_failures, "requests": evidence.canary_requests},
+        "stable": {"failures": evidence.stable_failures, "requests": evidence.stable_requests},
+        "looks": evidence.looks,
+        "regression": round(evidence.regression, 3),
+        "noRegression": round(evidence.no_regression, 3),
+        "bound": round(evidence.bound, 3),
+        "conclusion": evidence.conclusion,
+    }
+
+
 def _power(log10: float) -> str:
     return f"10^{log10:.1f}".replace(".0", "") if abs(log10) >= 0.05 else "10^0"
 
@@ -112,6 +127,7 @@ def record_status(record: Record | None, *, steps: int | None = None, message: s
 
 
 __all__ = [
+    "evidence_fields",
     "evidence_line",
     "evidence_of",
     "evidence_text",
