@@ -631,6 +631,7 @@ def advance(ctx: Ctx) -> Ctx | Decision:
             # Every sequential test proved "no regression" at this weight: the timed pause ends now.
             message = ended_early(record, elapsed=now - started, duration=step.duration)
             ctx = ctx.with_record(ctx.record, Event(Reason.PROMOTED_EARLY, message))
+            ctx = ctx.note(f"pause ended after {now - started:.0f}s of {step.duration:.0f}s: no regression proven")
         record = dataclasses.replace(record, step_index=index + 1, step_started_at=now)
 
 

@@ -178,6 +178,9 @@ def test_an_equal_canary_is_not_rolled_back_and_promote_early_ends_the_timed_pau
     assert event.message.startswith("version 2 at 10%: pause ended after ")
     assert "of 3600s (promoteEarly): errors: canary 2.0% (" in event.message
     assert "no regression beyond +20% proven" in event.message
+    final = "final step: alias prod to version 2 at 100% (step 3 of 3)"
+    assert ended.record.message.startswith(f"{final}; pause ended after ")
+    assert ended.record.message.endswith("s of 3600s: no regression proven")
     write = early.writes[-1]
     assert write.record.sequential and all(
         verdict(r.state, settings=r.settings, since=write.record.weight_at).conclusion is Conclusion.NO_REGRESSION
