@@ -1,7 +1,7 @@
 """Analysis: the shell's side of "is the new version good?", behind ONE seam.
 
-Every provider (CloudWatch alarms, metric queries, lifecycle hooks; the next ones: a sequential judge,
-alarm events) is asked ONCE per tick for everything due, for all rollouts at once, because batching
+Every provider (CloudWatch alarms, metric queries with the sequential tests' counts, lifecycle hooks;
+the next ones: alarm events) is asked ONCE per tick for everything due, for all rollouts at once, because batching
 is what keeps the product cheap: one ``DescribeAlarms`` for every watched alarm, one ``GetMetricData``
 for every measurement due. A provider gets the tick's ``Subject`` s (a rollout's spec and durable
 record) and answers with ``Evidence`` per rollout: the facts the core judges (``decide`` turns them
@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from controller.core.types import HookAnswer, Measurement, Record, Verdict
+from controller.core.types import HookAnswer, Measurement, Record, SequentialLooks, Verdict
 from controller.document.model import RolloutSpec
 
 
@@ -58,6 +58,8 @@ class Evidence:
     missing_alarms: frozenset[str] = frozenset()
     # Metric name -> the measurement taken this tick (only metrics that were due).
     measurements: Mapping[str, Measurement] = field(default_factory=dict)
+    # Sequential test name -> the complete periods read this tick (only tests with periods due).
+    looks: Mapping[str, SequentialLooks] = field(default_factory=dict)
     # Lifecycle hooks: answers not handed to the core yet, and hooks still running (name -> started).
     hook_answers: tuple[HookAnswer, ...] = ()
     hooks_running: Mapping[str, float] = field(default_factory=dict)

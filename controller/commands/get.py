@@ -49,8 +49,8 @@ from controller.commands.rollouts import RolloutNotFound, managed_rollouts, matc
 from controller.commands.watch import Watcher, watch
 from controller.core.codec import CodecError
 from controller.core.reasons import Reason
-from controller.core.status import record_status
-from controller.core.types import HistoryEntry, Phase, Record, Status
+from controller.core.status import evidence_fields, record_status
+from controller.core.types import HistoryEntry, Phase, Record, SequentialEvidence, Status
 from controller.document.accounts import AccountsConfig, Scope
 from controller.document.ownership_config import OwnershipPolicy
 from controller.observability.logs import configure_logging
@@ -82,6 +82,8 @@ class Row:
     warmup: str = ""
     # The last few attempts (outcome, reason, who asked): in -o json|yaml, not in the table.
     history: tuple[HistoryEntry, ...] = ()
+    # The sequential tests of the attempt in flight (the table's message ends with them too).
+    evidence: tuple[SequentialEvidence, ...] = ()
 
     def cells(self) -> tuple[str, ...]:
         step = f"{self.step}/{self.steps}" if self.steps else str(self.step)
@@ -290,6 +292,7 @@ def row_from_status(base: Row, status: Status) -> Row:
         errors=status.errors,
         warmup=f"{status.warmup.allocated}/{status.warmup.requested}" if status.warmup is not None else "",
         history=status.history,
+        evidence=status.evidence,
     )
 
 
@@ -322,6 +325,7 @@ def _as_dict(row: Row) -> dict[str, Any]:
         | ({"detail": h.detail} if h.detail else {})
         for h in row.history
     ]
+    data["evidence"] = [evidence_fields(e) for e in row.evidence]
     if not row.steps:
         del data["steps"]  # unknown (an old record, no document): left out rather than shown as 0
     # Unknown (no document given) or empty fields are left out rather than shown as null.

@@ -64,6 +64,7 @@ def format_preview(preview: Preview) -> str:
     if status.message:
         lines.append(f"  message: {status.message}")
     lines += [f"  error: {error}" for error in status.errors if error != status.message]
+    lines += [f"  {line}" for line in preview.outlook]
     actions = [f"  - {describe_action(a, spec.function_name)}" for a in decision.actions]
     lines += actions or ["  - no AWS change"]
     if decision.record_changed and not decision.actions:

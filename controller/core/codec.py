@@ -48,6 +48,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from controller.core.sequential import SequentialSettings, SequentialState
 from controller.core.types import (
     AliasRouting,
     AliasWrite,
@@ -58,6 +59,7 @@ from controller.core.types import (
     MetricState,
     Record,
     Request,
+    SequentialRun,
     Verb,
 )
 
@@ -136,6 +138,7 @@ SHORT_NAMES: dict[type, dict[str, str]] = {
         "hooks": "hk",
         "weight_at": "wa",
         "metrics": "mx",
+        "sequential": "sq",
         "bypass": "by",
         "request_ignored": "ri",
         "steps": "n",
@@ -170,6 +173,19 @@ SHORT_NAMES: dict[type, dict[str, str]] = {
         "value": "v",
         "stable": "s",
         "at": "t",
+    },
+    SequentialRun: {"test": "k", "state": "e", "settings": "o"},
+    SequentialSettings: {"max_increase": "i", "confidence": "c", "negligible_rate": "f"},
+    SequentialState: {
+        "name": "n",
+        "looks": "l",
+        "canary_requests": "cn",
+        "canary_failures": "cx",
+        "stable_requests": "sn",
+        "stable_failures": "sx",
+        "compensators": "g",
+        "through": "t",
+        "seen": "s",
     },
 }
 
@@ -374,12 +390,14 @@ def _shrinking(record: Record) -> Iterator[Record]:
         history = history[1:]
         yield dataclasses.replace(record, history=history)
     record = dataclasses.replace(record, history=())
-    # 2. Long texts are cut: the reason's start says what happened.
+    # 2. Long texts are cut: the reason's start says what happened; a waiting notification keeps its
+    #    fields whole (trigger, version, weight, reason, who) and only its illustrating message is cut.
     record = dataclasses.replace(
         record,
         message=_truncate(record.message, 200),
         reason=_truncate(record.reason, 200),
         failed=tuple(dataclasses.replace(f, reason=_truncate(f.reason, 60)) for f in record.failed),
+        outbox=_cut_messages(record.outbox, 120),
     )
     yield record
     # 3. Last resort: forget the oldest failed versions (the newest is what blocks a re-promotion).
@@ -388,8 +406,16 @@ def _shrinking(record: Record) -> Iterator[Record]:
         failed = failed[1:]
         yield dataclasses.replace(record, failed=failed)
     yield dataclasses.replace(
-        record, failed=(), message=_truncate(record.message, 40), reason=_truncate(record.reason, 40)
+        record,
+        failed=(),
+        message=_truncate(record.message, 40),
+        reason=_truncate(record.reason, 40),
+        outbox=_cut_messages(record.outbox, 40),
     )
+
+
+def _cut_messages(outbox: tuple[Announcement, ...], limit: int) -> tuple[Announcement, ...]:
+    return tuple(dataclasses.replace(entry, message=_truncate(entry.message, limit)) for entry in outbox)
 
 
 def fit_record(record: Record) -> Record:
@@ -397,7 +423,8 @@ def fit_record(record: Record) -> Record:
 
     History is kept to the newest ``MAX_HISTORY`` entries (tuples are oldest first); when the encoded
     record would still need more than ``MAX_CHUNKS`` tags, the oldest history entries, then long texts,
-    then the oldest failed versions are dropped. Raises ``CodecError`` if nothing makes it fit.
+    then the oldest failed versions are dropped (a waiting notification's message is cut, never the
+    notification). Raises ``CodecError`` if nothing makes it fit.
     """
     return _fit(record)[0]
 

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from controller.core.reasons import NOT_AN_END, Outcome, Reason
-from controller.core.status import plan_steps, step_number
+from controller.core.status import evidence_of, plan_steps, step_number, with_evidence
 from controller.core.types import (
     Action,
     AliasRouting,
@@ -221,6 +221,7 @@ def withdraw(
         hooks=(),
         weight_at=None,
         metrics=(),
+        sequential=(),
         bypass=False,
     )
     target = AliasRouting(record.stable)
@@ -275,6 +276,9 @@ def finish(
         message = "; ".join((live, *ctx.notes))
     if show is not None and ctx.notes:
         message = "; ".join((message, *ctx.notes))
+    evidence = evidence_of(record)
+    if show is None:
+        message = with_evidence(message, evidence)
     events = ctx.events
     before = None if ctx.first_sight else ctx.original.phase
     if phase != before and not any(e.reason == reason for e in events):
@@ -293,6 +297,7 @@ def finish(
         errors=(message,) if phase is Phase.INVALID else (),
         warmup=warmup,
         step_allowance=current_pause(ctx if record is ctx.record else dataclasses.replace(ctx, record=record)),
+        evidence=evidence,
     )
     return Decision(
         actions=actions,

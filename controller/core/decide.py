@@ -12,7 +12,8 @@ working record: confirming a write that happened, starting a rollout, moving the
 3. operator requests are applied once;
 4. drift (someone moved the alias) holds everything but abort/resume, or is reverted when the spec's
    ``driftPolicy`` says so;
-5. safety before progress: alarms, failed hooks, then the progress deadline, roll back;
+5. safety before progress: alarms, failed hooks, failed metrics and a proven regression
+   (``controller.core.sequential_analysis``), then the progress deadline, roll back;
 6. an unconfirmed write-ahead is re-issued before anything new is written;
 7. bad input (missing version/alarm, incompatible versions) is Invalid and writes nothing;
 8. spec edits: publish first, revert, supersede, re-plan;
@@ -59,6 +60,8 @@ from controller.core.ownership import refusal
 from controller.core.plan import build_plan
 from controller.core.reasons import Outcome, Reason
 from controller.core.requests import drifted, handle_request, restore, restore_target
+from controller.core.sequential_analysis import ended_early, proven_no_regression, sequential_analysis
+from controller.core.sequential_analysis import wake_after as sequential_wake_after
 from controller.core.spec_hash import spec_hash
 from controller.core.types import (
     AliasRouting,
@@ -164,6 +167,7 @@ def finish_promotion(ctx: Ctx) -> Ctx | Decision:
         hooks=(),
         weight_at=None,
         metrics=(),
+        sequential=(),
         bypass=False,
     )
     return ctx.with_record(new, Event(Reason.PROMOTED, message))
@@ -533,6 +537,7 @@ def start(ctx: Ctx) -> Ctx | Decision:
         hooks=(),
         weight_at=None,
         metrics=(),
+        sequential=(),
         bypass=False,
     )
     return ctx.with_record(new, Event(Reason.ROLLOUT_STARTED, message))
@@ -621,7 +626,8 @@ def advance(ctx: Ctx) -> Ctx | Decision:
             return finish(ctx, record)
         started = record.step_started_at if record.step_started_at is not None else now
         left = step.duration - (now - started)
-        if left > 0:
+        early = left > 0 and proven_no_regression(ctx.spec, record)
+        if left > 0 and not early:
             where = f"(step {index + 1} of {ctx.steps})"
             message = f"version {record.canary} at {record.weight}%: baking for {step.duration:.0f}s {where}"
             # The countdown is shown live; the record keeps the stable text, so waiting writes nothing.
@@ -633,6 +639,11 @@ def advance(ctx: Ctx) -> Ctx | Decision:
                 return finish(ctx, record, live=f"{live}; {record.message}", requeue_after=left)
             record = dataclasses.replace(record, phase=Phase.PROGRESSING, reason=Reason.BAKING, message=message)
             return finish(ctx, record, live=live, requeue_after=left)
+        if early:
+            # Every sequential test proved "no regression" at this weight: the timed pause ends now.
+            message = ended_early(record, elapsed=now - started, duration=step.duration)
+            ctx = ctx.with_record(ctx.record, Event(Reason.PROMOTED_EARLY, message))
+            ctx = ctx.note(f"pause ended after {now - started:.0f}s of {step.duration:.0f}s: no regression proven")
         record = dataclasses.replace(record, step_index=index + 1, step_started_at=now)
 
 
@@ -663,6 +674,7 @@ RULES: tuple[Rule, ...] = (
     alarm_rollback,
     hook_failed,
     metric_analysis,
+    sequential_analysis,
     progress_deadline,
     reissue_pending,
     preflight,
@@ -720,6 +732,7 @@ def decide(
     ):
         decision = dataclasses.replace(decision, record_changed=True)  # the outbox shrank: worth a write
     decision = _wake_at(decision, wake_after(spec, decision.record, now, time_scale=time_scale))
+    decision = _wake_at(decision, sequential_wake_after(spec, decision.record, now, time_scale=time_scale))
     return _wake_at(decision, _deadline_after(ctx, decision.record))
 
 

@@ -62,12 +62,14 @@ class Reason(enum.StrEnum):
     WARMUP_FAILED = "WarmupFailed"
     HOOK_FAILED = "HookFailed"
     ANALYSIS_FAILED = "AnalysisFailed"
+    REGRESSION_DETECTED = "RegressionDetected"
     # Orphaned: the document is gone while the new version had traffic; and back again.
     DOCUMENT_REMOVED = "DocumentRemoved"
     MANAGEMENT_RESUMED = "ManagementResumed"
     # Events only.
     REQUEST = "Request"
     HOOK_ANSWER_IGNORED = "HookAnswerIgnored"
+    PROMOTED_EARLY = "PromotedEarly"
 
 
 class Outcome(enum.StrEnum):

@@ -20,6 +20,7 @@ from controller.core.context import (
     describe,
     expected_routing,
     finish,
+    is_failed,
     make_write,
     with_failed,
     with_history,
@@ -140,6 +141,7 @@ def _emergency_start(ctx: Ctx) -> Record:
         failed=tuple(f for f in record.failed if f.version != ctx.desired),
         hooks=(),
         metrics=(),
+        sequential=(),
         weight_at=None,
     )
 
@@ -238,6 +240,10 @@ def _undo(ctx: Ctx, request: Request) -> Ctx | Decision:
     if record.previous_stable is None or record.stable is None:
         return _ignored(ctx, "undo ignored: no previous version to go back to")
     undone, back = record.stable, record.previous_stable
+    failed = is_failed(record, back, ctx.spec_hash)
+    if failed is not None:
+        # A failed version gets no traffic without `retry` or a spec change, not even by undo.
+        return _ignored(ctx, f"undo ignored: version {back} failed ({failed.reason}); `retry` it first")
     message = (
         f"undone by {request.by or 'operator'}: alias {ctx.spec.alias} back on version {back}; "
         f"version {undone} will not be deployed again until `retry` or a spec change"

@@ -101,13 +101,14 @@ __all__ = [
     "QUANTUM",
     "REGRESSION_GRID",
     "Conclusion",
-    "Evidence",
+    "EValues",
     "Judgement",
     "Look",
     "SequentialSettings",
     "SequentialState",
     "evidence",
     "fold",
+    "rate_text",
     "summary",
     "verdict",
 ]
@@ -199,7 +200,7 @@ class Conclusion(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Evidence:
+class EValues:
     """log10 of each test's e-value: the number to export and plot (0 = no evidence, threshold = proof)."""
 
     regression: float
@@ -209,7 +210,7 @@ class Evidence:
 @dataclass(frozen=True)
 class Judgement:
     conclusion: Conclusion
-    evidence: Evidence
+    evidence: EValues
     threshold: float  # log10 of the bound 1 / (1 - confidence)
 
 
@@ -276,7 +277,7 @@ def _floor(state: SequentialState, rate: float) -> float:
     return _log_mean_exp(terms)
 
 
-def evidence(state: SequentialState, *, settings: SequentialSettings) -> Evidence:
+def evidence(state: SequentialState, *, settings: SequentialSettings) -> EValues:
     """log10 of the regression and no-regression e-values of ``state`` (0 for a state with no look)."""
     compensators = state.compensators or (0,) * len(_GRID)
     split = len(REGRESSION_GRID)
@@ -284,7 +285,7 @@ def evidence(state: SequentialState, *, settings: SequentialSettings) -> Evidenc
     no_regression = _mixture(state, NO_REGRESSION_GRID, compensators[split:])
     if settings.negligible_rate is not None:
         no_regression = _log_mean_exp([no_regression, _floor(state, settings.negligible_rate)])
-    return Evidence(regression=regression / _LN10, no_regression=no_regression / _LN10)
+    return EValues(regression=regression / _LN10, no_regression=no_regression / _LN10)
 
 
 def verdict(state: SequentialState, *, settings: SequentialSettings, since: float | None = None) -> Judgement:
@@ -309,7 +310,8 @@ def _seen_since(state: SequentialState, since: float | None) -> bool:
     return state.seen is not None and (since is None or state.seen >= since)
 
 
-def _rate(failures: int, requests: int) -> str:
+def rate_text(failures: int, requests: int) -> str:
+    """``4.1% (41/1000)``: a failure rate with its counts (``-`` without requests)."""
     if not requests:
         return f"- ({failures}/{requests})"
     percent = 100.0 * failures / requests
@@ -332,8 +334,8 @@ def summary(state: SequentialState, *, settings: SequentialSettings, since: floa
     judgement = verdict(state, settings=settings, since=since)
     found, bound = judgement.evidence, _e_value(judgement.threshold)
     rates = (
-        f"canary {_rate(state.canary_failures, state.canary_requests)}"
-        f" vs stable {_rate(state.stable_failures, state.stable_requests)}"
+        f"canary {rate_text(state.canary_failures, state.canary_requests)}"
+        f" vs stable {rate_text(state.stable_failures, state.stable_requests)}"
     )
     increase = f"+{100 * settings.max_increase:.3g}%"
     if judgement.conclusion is Conclusion.REGRESSION:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from controller.core.ownership import Ownership
 from controller.core.reasons import Reason
+from controller.core.sequential import Look, SequentialSettings, SequentialState
 from controller.document.model import Hook
 
 # Weights are compared with a tolerance because AWS returns them as JSON floats.
@@ -225,6 +226,47 @@ class Measurement:
 
 
 @dataclass(frozen=True)
+class SequentialRun:
+    """One sequential test of the attempt in flight, as the durable record keeps it.
+
+    ``test`` fingerprints the test as the document declares it (metrics, dimensions, period, bounds):
+    a state folded under other settings is not this test's, and it starts again. ``settings`` are kept
+    so that a reader without the document (``get``) judges the evidence exactly as the controller does.
+    """
+
+    test: str
+    state: SequentialState
+    settings: SequentialSettings = field(default_factory=SequentialSettings)
+
+
+@dataclass(frozen=True)
+class SequentialLooks:
+    """The complete periods of one sequential test that the shell read this tick, in time order, for
+    the canary ``version`` against ``stable`` and the test fingerprinted ``test``."""
+
+    test: str
+    version: str
+    stable: str
+    looks: tuple[Look, ...] = ()
+
+
+@dataclass(frozen=True)
+class SequentialEvidence:
+    """One sequential test's evidence as every surface shows it (``controller.core.status``)."""
+
+    test: str
+    canary_failures: int
+    canary_requests: int
+    stable_failures: int
+    stable_requests: int
+    regression: float  # log10 of the e-value against "no worse than +maxIncrease"
+    no_regression: float  # log10 of the e-value against "worse than +maxIncrease"
+    bound: float  # log10 of the e-value that proves either: 1 / (1 - confidence)
+    conclusion: str  # Regression | NoRegression | Continue
+    looks: int = 0
+
+
+@dataclass(frozen=True)
 class Record:
     """The durable state of one rollout, stored on the function (tags) and mirrored into ``.status``.
 
@@ -255,6 +297,8 @@ class Record:
     weight_at: float | None = None
     # Metric analysis of the rollout in flight (``spec.analysis.metrics``); cleared like ``hooks``.
     metrics: tuple[MetricState, ...] = ()
+    # Sequential analysis of the attempt in flight (``spec.analysis.sequential``); cleared like ``hooks``.
+    sequential: tuple[SequentialRun, ...] = ()
     # ``promote --full --skip-analysis`` is finishing this attempt: alarms and analysis do not stop it.
     bypass: bool = False
     # Why the control request ``last_request`` did not apply ("" when it did), so a caller waiting for
@@ -333,6 +377,8 @@ class Observed:
     provisioned: Mapping[str, ProvisionedConfig] = field(default_factory=dict)
     # Metric name -> the measurement the shell took this tick (only metrics that were due).
     measurements: Mapping[str, Measurement] = field(default_factory=dict)
+    # Sequential test name -> the periods the shell read for it this tick (only tests with periods due).
+    looks: Mapping[str, SequentialLooks] = field(default_factory=dict)
     # Who may move the function (owner tag, managed marker, config patterns): from cached tags, no call.
     ownership: Ownership = field(default_factory=Ownership)
     # Lifecycle hooks: answers that came back since the last reconcile, and the hooks still running
@@ -446,6 +492,8 @@ class Status:
     # duration, the warm-up's timeout, 0 for a write step); None when it is unbounded (a pause until
     # promote). Exported so that alerts judge "stuck" exactly as the core does.
     step_allowance: float | None = None
+    # The sequential tests of the attempt in flight, as they stand.
+    evidence: tuple[SequentialEvidence, ...] = ()
 
 
 def blank_status(message: str = "") -> Status:

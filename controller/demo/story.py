@@ -1,11 +1,14 @@
 """The demo's script: two GitOps commits, played against the real controller, with traffic flowing.
 
-Act 1 commits version 2 (good): the controller shifts 10%, waits, 50%, waits, and promotes it.
-Act 2 commits version 3 (bad): at 10% its errors and slow calls (clients invoke the alias all along,
-and the emulator makes Lambda's metrics from those invocations) trip the alarms, which the emulator
-evaluates on its own, and the controller rolls it back naming the alarm. The controller here is
-exactly what ``lambda-rollouts run --source DIR`` runs (``Engine`` fed by ``FileSource.watch``);
-only its outputs are different (the demo's sink instead of log lines).
+Act 1 commits version 2 (good): the controller shifts 10%, waits, 50%, waits, and promotes it; the
+sequential test proves "no regression" on the way, so with ``promoteEarly`` a pause may end early.
+Act 2 commits version 3 (bad): at 10% it fails half its calls (clients invoke the alias all along,
+and the emulator makes Lambda's metrics from those invocations). That stays under the alias's error
+alarm, but the sequential test compares version 3's errors with version 2's, period by period, and
+the controller rolls it back with the evidence in its message (``RegressionDetected``) while the
+alarms still say OK. The controller here is exactly what ``lambda-rollouts run --source DIR`` runs
+(``Engine`` fed by ``FileSource.watch``); only its outputs are different (the demo's sink instead of
+log lines).
 
 Shaped for a clean stop at any instant: every task the story starts is stopped through an event and
 awaited (never abandoned), so when ``play`` returns, whether finished or interrupted, nothing of it
@@ -38,6 +41,9 @@ logger = logging.getLogger("controller.demo")
 
 # At --speed 1: how long each canary pause lasts, and the breath between the two acts.
 PAUSE_SECONDS = 15.0
+# ... but never shorter than this: the sequential test judges one-second periods, which --speed does
+# not shorten, and needs a few of them at 10% to prove version 3's regression before the pause ends.
+MIN_PAUSE_SECONDS = 4.0
 BREATHER_SECONDS = 3.0
 # Clients invoke the alias at REQUESTS_PER_SECOND, sent in beats several times a second so that every
 # one-second alarm period (ALARM_PERIOD_SCALE) holds a full second of invocations.
@@ -59,7 +65,11 @@ class Timings:
     @classmethod
     def at(cls, speed: float) -> Timings:
         # The engine ticks often enough to see an alarm within a second, faster when sped up.
-        return cls(pause=PAUSE_SECONDS / speed, breather=BREATHER_SECONDS / speed, interval=max(0.2, 1.0 / speed))
+        return cls(
+            pause=max(PAUSE_SECONDS / speed, MIN_PAUSE_SECONDS),
+            breather=BREATHER_SECONDS / speed,
+            interval=max(0.2, 1.0 / speed),
+        )
 
     @property
     def plan(self) -> tuple[float, ...]:
@@ -89,6 +99,8 @@ class DemoSink:
     status: Status | None = None
     # (time, status) of every change, so the story can time its acts afterwards.
     changes: list[tuple[float, Status]] = field(default_factory=list)
+    # Whether promoteEarly ended a pause (the summary says so).
+    promoted_early: bool = False
 
     async def status_changed(self, *, spec: RolloutSpec, status: Status, previous: Status | None) -> None:
         self.status = self.view.status = status
@@ -97,6 +109,7 @@ class DemoSink:
             self.view.tell(f"alias {world.ALIAS}: {describe_split(status)}")
 
     async def event(self, *, spec: RolloutSpec, event: Event) -> None:
+        self.promoted_early = self.promoted_early or event.reason == Reason.PROMOTED_EARLY
         self.view.event(event)
 
     async def removed(self, *, spec: RolloutSpec) -> None:
@@ -138,6 +151,7 @@ class StoryResult:
     act2_seconds: float | None = None  # from version 3's first traffic to its rollback
     alias_writes: int = 0
     total_seconds: float = 0.0
+    promoted_early: bool = False  # promoteEarly ended a pause of act 1
 
     @property
     def promoted(self) -> HistoryEntry | None:
@@ -148,23 +162,25 @@ class StoryResult:
         return self._history("3", Outcome.ROLLED_BACK)
 
     @property
-    def alarms_named(self) -> tuple[str, ...]:
+    def evidence(self) -> str:
+        """What the sequential test proved against version 3, as the rollback's message says it."""
         message = self.status.message if self.status else ""
-        return tuple(name for name in world.ALARMS if name in message)
+        prefix = "regression detected by sequential test "
+        return message.removeprefix(prefix).split(": version ")[0] if message.startswith(prefix) else ""
 
     @property
     def ok(self) -> bool:
-        """Version 2 promoted, then version 3 rolled back by an alarm the message names."""
+        """Version 2 promoted, then version 3 rolled back by the sequential test, with its evidence."""
         status = self.status
         return (
             self.completed
             and status is not None
             and status.phase is Phase.ROLLED_BACK
-            and status.reason == Reason.ALARM_FIRED
+            and status.reason == Reason.REGRESSION_DETECTED
             and status.stable_version == "2"
             and self.promoted is not None
             and self.rolled_back is not None
-            and bool(self.alarms_named)
+            and "canary " in self.evidence
         )
 
     def _history(self, version: str, outcome: str) -> HistoryEntry | None:
@@ -302,6 +318,7 @@ class Story:
             act2_seconds=act2,
             alias_writes=self.counter.writes,
             total_seconds=time.time() - started,
+            promoted_early=self.sink.promoted_early,
         )
 
 
@@ -324,13 +341,15 @@ def summary(result: StoryResult) -> list[str]:
     lines = ["What happened:"]
     if result.promoted is not None:
         took = f" in {result.act1_seconds:.0f}s" if result.act1_seconds is not None else ""
-        lines.append(f"  version 2 was rolled out by canary (10% -> 50% -> 100%) and promoted{took}")
+        early = " (a pause ended early: no regression proven)" if result.promoted_early else ""
+        lines.append(f"  version 2 was rolled out by canary (10% -> 50% -> 100%) and promoted{took}{early}")
     else:
         lines.append("  version 2 was NOT promoted")
     if result.rolled_back is not None:
         after = f" {result.act2_seconds:.1f}s after its first traffic" if result.act2_seconds is not None else ""
-        named = ", ".join(result.alarms_named) or "no alarm named"
-        lines.append(f"  version 3 was rolled back{after}: {result.rolled_back.reason} ({named})")
+        lines.append(f"  version 3 was rolled back{after}: {result.rolled_back.reason}")
+        if result.evidence:
+            lines.append(f"    sequential test {result.evidence}")
     else:
         lines.append("  version 3 was NOT rolled back")
     status = result.status

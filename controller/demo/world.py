@@ -5,7 +5,11 @@ a function with published versions, an alias in front of it, and the two rollbac
 canary article the project started from (error count and p99 latency on the ``prod`` alias, 60 s
 periods as Lambda's one-minute metrics want). Only the clock of the alarms is sped up: the story
 sets the emulator's ``alarm_period_scale`` so that each 60 s period lasts one second, and the alarms
-react within seconds.
+react within seconds. The error alarm is set for the alias as a whole, above its everyday noise, as
+alias-level alarms must be: a small canary failing half its calls stays under it. The rollout document
+adds what the alarms cannot do: a sequential test comparing version against version on Lambda's own
+``Errors`` and ``Invocations``, on one-second periods (the same sixty-fold clock as the alarms'), which
+catches that canary within a period or two and, with ``promoteEarly``, lets a good one through early.
 
 It talks to AWS with plain boto3 clients, like the traffic simulator and unlike the controller: it
 plays the team and the account, not the controller, so the controller's adapters and API budget do
@@ -37,11 +41,19 @@ ALARMS = (ERROR_ALARM, LATENCY_ALARM)
 ALARM_PERIOD = 60
 ALARM_PERIOD_SCALE = 1 / 60
 
-# Version 1 and 2 are healthy; version 3 fails half its calls and a quarter take 3 s (p99 > 2 s).
+# The alias's error alarm: more than this many errors in a period, at 200 calls a period (12.5%).
+ERROR_THRESHOLD = 25.0
+# The sequential test of the document: Lambda's Errors over Invocations, one-second periods published
+# at once (the emulator's metrics are per tenth of a second), passing a canary proven to fail less than 1%
+# (versions 1 and 2 never fail, and a stable version without failures alone proves nothing).
+SEQUENTIAL_TEST = {"name": "errors", "period": "1s", "publicationDelay": "0s", "negligibleRate": 0.01}
+
+# Version 1 and 2 are healthy; version 3 fails half its calls: at 10% of the alias, 10 errors a
+# period, under the alias's alarm, but every failure on the canary and none on stable.
 PROFILES: dict[str, VersionProfile] = {
     "1": VersionProfile(error_rate=0.0, duration_ms=120.0),
     "2": VersionProfile(error_rate=0.0, duration_ms=95.0),
-    "3": VersionProfile(error_rate=0.5, duration_ms=140.0, slow_share=0.25, slow_ms=3000.0),
+    "3": VersionProfile(error_rate=0.5, duration_ms=140.0),
 }
 DESCRIPTIONS = {
     "1": "v2.0.0 - logo lookup",
@@ -116,7 +128,7 @@ def _code(version: str) -> bytes:
 
 
 def alarm_definitions() -> list[dict[str, Any]]:
-    """The seed article's two alarms on the alias: one 60 s period each."""
+    """The seed article's two alarms on the alias: one 60 s period each, errors above the alias's noise."""
     dimensions = [{"Name": "FunctionName", "Value": FUNCTION}, {"Name": "Resource", "Value": f"{FUNCTION}:{ALIAS}"}]
     common: dict[str, Any] = {
         "Namespace": "AWS/Lambda",
@@ -126,7 +138,7 @@ def alarm_definitions() -> list[dict[str, Any]]:
         "ComparisonOperator": "GreaterThanThreshold",
     }
     return [
-        {**common, "AlarmName": ERROR_ALARM, "MetricName": "Errors", "Statistic": "Sum", "Threshold": 5.0},
+        {**common, "AlarmName": ERROR_ALARM, "MetricName": "Errors", "Statistic": "Sum", "Threshold": ERROR_THRESHOLD},
         {
             **common,
             "AlarmName": LATENCY_ALARM,
@@ -138,7 +150,8 @@ def alarm_definitions() -> list[dict[str, Any]]:
 
 
 def rollout_document(*, version: str, pause_seconds: float) -> dict[str, Any]:
-    """The LambdaRollout the team keeps in git: a short canary watched by both alarms."""
+    """The LambdaRollout the team keeps in git: a short canary watched by both alarms and judged by a
+    sequential test of its errors against stable's, which may end a pause early."""
     pause = {"pause": {"duration": f"{pause_seconds:g}s"}}
     return {
         "apiVersion": "lambda.rollouts.dev/v1alpha1",
@@ -149,7 +162,7 @@ def rollout_document(*, version: str, pause_seconds: float) -> dict[str, Any]:
             "alias": ALIAS,
             "version": version,
             "strategy": {"canary": {"steps": [{"setWeight": 10}, pause, {"setWeight": 50}, pause]}},
-            "analysis": {"alarms": list(ALARMS)},
+            "analysis": {"alarms": list(ALARMS), "sequential": [SEQUENTIAL_TEST], "promoteEarly": True},
         },
     }
 

@@ -20,6 +20,7 @@ from controller.document.model import (
     CanaryStrategy,
     CompareToStable,
     Concurrency,
+    CountMetric,
     Hook,
     Hooks,
     LinearStrategy,
@@ -29,6 +30,7 @@ from controller.document.model import (
     PresetStrategy,
     Publish,
     RolloutSpec,
+    SequentialTest,
     SetWeight,
     Step,
     Strategy,
@@ -39,6 +41,7 @@ from controller.document.presets import canonical_preset_name
 _DEFAULT_WARMUP_TIMEOUT = Concurrency().warmup_timeout
 _DEFAULT_HOOK_TIMEOUT = Hook().timeout
 _METRIC_DEFAULTS = Metric(name="", queries=())
+_SEQUENTIAL_DEFAULTS = SequentialTest(name="")
 # The id of a plain metric's only query (expression-based metrics name their own).
 PLAIN_QUERY_ID = "m"
 
@@ -149,6 +152,31 @@ def _analysis(analysis: Mapping[str, Any]) -> Analysis:
     return Analysis(
         alarms=tuple(analysis.get("alarms", ())),
         metrics=tuple(_metric(metric) for metric in analysis.get("metrics", ())),
+        sequential=tuple(_sequential(test) for test in analysis.get("sequential", ())),
+        promote_early=bool(analysis.get("promoteEarly", False)),
+    )
+
+
+def _count(metric: Mapping[str, Any] | None, default: CountMetric) -> CountMetric:
+    if metric is None:
+        return default
+    return CountMetric(metric_name=metric["metricName"], namespace=metric.get("namespace") or default.namespace)
+
+
+def _sequential(test: Mapping[str, Any]) -> SequentialTest:
+    defaults = _SEQUENTIAL_DEFAULTS
+    period, delay = _duration(test.get("period")), _duration(test.get("publicationDelay"))
+    return SequentialTest(
+        name=test["name"],
+        failures=_count(test.get("failures"), defaults.failures),
+        total=_count(test.get("total"), defaults.total),
+        version_dimension=test.get("versionDimension") or defaults.version_dimension,
+        dimensions=tuple(sorted((str(k), str(v)) for k, v in (test.get("dimensions") or {}).items())),
+        period=defaults.period if period is None else period,
+        max_increase=float(test.get("maxIncrease", defaults.max_increase)),
+        confidence=float(test.get("confidence", defaults.confidence)),
+        negligible_rate=None if test.get("negligibleRate") is None else float(test["negligibleRate"]),
+        publication_delay=defaults.publication_delay if delay is None else delay,
     )
 
 

@@ -128,10 +128,48 @@ class Metric:
     min_samples: int | None = None  # fewer Invocations than this in the period is no data
 
 
+# Lambda's own metrics: scoped per version by Lambda's dimensions, not by the document's.
+LAMBDA_NAMESPACE = "AWS/Lambda"
+
+
+@dataclass(frozen=True)
+class CountMetric:
+    """A CloudWatch metric whose ``Sum`` over a period is a count (requests, failures)."""
+
+    metric_name: str
+    namespace: str = LAMBDA_NAMESPACE
+
+
+@dataclass(frozen=True)
+class SequentialTest:
+    """An anytime-valid comparison of the canary's failure rate with stable's (``controller.core.sequential``).
+
+    Each period, ``failures`` and ``total`` are summed per version: for ``AWS/Lambda`` metrics by
+    Lambda's own dimensions (``FunctionName``, ``Resource`` = ``function:alias``, ``ExecutedVersion``),
+    for custom ones by ``version_dimension`` = the version plus ``dimensions``.
+    """
+
+    name: str
+    failures: CountMetric = CountMetric("Errors")
+    total: CountMetric = CountMetric("Invocations")
+    version_dimension: str = "ExecutedVersion"
+    # Extra dimensions of custom metrics, as sorted (name, value) pairs.
+    dimensions: tuple[tuple[str, str], ...] = ()
+    period: float = 60.0
+    max_increase: float = 0.2  # the canary may fail up to 1 + max_increase times as often as stable
+    confidence: float = 0.99  # false rollbacks (and false early passes) at most 1 - confidence
+    negligible_rate: float | None = None  # a canary proven to fail less often than this passes
+    # A period is read this long after it ends: CloudWatch must have published all of it.
+    publication_delay: float = 90.0
+
+
 @dataclass(frozen=True)
 class Analysis:
     alarms: tuple[str, ...] = ()
     metrics: tuple[Metric, ...] = ()
+    sequential: tuple[SequentialTest, ...] = ()
+    # A timed pause ends once every sequential test proved "no regression" at the current weight.
+    promote_early: bool = False
 
 
 @dataclass(frozen=True)

@@ -58,13 +58,14 @@ PATTERN_HINTS: dict[str, str] = {
     "onSuccess": "an SQS, SNS, Lambda, EventBridge or S3 ARN",
     "onFailure": "an SQS, SNS, Lambda, EventBridge or S3 ARN",
     "url": "an http:// or https:// URL",
-    "name": "a metric name: letters, digits, _ . and -, starting with a letter or digit",
+    "name": "a name: letters, digits, _ . and -, starting with a letter or digit",
     "id": "a query id: a lowercase letter, then letters, digits and _",
     "stat": "a statistic: Sum, Average, Minimum, Maximum, SampleCount or a percentile such as p99",
     "period": "a duration such as 90s, 5m, 1h30m",
     "roleArn": "an IAM role ARN: arn:aws:iam::ACCOUNT:role/NAME (ACCOUNT: 12 digits)",
     "externalId": "2 to 1224 letters, digits and + = , . @ : / _ -",
     "region": "an AWS region such as eu-west-1",
+    "publicationDelay": "a duration such as 90s, 5m, 1h30m",
 }
 
 

@@ -44,6 +44,7 @@ def semantic_errors(document: Mapping[str, Any]) -> list[Problem]:
         *_positive_durations(spec),
         *_metrics(spec, _mapping(spec.get("analysis")).get("metrics")),
         *_aws(spec, _mapping(spec.get("aws"))),
+        *_sequential(spec, _mapping(spec.get("analysis"))),
     ]
 
 
@@ -162,12 +163,52 @@ def _metrics(spec: Mapping[str, Any], metrics: Any) -> Iterator[Problem]:
             yield (*base, "compareToStable"), "compares the canary with stable: needs scope canary"
         yield from _expression(base, metric)
         period = metric.get("period")
-        if isinstance(period, str) and is_duration(period):
-            seconds = parse_duration(period)
-            if not (seconds in _SHORT_PERIODS or (seconds >= 60 and seconds % 60 == 0)):
-                yield (*base, "period"), f"{period!r} is not a CloudWatch period: 1s, 5s, 10s, 30s or a multiple of 60s"
+        if not _cloudwatch_period(period):
+            yield (*base, "period"), f"{period!r} is not a CloudWatch period: 1s, 5s, 10s, 30s or a multiple of 60s"
         if blue_green:
             yield base, "blueGreen gives the new version no partial traffic to measure; use a weight strategy"
+
+
+def _cloudwatch_period(value: Any, *, whole_milliseconds: bool = False) -> bool:
+    """``value`` is not a duration (the schema says so) or one CloudWatch accepts as a period.
+
+    ``whole_milliseconds``: a long period is judged on its whole milliseconds, exactly as the CRD's CEL
+    rule (``getMilliseconds``) judges it, so both sides agree on every string.
+    """
+    if not (isinstance(value, str) and is_duration(value)):
+        return True
+    seconds = parse_duration(value)
+    if seconds in _SHORT_PERIODS:
+        return True
+    if whole_milliseconds:
+        return seconds >= 60 and int(seconds * 1000) % 60_000 == 0
+    return seconds >= 60 and seconds % 60 == 0
+
+
+def _sequential(spec: Mapping[str, Any], analysis: Mapping[str, Any]) -> Iterator[Problem]:
+    tests = analysis.get("sequential")
+    tests = tests if isinstance(tests, list) else []
+    base: Path = ("spec", "analysis")
+    if analysis.get("promoteEarly") is True and not tests:
+        yield (*base, "promoteEarly"), 'needs analysis.sequential: without a test nothing can prove "no regression"'
+    if tests and "blueGreen" in _mapping(spec.get("strategy")):
+        yield (*base, "sequential"), "blueGreen gives the new version no partial traffic to compare with stable"
+    seen: dict[str, int] = {}
+    for index, test in enumerate(tests):
+        if not isinstance(test, dict):
+            continue
+        path: Path = (*base, "sequential", index)
+        name = test.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                yield (*path, "name"), f"{name!r} is also the name of sequential[{seen[name]}]"
+            seen.setdefault(name, index)
+        period = test.get("period")
+        if not _cloudwatch_period(period, whole_milliseconds=True):
+            yield (*path, "period"), f"{period!r} is not a CloudWatch period: 1s, 5s, 10s, 30s or a multiple of 60s"
+        dimensions, version = test.get("dimensions"), test.get("versionDimension", "ExecutedVersion")
+        if isinstance(dimensions, dict) and isinstance(version, str) and version in dimensions:
+            yield (*path, "dimensions"), f"must not name versionDimension ({version}), which is set to each version"
 
 
 def _expression(base: Path, metric: Mapping[str, Any]) -> Iterator[Problem]:

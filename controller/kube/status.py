@@ -1,7 +1,8 @@
 """The engine's statuses and transitions, written to Kubernetes: ``.status`` patches and Events.
 
 ``KubeStatusWriter`` is an engine ``StatusSink``: each status change becomes a merge patch of the
-``/status`` subresource (phase, versions, weight, step, conditions, observedGeneration, history),
+``/status`` subresource (phase, versions, weight, step, conditions, observedGeneration, history, the
+sequential tests' evidence),
 each transition an Event. Only the leader writes (``is_leader``), so "only one replica writes"
 holds for Kubernetes exactly as for AWS.
 
@@ -19,6 +20,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from controller.core.status import evidence_fields
 from controller.core.types import Event, HistoryEntry, Phase, Status, Warmup
 from controller.document.model import RolloutSpec
 from controller.kube.api import ApiError, KubeApi
@@ -90,6 +92,7 @@ def status_body(
         "observedGeneration": generation,
         "conditions": conditions_for(status, previous=(previous or {}).get("conditions") or (), now=now),
         "history": [history_entry(entry) for entry in status.history],
+        "evidence": [evidence_fields(evidence) for evidence in status.evidence],
     }
 
 

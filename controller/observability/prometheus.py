@@ -43,7 +43,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from controller import __version__
 from controller.core.reasons import NOT_AN_END, Outcome, Reason
-from controller.core.types import Phase, Status, Verb
+from controller.core.types import Phase, SequentialEvidence, Status, Verb
 from controller.document.model import (
     AllAtOnceStrategy,
     BlueGreenStrategy,
@@ -65,6 +65,8 @@ ROLLBACK_REASONS = ("alarm", "analysis", "deadline", "manual", "supersede")
 PROMOTION_KINDS = ("auto", "manual", "full")
 ROLLOUT_OUTCOMES = (Phase.HEALTHY, Phase.ROLLED_BACK, Phase.DEGRADED)
 NOTIFICATION_OUTCOMES = ("sent", "failed")
+# The two e-values of a sequential test: against "no worse than +maxIncrease", and against "worse".
+HYPOTHESES = ("regression", "no_regression")
 
 # A rollout is "in flight" in these phases: entering one starts an attempt, leaving for an outcome ends it.
 _ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING})
@@ -74,6 +76,7 @@ _ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING})
 _ROLLBACK_REASON_BY_CORE_REASON: Mapping[str, str] = {
     Reason.ALARM_FIRED: "alarm",
     Reason.ANALYSIS_FAILED: "analysis",
+    Reason.REGRESSION_DETECTED: "analysis",
     Reason.HOOK_FAILED: "analysis",
     Reason.PROGRESS_DEADLINE_EXCEEDED: "deadline",
     Reason.WARMUP_TIMEOUT: "deadline",
@@ -164,6 +167,10 @@ def strategy_label(strategy: Strategy) -> str:
 def error_kind_label(error: str) -> str:
     """A bounded label value for a reconcile error kind (an exception class name, a short code)."""
     return error if _ERROR_KIND.match(error) else "other"
+
+
+def _evalues(evidence: SequentialEvidence) -> tuple[tuple[str, float], ...]:
+    return (("regression", evidence.regression), ("no_regression", evidence.no_regression))
 
 
 @dataclass
@@ -259,6 +266,19 @@ class Metrics:
             f"{PREFIX}alarm_state",
             "State of each watched CloudWatch alarm (value 1, state label).",
             [*rl, "alarm", "state"],
+            registry=r,
+        )
+        self.evidence = Gauge(
+            f"{PREFIX}analysis_evidence",
+            "log10 of a sequential test's e-value for the attempt in flight, by hypothesis proven "
+            "(regression | no_regression): 0 is no evidence, analysis_evidence_bound proves it.",
+            [*rl, "test", "hypothesis"],
+            registry=r,
+        )
+        self.evidence_bound = Gauge(
+            f"{PREFIX}analysis_evidence_bound",
+            "log10 of the e-value at which a sequential test concludes: 1 / (1 - confidence).",
+            [*rl, "test"],
             registry=r,
         )
 
@@ -393,6 +413,18 @@ class Metrics:
             known.add(values)
             metric.labels(*values).set(1)
 
+    def _values(self, metric: Gauge, spec: RolloutSpec, values: Mapping[tuple[str, ...], float]) -> None:
+        """Set the rollout's series of ``metric`` to ``values`` (extra label values -> value) and delete
+        the rollout's other series of it (a test that ended, or was removed from the document)."""
+        wanted = {(*self._key(spec), *extra): value for extra, value in values.items()}
+        known = self._state(spec).children.setdefault(metric, set())
+        for stale in known - set(wanted):
+            metric.remove(*stale)
+        known.intersection_update(wanted)
+        for labels, value in wanted.items():
+            known.add(labels)
+            metric.labels(*labels).set(value)
+
     def _optional(self, metric: Gauge, spec: RolloutSpec, value: float | None) -> None:
         """Set the rollout's series of ``metric`` to ``value``, or delete it while there is none."""
         if value is not None:
@@ -423,6 +455,11 @@ class Metrics:
             self._optional(self.step_allowance, spec, status.step_allowance)
             versions = [("stable", status.stable_version), ("canary", status.canary_version)]
             self._exclusive(self.version_info, spec, [(role, v) for role, v in versions if v is not None])
+            evidence: dict[tuple[str, ...], float] = {
+                (e.test, hypothesis): value for e in status.evidence for hypothesis, value in _evalues(e)
+            }
+            self._values(self.evidence, spec, evidence)
+            self._values(self.evidence_bound, spec, {(e.test,): e.bound for e in status.evidence})
             # Counters start at 0 for every label value: Prometheus's increase() and rate() cannot see
             # the first event of a series that appears already at 1, and a quiet rollout should
             # still show a 0 rather than "no data".

@@ -22,7 +22,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from controller.core.types import AliasRouting, HistoryEntry, Phase, Status
+from controller.core.sequential import Conclusion
+from controller.core.status import evidence_line, evidence_text
+from controller.core.types import AliasRouting, HistoryEntry, Phase, SequentialEvidence, Status
 
 PHASE_STYLES: Mapping[str, str] = {
     Phase.PENDING: "bold",
@@ -35,6 +37,7 @@ PHASE_STYLES: Mapping[str, str] = {
     Phase.INVALID: "bold magenta",
 }
 ALARM_STYLES: Mapping[str, str] = {"OK": "green", "ALARM": "bold red", "INSUFFICIENT_DATA": "yellow"}
+CONCLUSION_STYLES: Mapping[str, str] = {Conclusion.REGRESSION: "bold red", Conclusion.NO_REGRESSION: "bold green"}
 STABLE_STYLE, CANARY_STYLE = "blue", "yellow"
 BAR_WIDTH = 40
 HISTORY_SHOWN = 5
@@ -162,8 +165,11 @@ def line(snapshot: Snapshot, *, countdown: bool = True) -> str:
     if status.reason:
         parts.append(f"reason {status.reason}")
     if countdown and status.message:
-        # Left out of the change-detecting form: the message may count a pause down too.
+        # Left out of the change-detecting form: the message may count a pause down too. It ends
+        # with the sequential tests' evidence, when they run.
         parts.append(status.message)
+    elif status.evidence:
+        parts.append(evidence_text(status.evidence))
     parts += [f"error: {error}" for error in status.errors if error != status.message]
     return " | ".join(parts)
 
@@ -199,6 +205,22 @@ def _alarms_table(alarms: Mapping[str, str]) -> RenderableType:
     return table
 
 
+def message_text(status: Status) -> str:
+    """The message without the evidence it ends with (the screen shows that in its own rows)."""
+    suffix = evidence_text(status.evidence)
+    if not suffix or status.message == suffix:
+        return "" if suffix else status.message
+    return status.message.removesuffix(f"; {suffix}")
+
+
+def _evidence_table(evidence: tuple[SequentialEvidence, ...]) -> RenderableType:
+    table = Table.grid(padding=(0, 2))
+    for test in evidence:
+        style = CONCLUSION_STYLES.get(test.conclusion, "")
+        table.add_row(Text(evidence_line(test).removeprefix("sequential ")), Text(test.conclusion, style=style))
+    return table
+
+
 def render(snapshot: Snapshot) -> RenderableType:
     """The live screen for one rollout."""
     status = snapshot.status
@@ -216,7 +238,9 @@ def render(snapshot: Snapshot) -> RenderableType:
     if warmup:
         grid.add_row("warm-up", Text(warmup))
     grid.add_row("alarms", _alarms_table(snapshot.alarms))
-    grid.add_row("message", Text(status.message or "-"))
+    if status.evidence:
+        grid.add_row("evidence", _evidence_table(status.evidence))
+    grid.add_row("message", Text(message_text(status) or "-"))
     for error in status.errors:
         if error != status.message:
             grid.add_row("error", Text(error, style="red"))

@@ -98,6 +98,7 @@ class Observer:
             alarms_in_alarm=evidence.firing,
             request=inputs.request,
             measurements=evidence.measurements,
+            looks=evidence.looks,
             hook_answers=evidence.hook_answers,
             hooks_running=evidence.hooks_running,
             latest_code_sha256=self._code_mismatch(spec, desired),

@@ -1,19 +1,24 @@
 """Read-only reconciles for ``plan`` and ``get --source``: what the controller would do next.
 
 They share the engine's observe and decide steps (so a plan can never disagree with what ``run``
-does) but stop before acting: no alias write, no tag write, ever.
+does) but stop before acting: no alias write, no tag write, ever. The sequential tests' periods due
+are read too (one ``GetMetricData`` for all), so a plan shows what the next look does, and each
+rollout's ``outlook`` says when the next one comes and what it may do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from controller.analysis import Analysis
 from controller.analysis.alarms import AlarmsProvider
+from controller.analysis.queries import MetricQueries
 from controller.aws import AwsClients
 from controller.core.lifecycle import describe_hook
+from controller.core.sequential_analysis import outlook
 from controller.core.types import (
     Action,
     AliasRouting,
@@ -40,6 +45,8 @@ class Preview:
     spec: RolloutSpec
     outcome: ReconcileResult | None = None
     error: str | None = None
+    # What the next look of each sequential test may do (``controller.core.sequential_analysis.outlook``).
+    outlook: tuple[str, ...] = ()
 
 
 async def preview_all(
@@ -59,13 +66,24 @@ async def preview_all(
     reconciler = Reconciler(
         aws=aws, store=store, observer=Observer(aws), clock=clock, time_scale=time_scale, ownership=ownership
     )
-    # The same shared reads as a tick, but no metric measurement and no hook: a preview acts on nothing.
-    reader = TickReader(store=store, inbox=TagInbox(store), analysis=Analysis((AlarmsProvider(aws.cloudwatch),)))
-    reads = await reader.read(specs, now=clock())
+    # The same shared reads as a tick, but no threshold measurement and no hook: a preview acts on nothing.
+    periods = MetricQueries(aws.cloudwatch, time_scale=time_scale, thresholds=False)
+    analysis = Analysis((AlarmsProvider(aws.cloudwatch), periods))
+    reader = TickReader(store=store, inbox=TagInbox(store), analysis=analysis)
+    for spec in specs:
+        if spec.analysis.sequential:
+            # The periods due are planned from the records: read the tags the preview reads anyway.
+            # A failing read is reported by that rollout's own preview below.
+            with contextlib.suppress(Exception):
+                await store.function(spec.function_name)
+    now = clock()
+    reads = await reader.read(specs, now=now, wait=True)
     previews = []
     for spec in specs:
         try:
-            previews.append(Preview(spec, outcome=await reconciler.preview(reads.inputs(spec, None))))
+            outcome = await reconciler.preview(reads.inputs(spec, None))
+            ahead = outlook(spec, outcome.decision.record, now, time_scale=time_scale)
+            previews.append(Preview(spec, outcome=outcome, outlook=ahead))
         except Exception as exc:  # one rollout's AWS error must not hide the others' plans
             previews.append(Preview(spec, error=f"{type(exc).__name__}: {exc}"))
     return previews

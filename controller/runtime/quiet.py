@@ -15,7 +15,8 @@ Why the skip is safe: ``decide`` is pure, so equal inputs give the equal answer.
 - the rollout's own reads: the alias (never skipped when it is read: start-up, a drift check), the
   declared settings (read when due: never skipped then), the provisioned configs (polled while
   warming: never skipped then), published versions (immutable, cached), and metric measurements
-  that are due but not in yet (never skipped then: the core may be waiting on them);
+  and sequential periods that are due but not in yet (never skipped then: the core may be waiting
+  on them, and a period must never go unread);
 - ``now``: the answer is kept only until the instant the core asked to look again
   (``requeue_after``, which includes the end of a pause and the progress deadline); an answer
   without one is the same at any later instant (checked over random histories in
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 
 from controller.core.context import warming
 from controller.core.metric_analysis import due_metrics
+from controller.core.sequential_analysis import due_tests
 from controller.core.types import Decision, Phase, Record
 from controller.runtime.reads import Inputs
 
@@ -79,7 +81,10 @@ def still_quiet(quiet: Quiet | None, inputs: Inputs, *, now: float, settings_due
         return False
     if quiet.inputs != inputs or quiet.record.pending is not None or warming(inputs.spec, quiet.record):
         return False
-    return not due_metrics(inputs.spec, quiet.record, now, time_scale=time_scale)
+    spec, record = inputs.spec, quiet.record
+    return not due_metrics(spec, record, now, time_scale=time_scale) and not due_tests(
+        spec, record, now, time_scale=time_scale
+    )
 
 
 __all__ = ["Quiet", "remember", "settled", "still_quiet"]

@@ -210,6 +210,7 @@ class Reconciler:
             alarms_in_alarm=evidence.firing,
             request=inputs.request,
             measurements=evidence.measurements,
+            looks=evidence.looks,
             hook_answers=evidence.hook_answers,
             hooks_running=evidence.hooks_running,
             ownership=self._owners(spec, fn),

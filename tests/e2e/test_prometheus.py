@@ -3,13 +3,14 @@
 - ``promtool check rules`` and ``promtool test rules`` on the PrometheusRule's groups: each alert
   fires on a synthetic series (``manifests/prometheus/rules.test.yaml``).
 - A Prometheus server scrapes the real controller (``lambda-rollouts run --metrics-port``, a
-  subprocess, against the strict emulator behind the fault proxy) while it drives one promotion and
-  one alarm rollback; then every PromQL expression of the Grafana dashboard and of the rule file
-  must parse and return at least one series. Alert expressions return data only while their
-  condition holds, so the scenario makes each condition true for real: a rolled-back rollout, a
-  rollout stuck past its deadline while AWS throttles its alias writes (sustained throttling and
-  reconcile errors), then the controller stopped. "Not leading" needs a replica that is up but not
-  leading, which only the operator has: a standby's ``/metrics`` (see ``Standby``) stands in for it.
+  subprocess, against the strict emulator behind the fault proxy) while it drives one promotion, one
+  alarm rollback and a sequential test gathering evidence; then every PromQL expression of the Grafana
+  dashboard and of the rule file must parse and return at least one series. Alert expressions return
+  data only while their condition holds, so the scenario makes each condition true for real: a
+  rolled-back rollout, a rollout stuck past its deadline while AWS throttles its alias writes
+  (sustained throttling and reconcile errors), then the controller stopped. "Not leading" needs a
+  replica that is up but not leading, which only the operator has: a standby's ``/metrics`` (see
+  ``Standby``) stands in for it.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def test_dashboard_shape() -> None:
             assert panel["targets"], panel["title"]
     titles = " ".join(panel["title"].lower() for panel in panels(board["panels"]))
     wanted = ["phase", "canary weight", "step", "rollbacks by reason", "rollout duration", "reaction"]
-    wanted += ["aws api calls", "throttles", "budget wait", "reconcile latency", "errors"]
+    wanted += ["aws api calls", "throttles", "budget wait", "reconcile latency", "errors", "sequential evidence"]
     for title in wanted:
         assert title in titles, title
 
@@ -326,6 +327,7 @@ def test_every_dashboard_and_alert_query_returns_data(
     seed(emulator, "refunds", alarm="refunds-errors")
     seed(emulator, "quotes")
     seed(emulator, "returns")
+    seed(emulator, "ledger")
     promoted = canary(10, 1, 50, 1)
     watched = canary(20, None)
     # A timed pause longer than its 1 s deadline (allowed: the pause is the step's own time) keeps it
@@ -338,6 +340,10 @@ def test_every_dashboard_and_alert_query_returns_data(
     write_document(source, document("ghost", "2", canary(10, None)))
     # One whose document will be deleted while it waits at 20%: Orphaned, for LambdaRolloutOrphaned.
     returns = write_document(source, document("returns", "2", watched))
+    # One judged by a sequential test on Lambda's own metrics (one-second periods: the emulator keeps
+    # them per tenth of a second), waiting at 10% for `promote`: its evidence for the panel.
+    judged = {"sequential": [{"name": "errors", "period": "1s", "publicationDelay": "0s"}]}
+    write_document(source, document("ledger", "1", watched, analysis=judged))
 
     # A 0.1 s tick asks for shared reads faster than the API budget allows: budget waits are real too.
     # Another account whose role does not exist: its credentials never work (LambdaRolloutsAccountUnreachable).
@@ -355,7 +361,10 @@ def test_every_dashboard_and_alert_query_returns_data(
         # One promotion, one alarm rollback: real transitions seen by a scrape before and after.
         write_document(source, document("checkout", "2", promoted, analysis={"alarms": ["checkout-errors"]}))
         write_document(source, document("refunds", "2", watched, analysis={"alarms": ["refunds-errors"]}))
+        write_document(source, document("ledger", "2", watched, analysis=judged))
         wait_until(lambda: alias_routing(emulator, "refunds", "live") == ("1", {"2": 0.2}), "refunds at 20%")
+        wait_until(lambda: alias_routing(emulator, "ledger", "live") == ("1", {"2": 0.2}), "ledger at 20%")
+        emulator.traffic("ledger", "live", count=500)  # clients: Lambda's metrics per version
         cloudwatch = emulator.client("cloudwatch")
         cloudwatch.set_alarm_state(AlarmName="refunds-errors", StateValue="ALARM", StateReason="errors on the canary")
         wait_until(lambda: alias_routing(emulator, "refunds", "live") == ("1", {}), "refunds rolled back")
@@ -379,6 +388,7 @@ def test_every_dashboard_and_alert_query_returns_data(
             'lambda_rollouts_rollout_phase{name="ghost", phase="Invalid"} == 1',
             'lambda_rollouts_rollout_orphaned{name="returns"} == 1',
             'lambda_rollouts_aws_credentials_available{account="222222222222"} == 0',
+            'lambda_rollouts_analysis_evidence{name="ledger", test="errors", hypothesis="regression"}',
         ):
             assert server.wait_for_series(expr), f"{expr}: no series\n{controller.log.read_text()[-3000:]}"
 
@@ -392,7 +402,7 @@ def test_every_dashboard_and_alert_query_returns_data(
         assert not problems, json.dumps(problems, indent=2)
 
         rows = merged_table(server, panel_titled("Current rollouts"))
-        assert {key[1] for key in rows} == {"checkout", "refunds", "quotes", "ghost", "returns"}
+        assert {key[1] for key in rows} == {"checkout", "refunds", "quotes", "ghost", "returns", "ledger"}
         quotes = rows["shop", "quotes", "quotes", "live"]
         assert (quotes["phase"], quotes["stable"], quotes["canary"], quotes["B"]) == ("Progressing", "1", "2", 20)
         assert {"strategy", "C", "D"} <= set(quotes)

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.core.types import Phase, SequentialEvidence, Status
+from controller.kube.status import status_body
 from tests.kube.controlplane import CRD_NAME, ROOT, ControlPlane
 
 MONITORING_CRDS = Path(__file__).parent / "data" / "monitoring-crds.yaml"
@@ -79,3 +81,42 @@ def test_every_example_is_accepted(control_plane: ControlPlane, rollout_crd: str
     assert lines == [
         f"lambdarollout.lambda.rollouts.dev/{doc['metadata']['name']} created (server dry run)" for doc in documents
     ]
+
+
+def test_the_status_the_operator_writes_is_kept_whole(control_plane: ControlPlane, rollout_crd: str) -> None:
+    """A status field the schema does not declare is pruned without a word: the sequential evidence and
+    everything else ``status_body`` writes must come back from the apiserver as it went in."""
+    document = yaml.safe_load((ROOT / "examples" / "sequential-analysis.yaml").read_text())
+    namespace, name = document["metadata"]["namespace"], document["metadata"]["name"]
+    control_plane.ensure_namespace(namespace)
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(document))
+    evidence = SequentialEvidence("errors", 12, 1000, 50, 5000, 0.3125, 1.1, 2.0, "Continue", 7)
+    status = Status(
+        phase=Phase.PROGRESSING,
+        stable_version="6",
+        canary_version="7",
+        canary_weight=10,
+        current_step=2,
+        steps=5,
+        step_started_at=1_700_000_000.0,
+        message="version 7 at 10%: baking",
+        reason="Baking",
+        evidence=(evidence,),
+    )
+    body = {k: v for k, v in status_body(status, generation=1, now=1_700_000_000.0).items() if v is not None}
+    try:
+        control_plane.kubectl(
+            "patch",
+            "lro",
+            name,
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": body}),
+        )
+        stored = json.loads(control_plane.kubectl("get", "lro", name, "-n", namespace, "-o", "json").stdout)["status"]
+    finally:
+        control_plane.kubectl("delete", "lro", name, "-n", namespace)
+    assert stored == body

@@ -92,6 +92,11 @@ def _metric(document: dict[str, Any], index: int) -> dict[str, Any]:
     return metric
 
 
+def _test(document: dict[str, Any], index: int) -> dict[str, Any]:
+    test: dict[str, Any] = document["spec"]["analysis"]["sequential"][index]
+    return test
+
+
 def _set_steps(*steps: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
     def change(document: dict[str, Any]) -> None:
         document["spec"]["strategy"]["canary"]["steps"] = list(steps)
@@ -159,6 +164,45 @@ MUTATIONS = [
         "metrics-with-blue-green",
         "blue-green.yaml",
         lambda d: d["spec"]["analysis"].update(metrics=example("metrics-analysis.yaml")["spec"]["analysis"]["metrics"]),
+    ),
+    Mutation("sequential-name-twice", "sequential-analysis.yaml", lambda d: _test(d, 1).update(name="errors")),
+    Mutation("sequential-odd-period", "sequential-analysis.yaml", lambda d: _test(d, 0).update(period="90s")),
+    Mutation("sequential-fraction-period", "sequential-analysis.yaml", lambda d: _test(d, 0).update(period="1.5m")),
+    Mutation("sequential-period-120s", "sequential-analysis.yaml", lambda d: _test(d, 0).update(period="120s")),
+    Mutation("sequential-period-half-minute", "sequential-analysis.yaml", lambda d: _test(d, 1).update(period="0.5m")),
+    Mutation("sequential-period-2h", "sequential-analysis.yaml", lambda d: _test(d, 0).update(period="2h")),
+    Mutation("sequential-period-7s", "sequential-analysis.yaml", lambda d: _test(d, 1).update(period="7s")),
+    Mutation(
+        "dimension-is-version-dimension",
+        "sequential-analysis.yaml",
+        lambda d: _test(d, 1)["dimensions"].update(FunctionVersion="7"),
+    ),
+    Mutation(
+        "dimension-is-default-version-dimension",
+        "sequential-analysis.yaml",
+        lambda d: _test(d, 0).update(dimensions={"ExecutedVersion": "7"}),
+    ),
+    Mutation("confidence-one", "sequential-analysis.yaml", lambda d: _test(d, 0).update(confidence=1)),
+    Mutation("max-increase-negative", "sequential-analysis.yaml", lambda d: _test(d, 0).update(maxIncrease=-0.1)),
+    Mutation("negligible-rate-zero", "sequential-analysis.yaml", lambda d: _test(d, 1).update(negligibleRate=0)),
+    Mutation("confidence-zero", "sequential-analysis.yaml", lambda d: _test(d, 0).update(confidence=0)),
+    Mutation("confidence-half", "sequential-analysis.yaml", lambda d: _test(d, 0).update(confidence=0.5)),
+    Mutation("failures-without-name", "sequential-analysis.yaml", lambda d: _test(d, 1)["failures"].pop("metricName")),
+    Mutation("zero-publication-delay", "sequential-analysis.yaml", lambda d: _test(d, 1).update(publicationDelay="0s")),
+    Mutation(
+        "six-sequential-tests",
+        "sequential-analysis.yaml",
+        lambda d: d["spec"]["analysis"].update(sequential=[{"name": f"t{i}"} for i in range(6)]),
+    ),
+    Mutation(
+        "promote-early-without-sequential",
+        "sequential-analysis.yaml",
+        lambda d: d["spec"]["analysis"].pop("sequential"),
+    ),
+    Mutation(
+        "sequential-with-blue-green",
+        "blue-green.yaml",
+        lambda d: d["spec"].setdefault("analysis", {}).update(sequential=[{"name": "errors"}]),
     ),
     Mutation(
         "unknown-query-id",

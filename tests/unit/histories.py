@@ -2,7 +2,8 @@
 
 One place for the strategies, settings and operations hypothesis draws from, so that every property
 is checked over the same kinds of history: clock jumps and reconciles (``TICKS``), and the
-disturbances ``World.disturb`` applies (alarms, requests, drift, spec edits, hook and metric outcomes).
+disturbances ``World.disturb`` applies (alarms, requests, drift, spec edits, hook and metric outcomes,
+how the canary fails next to stable in the sequential tests' periods).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from controller.document.model import (
     MetricQuery,
     Pause,
     PresetStrategy,
+    SequentialTest,
     SetWeight,
     Strategy,
     Threshold,
@@ -52,6 +54,11 @@ WARM = Concurrency(reserved=10, provisioned=2, warmup_timeout=90.0)
 METRICS = (
     Metric("error-rate", (MetricQuery("m", "Errors", "Sum"),), threshold=Threshold(max=5.0), failure_limit=2),
     Metric("latency", (MetricQuery("m", "Duration", "p99"),), threshold=Threshold(max=1e6), interval=120.0),
+)
+# Two tests of the same counts, one with a wider tolerance, read on 60 s and 30 s periods.
+SEQUENTIAL = (
+    SequentialTest("errors", period=60.0, publication_delay=30.0),
+    SequentialTest("errors-loose", period=30.0, publication_delay=5.0, max_increase=1.0, confidence=0.9),
 )
 HOOKS = Hooks(before_allow_traffic=Hook(function="pre"), after_allow_traffic=Hook(url="https://example.com/post"))
 ROUTINGS = st.one_of(
@@ -79,9 +86,34 @@ DISTURBANCES = st.one_of(
     st.tuples(st.just("hooks"), st.booleans()),
     st.tuples(st.just("measure"), st.sampled_from(list(Verdict)[:3])),
     st.tuples(st.just("deliver"), st.just(True)),
+    st.tuples(st.just("sequential"), st.sampled_from(("same", "worse", "silent"))),
 )
 # Mostly reconciles and clock jumps, so that rollouts get far enough for the disturbances to matter.
 OPS = st.lists(st.one_of(TICKS, TICKS, TICKS, DISTURBANCES), max_size=60)
+# Histories long enough, at the pace of the sequential tests' periods, for their evidence to build up
+# to a conclusion (a proven regression, a pause ended early by promoteEarly) between disturbances: how
+# the canary fails, alarms, the requests of a rollout in flight, spec edits, metric outcomes.
+PERIODS = st.tuples(
+    st.just("tick"),
+    st.sampled_from((1.0, 30.0, 59.0, 60.0, 61.0, 90.0, 300.0)),
+    st.booleans(),
+    st.sampled_from((None, None, None, None, "before-write", "before-confirm")),
+)
+HOW_IT_FAILS = st.tuples(st.just("sequential"), st.sampled_from(("same", "worse", "silent")))
+ALONGSIDE = st.one_of(
+    st.tuples(st.just("alarm"), st.booleans()),
+    st.tuples(st.just("request"), st.sampled_from((Verb.PROMOTE, Verb.ABORT, Verb.RETRY, Verb.PAUSE, Verb.RESUME))),
+    st.tuples(st.just("version"), st.sampled_from(VERSIONS)),
+    st.tuples(st.just("paused"), st.booleans()),
+    st.tuples(st.just("measure"), st.sampled_from(list(Verdict)[:3])),
+)
+# Seven in ten operations are reconciles (``one_of`` would draw each of its branches alike).
+LONG_OPS = st.lists(
+    st.integers(0, 9).flatmap(lambda i: PERIODS if i < 7 else HOW_IT_FAILS if i < 9 else ALONGSIDE),
+    min_size=30,
+    max_size=120,
+)
+WEIGHT_STRATEGIES = tuple(s for s in STRATEGIES if not isinstance(s, BlueGreenStrategy | AllAtOnceStrategy))
 
 
 def make_world(
@@ -92,17 +124,21 @@ def make_world(
     hooks: Hooks | None = None,
     revert: bool = False,
     metrics: tuple[Metric, ...] = (),
+    sequential: tuple[SequentialTest, ...] = (),
 ) -> World:
+    # Sequential tests are refused with blue/green, as the document does; with them, promoteEarly.
+    tests = () if isinstance(strategy, BlueGreenStrategy) else sequential
     spec = api_spec(
         strategy,
-        analysis=Analysis(alarms=("errors",), metrics=metrics),
+        analysis=Analysis(alarms=("errors",), metrics=metrics, sequential=tests, promote_early=bool(tests)),
         progress_deadline=deadline,
         concurrency=concurrency,
         hooks=hooks or Hooks(),
         drift_policy="Revert" if revert else "Hold",
     )
     # Notifications on: every transition also goes through the record's outbox (and "deliver" clears it).
-    return World(spec=spec, alias=AliasRouting("1"), versions=versions("1", "2", "3"), announce=True)
+    # Busy enough (100,000 requests a period) for a sequential test to conclude within a pause.
+    return World(spec=spec, alias=AliasRouting("1"), versions=versions("1", "2", "3"), announce=True, requests=100_000)
 
 
 def random_histories(**more: st.SearchStrategy[Any]) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -119,6 +155,20 @@ def random_histories(**more: st.SearchStrategy[Any]) -> Callable[[Callable[..., 
             hooks=st.sampled_from((None, HOOKS)),
             revert=st.booleans(),
             ops=OPS,
+            **more,
+        )(test)
+    )
+
+
+def sequential_histories(**more: st.SearchStrategy[Any]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``@given`` a weight strategy, a deadline and a long history of ``LONG_OPS`` (plus ``more``), for
+    worlds that declare ``SEQUENTIAL`` with ``promoteEarly``. The test takes ``strategy``, ``deadline``, ``ops``."""
+    drawn = settings(max_examples=HISTORIES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    return lambda test: drawn(
+        given(
+            strategy=st.sampled_from(WEIGHT_STRATEGIES),
+            deadline=st.sampled_from((None, 600.0)),
+            ops=LONG_OPS,
             **more,
         )(test)
     )

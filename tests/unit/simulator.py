@@ -18,6 +18,11 @@ Metric analysis: like the shell, each tick measures the metrics the core says ar
 (``due_metrics``) and hands them over in ``Observed.measurements``; the outcome is ``metric_verdict``
 at that time (Successful: value 0; Failed: a huge value; Inconclusive: no data; the simulated
 metrics use ``threshold.max`` / ``compareToStable``). Every measurement is logged in ``measured``.
+
+Sequential analysis: likewise each tick reads the periods the core says are due (``due_tests``) and
+hands them over in ``Observed.looks``, with counts made from ``sequential``: ``same`` (the canary fails
+as often as stable, 2%), ``worse`` (20 times as often) or ``silent`` (no requests at all), for
+``requests`` requests a period split by the current weight. Every look is logged in ``looked``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from dataclasses import dataclass, field
 from controller.core.context import warming
 from controller.core.decide import confirm, decide
 from controller.core.metric_analysis import due_metrics, period_of, window
+from controller.core.sequential import Look
+from controller.core.sequential_analysis import due_tests, fingerprint
+from controller.core.sequential_analysis import period_of as sequential_period
 from controller.core.types import (
     Action,
     AliasRouting,
@@ -46,6 +54,7 @@ from controller.core.types import (
     Record,
     Request,
     RunHook,
+    SequentialLooks,
     UpdateAlias,
     Verb,
     Verdict,
@@ -100,13 +109,34 @@ class World:
     # (when, metric name, version, verdict, start of the measured period) for every measurement taken.
     measured: list[tuple[float, str, str, Verdict, float]] = field(default_factory=list)
     _measurements: dict[str, Measurement] = field(default_factory=dict)
+    # How the canary fails next to stable in the periods read (see the module docstring).
+    sequential: str = "same"
+    requests: int = 10_000
+    # (when, test name, canary version, the look) for every period read.
+    looked: list[tuple[float, str, str, Look]] = field(default_factory=list)
+    _looks: dict[str, SequentialLooks] = field(default_factory=dict)
+
+    def look(self, start: float, period: int, weight: int) -> Look:
+        """One period's counts as ``sequential`` says, for ``requests`` split by ``weight`` percent."""
+        total = 0 if self.sequential == "silent" else self.requests
+        canary = round(total * weight / 100)
+        ratio = 20.0 if self.sequential == "worse" else 1.0
+        failures = min(canary, round(canary * 0.02 * ratio))
+        return Look(start, start + period, canary, failures, total - canary, round((total - canary) * 0.02))
 
     def measure(self) -> None:
-        """Take the measurements due now, as the shell does once per tick before reconciling."""
+        """Take the measurements and read the periods due now, as the shell does once per tick."""
         self._measurements = {}
+        self._looks = {}
         record = self.record
         if record is None or record.canary is None:
             return
+        for test, starts in due_tests(self.spec, record, self.now, time_scale=self.time_scale):
+            assert record.stable is not None
+            period = sequential_period(test, time_scale=self.time_scale)
+            looks = tuple(self.look(start, period, record.weight) for start in starts)
+            self._looks[test.name] = SequentialLooks(fingerprint(test), record.canary, record.stable, looks)
+            self.looked += [(self.now, test.name, record.canary, look) for look in looks]
         for metric in due_metrics(self.spec, record, self.now, time_scale=self.time_scale):
             start, _ = window(self.now, period_of(metric, time_scale=self.time_scale))
             verdict = self.metric_verdict
@@ -143,6 +173,7 @@ class World:
             provisioned_read=poll,
             provisioned=self.provisioned_view() if poll else {},
             measurements=dict(self._measurements),
+            looks=dict(self._looks),
             hook_answers=tuple(self._hook_answers),
             hooks_running={name: at for name, (_, at) in self._hooks_running.items()},
             announce=self.announce,
@@ -261,6 +292,8 @@ class World:
         elif kind == "deliver":
             # Every notification target is done with what the outbox holds now.
             self.announced = {entry.id for entry in self.record.outbox} if self.record is not None else set()
+        elif kind == "sequential":
+            self.sequential = str(value)
         else:
             raise ValueError(f"unknown disturbance {kind!r}")
 

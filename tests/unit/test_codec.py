@@ -14,10 +14,11 @@ import zlib
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from controller.core import codec
+from controller.core.announce import OUTBOX_LIMIT
 from controller.core.codec import (
     CHUNK_SIZE,
     MANAGED_KEY,
@@ -37,6 +38,7 @@ from controller.core.codec import (
     request_key,
     stale_record_keys,
 )
+from controller.core.sequential import Look, SequentialSettings, SequentialState, fold
 from controller.core.types import (
     AliasRouting,
     AliasWrite,
@@ -48,6 +50,7 @@ from controller.core.types import (
     Phase,
     Record,
     Request,
+    SequentialRun,
     Trigger,
     Verb,
     Verdict,
@@ -108,6 +111,31 @@ announcements = st.builds(
     by=texts,
     discriminator=texts,
 )
+counts = st.integers(0, 10**12)
+sequential_states = st.builds(
+    SequentialState,
+    name=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", fullmatch=True),
+    looks=st.integers(0, 10**6),
+    canary_requests=counts,
+    canary_failures=counts,
+    stable_requests=counts,
+    stable_failures=counts,
+    compensators=st.lists(st.integers(-(10**12), 10**12), min_size=10, max_size=10).map(tuple),
+    through=st.none() | times,
+    seen=st.none() | times,
+)
+sequential_settings = st.builds(
+    SequentialSettings,
+    max_increase=st.floats(0, 100),
+    confidence=st.floats(0.5, 0.9999),
+    negligible_rate=st.none() | st.floats(0.0001, 0.5),
+)
+sequential_runs = st.builds(
+    SequentialRun,
+    test=st.text(alphabet="0123456789abcdef", min_size=8, max_size=8),
+    state=sequential_states,
+    settings=sequential_settings,
+)
 RECORD_FIELDS: dict[str, st.SearchStrategy[Any]] = dict(
     spec_hash=st.text(alphabet="0123456789abcdef", max_size=64),
     phase=st.sampled_from(list(Phase)),
@@ -128,6 +156,7 @@ RECORD_FIELDS: dict[str, st.SearchStrategy[Any]] = dict(
     hooks=st.lists(hook_runs, max_size=2).map(tuple),
     weight_at=st.none() | times,
     metrics=st.lists(metric_states, max_size=5).map(tuple),
+    sequential=st.lists(sequential_runs, max_size=5).map(tuple),
     bypass=st.booleans(),
     request_ignored=st.text(max_size=200),
     steps=st.integers(0, 1000),
@@ -186,9 +215,18 @@ def _assert_valid_tags(tags: dict[str, str]) -> None:
         assert all(c.isascii() and (c.isalnum() or c in " _.:/=+-@") for c in value), value
 
 
+def can_fit(record: Record) -> bool:
+    """Whether trimming can make ``record`` fit: the generator also reaches records whose parts that
+    are never dropped (sequential tests, metrics, waiting notifications, all of random text) cannot
+    fit at all, which ``fit_record`` refuses (``CodecError``); the realistic worst case fits, below."""
+    smallest = [*codec._shrinking(record)][-1]
+    return len(codec._payload(smallest)) <= MAX_CHUNKS * CHUNK_SIZE
+
+
 @settings(max_examples=300, deadline=None)
 @given(alias=aliases, record=records)
 def test_record_round_trip_obeys_tag_rules(alias: str, record: Record) -> None:
+    assume(can_fit(record))
     tags = encode_record(alias, record)
     _assert_valid_tags(tags)
     assert 1 <= len(tags) <= MAX_CHUNKS
@@ -210,11 +248,18 @@ def test_record_round_trip_obeys_tag_rules(alias: str, record: Record) -> None:
 @settings(max_examples=200, deadline=None)
 @given(record=records)
 def test_fit_only_drops_what_it_may(record: Record) -> None:
+    assume(can_fit(record))
     stored = fit_record(record)
     # Everything but history, failed versions and long texts survives untouched.
     for f in dataclasses.fields(Record):
-        if f.name not in {"history", "failed", "message", "reason"}:
+        if f.name not in {"history", "failed", "message", "reason", "outbox"}:
             assert getattr(stored, f.name) == getattr(record, f.name), f.name
+    # Every waiting notification is kept; only its message may be cut.
+    assert [dataclasses.replace(e, message="") for e in stored.outbox] == [
+        dataclasses.replace(e, message="") for e in record.outbox
+    ]
+    for kept, entry in zip(stored.outbox, record.outbox, strict=True):
+        assert kept.message == entry.message or entry.message.startswith(kept.message.removesuffix("..."))
     assert len(stored.history) <= MAX_HISTORY
     # Trimming keeps the newest entries (tuples are oldest first).
     if stored.history:
@@ -470,3 +515,79 @@ def test_managed_refuses_what_a_tag_cannot_hold() -> None:
         encode_managed({"prod": "name with space"})
     with pytest.raises(CodecError):
         encode_managed({f"alias{i}": "n" * 60 + "/" + "x" * 60 for i in range(3)})
+
+
+def test_five_sequential_tests_fit_beside_a_full_record() -> None:
+    """The evidence of five tests of a day of traffic (10^7 requests a period) is never trimmed."""
+    import random
+
+    rng = random.Random(15)
+    settings_ = SequentialSettings(max_increase=0.25, confidence=0.995, negligible_rate=0.001)
+
+    def evidence(name: str) -> SequentialRun:
+        state = SequentialState(name)
+        for k in range(1440):
+            n_c, n_s = rng.randint(0, 10**7), rng.randint(0, 10**7)
+            look = Look(k * 60.0, (k + 1) * 60.0, n_c, rng.randint(0, 500), n_s, rng.randint(0, 500))
+            state = fold(state, look, settings=settings_)
+        return SequentialRun(f"{rng.getrandbits(32):08x}", state, settings_)
+
+    record = Record(
+        spec_hash="0123456789",
+        phase=Phase.PROGRESSING,
+        stable="1041",
+        canary="1042",
+        step_index=7,
+        step_started_at=1_700_000_000.25,
+        started_at=1_700_000_000.0,
+        weight=40,
+        weight_at=1_700_000_100.5,
+        pending=AliasWrite("prod", AliasRouting("1041", "1042", 0.5), previous=AliasRouting("1041", "1042", 0.4)),
+        failed=(FailedVersion("1040", "9876543210", "RegressionDetected"),),
+        history=tuple(
+            HistoryEntry(str(1035 + i), "Promoted", "Promoted", 1.69e9 + i, "arn:aws:iam::1:user/ops") for i in range(5)
+        ),
+        reason="Baking",
+        message="version 1042 at 40%: baking for 1800s (step 8 of 12)",
+        hooks=(HookRun("beforeAllowTraffic", Verdict.SUCCESSFUL, "ok", 1.7e9),),
+        metrics=tuple(MetricState(f"metric-{i}", Verdict.SUCCESSFUL, 0, 0, 0.5, 0.4, 1.7e9) for i in range(10)),
+        sequential=tuple(evidence(f"sequential-test-{i}") for i in range(5)),
+        steps=12,
+    )
+    tags = encode_record("prod", record)
+    assert len(tags) <= MAX_CHUNKS - 2, len(tags)  # 5 of 8 tags measured: room for longer texts
+    assert fit_record(record) == record
+    assert decode_record("prod", tags) == record
+    # With as many notifications as may wait for a target that is down (``OUTBOX_LIMIT``), it still
+    # fits whole (all 8 tags measured).
+    outbox = tuple(
+        Announcement(
+            id=f"{rng.getrandbits(128):032x}",
+            trigger=Trigger.ANALYSIS_INCONCLUSIVE,
+            attempt="1042-0123456789",
+            at=1_700_000_000.0 + i,
+            version="1042",
+            stable="1041",
+            weight=40,
+            step=8,
+            steps=12,
+            phase=Phase.PROGRESSING,
+            reason="AnalysisInconclusive",
+            message=f"analysis metric-{i} inconclusive: no data for 3 of 3 measurements at 40%, step 8 of 12; "
+            "the rollout waits for `promote` or `abort` (a metric of the canary needs traffic to be judged)",
+        )
+        for i in range(OUTBOX_LIMIT)
+    )
+    full = dataclasses.replace(record, outbox=outbox)
+    assert fit_record(full) == full
+    assert decode_record("prod", encode_record("prod", full)) == full
+
+
+def test_a_record_that_cannot_fit_even_trimmed_is_refused() -> None:
+    import random
+
+    rng = random.Random(7)
+    noise = ["".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(100)) for _ in range(10)]
+    record = Record(metrics=tuple(MetricState(name, Verdict.SUCCESSFUL, 0, 0, 0.5, 0.4, 1.7e9) for name in noise))
+    with pytest.raises(CodecError, match="does not fit in 8 tags even after trimming"):
+        fit_record(record)

@@ -127,6 +127,25 @@ def test_undo_goes_back_in_one_write_and_does_not_restart() -> None:
         assert not w.tick().actions
 
 
+def test_undo_never_goes_back_to_a_version_marked_failed() -> None:
+    w = world()
+    w.tick()
+    w.ask(Verb.PROMOTE_FULL)
+    w.settle()
+    w.tick()
+    assert w.alias == AliasRouting("2") and w.record is not None and w.record.previous_stable == "1"
+    # The spec goes back to version 1, which an alarm then rolls back: 1 is failed under this spec.
+    w.with_spec(version="1")
+    w.alarms = frozenset({"errors"})
+    w.tick()
+    assert w.record is not None and [f.version for f in w.record.failed] == ["1"] and w.alias == AliasRouting("2")
+    n = len(w.writes)
+    w.ask(Verb.UNDO)
+    d = w.tick()
+    assert len(w.writes) == n and w.alias == AliasRouting("2")
+    assert d.record.request_ignored == "undo ignored: version 1 failed (AlarmFired); `retry` it first"
+
+
 # ---- drift ---------------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import re
 
 from rich.console import Console
 
-from controller.core.types import Event, Phase, Status
+from controller.core.types import Event, Phase, SequentialEvidence, Status
 from controller.demo.screen import DemoView, PlainReporter, render
 from controller.observability.view import step_text
 
@@ -75,3 +75,18 @@ def test_plain_lines_carry_the_time_and_mark_bad_news() -> None:
     first, second = out.getvalue().splitlines()
     assert first == "[   7.5s]  git commit: version 3"
     assert second.endswith("! AlarmFired: alarm brand-api-error-rate-canary in ALARM")
+
+
+def test_the_screen_shows_the_sequential_evidence_and_the_rollback_that_gives_it() -> None:
+    view = DemoView(started=STARTED, plan=(0.0, 15.0, 0.0, 15.0), act="act 2: version 3")
+    found = SequentialEvidence("errors", 6, 15, 0, 193, 4.4, -0.3, 2.0, "Regression", 2)
+    view.status = status(
+        phase=Phase.ROLLED_BACK,
+        reason="RegressionDetected",
+        message="regression detected by sequential test errors: canary 40.0% (6/15) vs stable 0.0% (0/193)",
+        evidence=(found,),
+    )
+    view.event(Event("RegressionDetected", view.status.message, warning=True))
+    text = draw(view, now=STARTED + 9)
+    assert re.search(r"evidence\s+errors: canary 40\.0% \(6/15\) vs stable 0\.0% \(0/193\), e-values 10\^4\.4", text)
+    assert "Regression" in text and "RegressionDetected: regression detected by sequential test errors" in text

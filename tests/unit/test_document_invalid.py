@@ -82,6 +82,19 @@ weights may not go down
 canary weights are 1-99
 {D}/semantic-canary.yaml:18: spec.strategy.canary.steps[4].setWeight: 100 is not a canary step: the rollout goes to \
 100% by itself after the last step (use 1-99)
+{D}/sequential.yaml:16: spec.analysis.sequential[0].period: '90s' is not a CloudWatch period: 1s, 5s, 10s, 30s or a \
+multiple of 60s
+{D}/sequential.yaml:17: spec.analysis.sequential[0].confidence: 1 is greater than the maximum of 0.9999
+{D}/sequential.yaml:18: spec.analysis.sequential[1].name: 'errors' is also the name of sequential[0]
+{D}/sequential.yaml:19: spec.analysis.sequential[1].failures.metricName: required field is missing
+{D}/sequential.yaml:20: spec.analysis.sequential[1].dimensions: must not name versionDimension (ExecutedVersion), \
+which is set to each version
+{D}/sequential.yaml:21: spec.analysis.sequential[1].maxIncrease: -0.5 is less than the minimum of 0
+{D}/sequential.yaml:22: spec.analysis.sequential[1].publicationDelay: 'soon' is not a duration such as 90s, 5m, 1h30m
+{D}/sequential.yaml:36: spec.analysis.sequential: blueGreen gives the new version no partial traffic to compare with \
+stable
+{D}/sequential.yaml:52: spec.analysis.promoteEarly: needs analysis.sequential: without a test nothing can prove \
+"no regression"
 {D}/yaml-syntax.yaml:9: yaml: expected ',' or ']', but got ':' (while parsing a flow sequence started at line 8)
 """.splitlines()
 

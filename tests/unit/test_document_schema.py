@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from controller.document.durations import DURATION_PATTERN
-from controller.document.model import RolloutSpec
+from controller.document.model import RolloutSpec, SequentialTest
 from controller.document.schema import PATTERN_HINTS, crd_path, load_crd, openapi_schema, to_json_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,6 +120,16 @@ def test_every_pattern_has_words_for_it_and_durations_share_one_grammar() -> Non
 def test_crd_defaults_match_the_model() -> None:
     spec = openapi_schema()["properties"]["spec"]["properties"]
     assert spec["driftPolicy"]["default"] == RolloutSpec.__dataclass_fields__["drift_policy"].default
+    test = spec["analysis"]["properties"]["sequential"]["items"]["properties"]
+    model = SequentialTest(name="")
+    assert test["maxIncrease"]["default"] == model.max_increase
+    assert test["confidence"]["default"] == model.confidence
+    assert test["versionDimension"]["default"] == model.version_dimension
+    assert test["failures"]["properties"]["namespace"]["default"] == model.failures.namespace
+    assert test["total"]["properties"]["namespace"]["default"] == model.total.namespace
+    # Defaults the schema does not write (durations, the metric names) are the model's, as documented.
+    assert (model.failures.metric_name, model.total.metric_name) == ("Errors", "Invocations")
+    assert (model.period, model.publication_delay) == (60.0, 90.0)
 
 
 def test_the_packaged_crd_is_the_crds_file() -> None:

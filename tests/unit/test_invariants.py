@@ -18,6 +18,11 @@ Half of the examples declare metric analysis, whose measurements pass, fail or h
 (flipped by a disturbance): a ninth rule says no step moves past a weight without a passing
 measurement of every declared metric, taken after that weight was applied (the latest one of each).
 
+Half of the examples declare sequential tests with ``promoteEarly``, whose periods show the canary as
+bad as stable, twenty times worse or silent (flipped by a disturbance): a tenth rule says a pause ends
+before its time only by ``promoteEarly``, and only when the judgement of every declared test, on the
+record as it stood, says NoRegression at the current weight.
+
 ``promote --full --skip-analysis`` (``promote-bypass``) is the documented emergency bypass of the
 alarms, hooks, analysis and the warm-up; like ``retry`` it gives a failed version its chance again.
 """
@@ -31,8 +36,11 @@ from hypothesis import strategies as st
 
 from controller.core.lifecycle import BEFORE_ALLOW_TRAFFIC
 from controller.core.plan import build_plan
+from controller.core.reasons import Reason
+from controller.core.sequential import Conclusion, verdict
+from controller.core.sequential_analysis import fingerprint
 from controller.core.spec_hash import spec_hash
-from controller.core.types import AliasRouting, Phase, Record, UpdateAlias, Verb, Verdict
+from controller.core.types import AliasRouting, Decision, Phase, Record, UpdateAlias, Verb, Verdict
 from controller.document.model import (
     BlueGreenStrategy,
     Concurrency,
@@ -40,10 +48,20 @@ from controller.document.model import (
     Metric,
     Pause,
     PresetStrategy,
+    SequentialTest,
     SetWeight,
     Strategy,
 )
-from tests.unit.histories import HOOKS, METRICS, STRATEGIES, WARM, make_world, random_histories
+from tests.unit.histories import (
+    HOOKS,
+    METRICS,
+    SEQUENTIAL,
+    STRATEGIES,
+    WARM,
+    make_world,
+    random_histories,
+    sequential_histories,
+)
 from tests.unit.simulator import World
 
 
@@ -83,6 +101,9 @@ class Checker:
     # that write: the exemption outlives the (re-issued) pending write.
     carry: bool = False
     last_rollback_at: float = float("-inf")
+    # When promoteEarly ended a pause (each checked against the judgement when it happened).
+    early_ends: list[float] = field(default_factory=list)
+    attempt: float | None = None  # the record's started_at: what a promote --full allowed ends with it
 
     def new_writes(self) -> None:
         w = self.world
@@ -128,14 +149,33 @@ class Checker:
                     if m[1] == metric.name and m[2] == canary and m[4] >= self.last_applied_at and m[0] <= at
                 ]
                 assert taken and taken[-1][3] is Verdict.SUCCESSFUL, (metric.name, taken, self.last_applied_at, at)
-        # 3. no pause is shortened, measured from when the previous weight was applied.
+        # 3. no pause is shortened, measured from when the previous weight was applied, but by promoteEarly.
         if after > before + 1e-9 and not self.exempt and self.last_applied_at is not None:
             needed = pause_between(self.world, before, after)
-            assert at - self.last_applied_at >= needed - 1e-9, (at, self.last_applied_at, needed)
-        if after > before + 1e-9 or self.last_applied_at is None:
+            if at - self.last_applied_at < needed - 1e-9:
+                early = [t for t in self.early_ends if self.last_applied_at <= t <= at]
+                assert early, (at, self.last_applied_at, needed, self.early_ends)
+        if after > before + 1e-9:
             self.last_applied_at, self.last_weight = at, after
             self.exempt, self.carry = self.carry, False
+        elif self.last_applied_at is None:
+            # A write that moves no traffic to the canary (a drift revert) consumes no exemption.
+            self.last_applied_at, self.last_weight = at, after
         self.last_main = routing
+
+    def ended_early(self, decision: Decision) -> None:
+        """10. promoteEarly ends a pause only when every declared test's judgement says NoRegression."""
+        if not any(event.reason == Reason.PROMOTED_EARLY for event in decision.events):
+            return
+        analysis, record = self.world.spec.analysis, decision.record
+        assert analysis.promote_early and analysis.sequential
+        runs = {(run.state.name, run.test): run for run in record.sequential}
+        for test in analysis.sequential:
+            run = runs.get((test.name, fingerprint(test)))
+            assert run is not None, (test.name, record.sequential)
+            judged = verdict(run.state, settings=run.settings, since=record.weight_at)
+            assert judged.conclusion is Conclusion.NO_REGRESSION, (test.name, judged, run.state, record.weight_at)
+        self.early_ends.append(self.world.now)
 
     def requested(self, verb: Verb, pending: bool) -> None:
         """A request that applied: what it allows the next writes to do."""
@@ -185,7 +225,7 @@ def finished(world: World) -> bool:
     )
 
 
-@random_histories(metrics=st.sampled_from(((), METRICS)))
+@random_histories(metrics=st.sampled_from(((), METRICS)), sequential=st.sampled_from(((), SEQUENTIAL)))
 def test_invariants_hold_over_random_histories(
     strategy: Strategy,
     deadline: float | None,
@@ -193,9 +233,24 @@ def test_invariants_hold_over_random_histories(
     hooks: Hooks | None,
     revert: bool,
     metrics: tuple[Metric, ...],
+    sequential: tuple[SequentialTest, ...],
     ops: list[tuple[object, ...]],
 ) -> None:
-    world = make_world(strategy, deadline, concurrency, hooks=hooks, revert=revert, metrics=metrics)
+    world = make_world(
+        strategy, deadline, concurrency, hooks=hooks, revert=revert, metrics=metrics, sequential=sequential
+    )
+    check_history(world, ops)
+
+
+@sequential_histories(metrics=st.sampled_from(((), METRICS)))
+def test_invariants_hold_while_sequential_tests_conclude(
+    strategy: Strategy, deadline: float | None, metrics: tuple[Metric, ...], ops: list[tuple[object, ...]]
+) -> None:
+    check_history(make_world(strategy, deadline, metrics=metrics, sequential=SEQUENTIAL), ops)
+
+
+def check_history(world: World, ops: list[tuple[object, ...]]) -> None:
+    """Apply ``ops`` to ``world``, checking every invariant after every reconcile and alias write."""
     checker = Checker(world)
     asked: tuple[Verb, bool] | None = None  # a request not handled yet, and whether a write was pending
     for op in ops:
@@ -205,12 +260,15 @@ def test_invariants_hold_over_random_histories(
             world.now += float(dt)  # type: ignore[arg-type]
             decision = world.tick(read=bool(read), crash=crash)  # type: ignore[arg-type]
             record = world.record
+            if record is not None and record.started_at != checker.attempt:
+                checker.attempt, checker.bypassed = record.started_at, False
             handled = record is not None and world.request is not None and record.last_request == world.request.id
             if asked is not None and record is not None and handled:
                 # What a request exempts holds only if it applied (the record says when it did not).
                 if not record.request_ignored:
                     checker.requested(*asked)
                 asked = None
+            checker.ended_early(decision)
             checker.new_writes()
             checker.note_failures()
             # 5. idempotence: applied in full, deciding again at the same instant does nothing more
@@ -227,7 +285,11 @@ def test_invariants_hold_over_random_histories(
                     assert not world.decide(read=False).actions
                 world.now = saved
         else:
+            before = spec_hash(world.spec)
             world.disturb(kind, op[1])  # type: ignore[arg-type]
+            if spec_hash(world.spec) != before:
+                # Any change of the version (or what shapes the rollout) gives a failed version a fresh chance.
+                checker.failed.clear()
             if kind == "request":
                 verb = op[1]
                 assert isinstance(verb, Verb)

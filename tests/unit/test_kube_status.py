@@ -7,11 +7,12 @@ with the type it has there.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jsonschema
 
-from controller.core.types import Phase, Status, Warmup
+from controller.core.types import Phase, SequentialEvidence, Status, Warmup
 from controller.document.schema import openapi_schema, to_json_schema
 from controller.kube.status import status_body
 
@@ -55,3 +56,34 @@ def test_warmup_is_removed_from_the_status_once_nothing_warms() -> None:
     body = status_body(warming_status(None), generation=3, now=0.0)
     assert "warmup" in body and body["warmup"] is None  # a merge patch's null removes the old value
     jsonschema.validate(present(body), status_schema())
+
+
+def test_the_sequential_evidence_is_in_the_status_and_the_crd_declares_it() -> None:
+    evidence = SequentialEvidence(
+        test="errors",
+        canary_failures=12,
+        canary_requests=1000,
+        stable_failures=50,
+        stable_requests=5000,
+        regression=0.31234,
+        no_regression=1.1,
+        bound=2.0,
+        conclusion="Continue",
+        looks=7,
+    )
+    body = status_body(dataclasses.replace(warming_status(None), evidence=(evidence,)), generation=3, now=0.0)
+    assert body["evidence"] == [
+        {
+            "test": "errors",
+            "canary": {"failures": 12, "requests": 1000},
+            "stable": {"failures": 50, "requests": 5000},
+            "looks": 7,
+            "regression": 0.312,
+            "noRegression": 1.1,
+            "bound": 2.0,
+            "conclusion": "Continue",
+        }
+    ]
+    jsonschema.validate(present(body), status_schema())  # unknown fields refused, as the apiserver prunes them
+    # Once the attempt ends its tests are gone: an empty list replaces the old one in the merge patch.
+    assert status_body(warming_status(None), generation=3, now=0.0)["evidence"] == []

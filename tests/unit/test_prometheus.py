@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.core.types import Event, Phase, Status
+from controller.core.types import Event, Phase, SequentialEvidence, Status
 from controller.document.model import (
     AllAtOnceStrategy,
     BlueGreenStrategy,
@@ -129,6 +129,30 @@ def test_changed_labels_replace_old_series() -> None:
     assert value(metrics, "lambda_rollouts_rollout_info", **IDENTITY, strategy="linear") == 1
 
 
+def test_sequential_evidence_per_test_and_hypothesis_and_gone_with_the_test() -> None:
+    def tested(*names: str) -> Status:
+        found = tuple(
+            SequentialEvidence(name, 12, 1000, 50, 5000, 0.25 * i, -1.5, 2.0, "Continue", 7)
+            for i, name in enumerate(names, 1)
+        )
+        return dataclasses.replace(status(Phase.PROGRESSING, weight=10, step=2), evidence=found)
+
+    metrics = Metrics()
+    metrics.rollout_status(SPEC, tested("errors", "checkout"), strategy="canary")
+    evidence = "lambda_rollouts_analysis_evidence"
+    assert value(metrics, evidence, **IDENTITY, test="errors", hypothesis="regression") == 0.25
+    assert value(metrics, evidence, **IDENTITY, test="checkout", hypothesis="regression") == 0.5
+    assert value(metrics, evidence, **IDENTITY, test="errors", hypothesis="no_regression") == -1.5
+    assert value(metrics, "lambda_rollouts_analysis_evidence_bound", **IDENTITY, test="checkout") == 2.0
+    # A test no longer in flight (removed, or the attempt ended) leaves no series behind.
+    metrics.rollout_status(SPEC, tested("checkout"), strategy="canary")
+    assert value(metrics, evidence, **IDENTITY, test="errors", hypothesis="regression") is None
+    assert value(metrics, "lambda_rollouts_analysis_evidence_bound", **IDENTITY, test="errors") is None
+    assert value(metrics, evidence, **IDENTITY, test="checkout", hypothesis="no_regression") == -1.5
+    metrics.rollout_status(SPEC, status(Phase.ROLLED_BACK), strategy="canary")
+    assert not {name for name in names_with(metrics, **IDENTITY) if "evidence" in name}
+
+
 def test_alarm_states_one_series_per_alarm() -> None:
     metrics = Metrics()
     metrics.alarm_states(SPEC, {"errors": "OK", "latency": "OK"})
@@ -213,6 +237,7 @@ def test_undo_of_a_finished_rollout_is_a_manual_rollback() -> None:
     [
         ("AlarmFired", "alarm"),
         ("AnalysisFailed", "analysis"),
+        ("RegressionDetected", "analysis"),
         ("ProgressDeadlineExceeded", "deadline"),
         ("Aborted", "manual"),
         ("Superseded", "supersede"),

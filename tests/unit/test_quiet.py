@@ -4,23 +4,45 @@ The engine does not reconcile a rollout whose last answer changed nothing while 
 ``now`` is before the instant the core asked to look again. That is only right if the core's answer
 really does not move with time alone: this checks it over random histories of the simulated shell
 (clock jumps, alarms, requests, drift, spec edits), deciding again at later instants with the same
-inputs, as a skipped tick would have (the alias not read).
+inputs, as a skipped tick would have (the alias not read). Half of the histories declare sequential
+tests, whose periods come and go with the clock (a period due is never skipped).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.analysis import Evidence
 from controller.core.context import warming
-from controller.core.types import Decision, HookAnswer, Measurement, Observed, Phase, Request, Verb, Verdict
-from controller.document.model import Concurrency, Hooks, Strategy
+from controller.core.reasons import Reason
+from controller.core.sequential import Look
+from controller.core.types import (
+    Decision,
+    HookAnswer,
+    Measurement,
+    Observed,
+    Phase,
+    Request,
+    SequentialLooks,
+    Verb,
+    Verdict,
+)
+from controller.document.model import CanaryStrategy, Concurrency, Hooks, Pause, SequentialTest, SetWeight, Strategy
 from controller.runtime.quiet import remember, settled, still_quiet
 from controller.runtime.reads import Inputs
-from tests.unit.histories import HOOKS, STRATEGIES, WARM, make_world, random_histories
+from tests.unit.histories import (
+    HOOKS,
+    SEQUENTIAL,
+    STRATEGIES,
+    WARM,
+    make_world,
+    random_histories,
+    sequential_histories,
+)
 from tests.unit.simulator import World
 
 
@@ -59,16 +81,28 @@ def assert_same_answer_later(world: World, decision: Decision) -> None:
         world.now, world.request = saved, request
 
 
-@random_histories()
+@random_histories(sequential=st.sampled_from(((), SEQUENTIAL)))
 def test_a_quiet_answer_does_not_change_with_time_alone(
     strategy: Strategy,
     deadline: float | None,
     concurrency: Concurrency | None,
     hooks: Hooks | None,
     revert: bool,
+    sequential: tuple[SequentialTest, ...],
     ops: list[tuple[object, ...]],
 ) -> None:
-    world = make_world(strategy, deadline, concurrency, hooks=hooks, revert=revert)
+    world = make_world(strategy, deadline, concurrency, hooks=hooks, revert=revert, sequential=sequential)
+    replay(world, ops)
+
+
+@sequential_histories()
+def test_a_quiet_answer_does_not_change_with_time_alone_while_periods_are_read(
+    strategy: Strategy, deadline: float | None, ops: list[tuple[object, ...]]
+) -> None:
+    replay(make_world(strategy, deadline, sequential=SEQUENTIAL), ops)
+
+
+def replay(world: World, ops: list[tuple[object, ...]]) -> None:
     for op in ops:
         kind = op[0]
         if kind == "tick":
@@ -133,6 +167,7 @@ def test_the_skip_ends_with_any_changed_input() -> None:
     request = Request(id="r1", verb=Verb.PROMOTE, at=later)
     measured = {"error-rate": Measurement(version="2", at=later, window_start=later - 60)}
     answer = HookAnswer("beforeAllowTraffic", "2", None, Verdict.SUCCESSFUL)
+    looks = SequentialLooks("0123abcd", "2", "1", (Look(later - 60, later, 10, 0, 90, 1),))
     # Every field of the inputs counts: whatever the tick knows about a rollout is compared.
     changed: list[Inputs] = [
         inputs(world, spec=dataclasses.replace(world.spec, paused=True)),  # the spec changed
@@ -144,6 +179,7 @@ def test_the_skip_ends_with_any_changed_input() -> None:
         inputs(world, evidence=Evidence(measurements=measured)),  # a metric was measured for it this tick
         inputs(world, evidence=Evidence(hook_answers=(answer,))),  # a hook answered
         inputs(world, evidence=Evidence(hooks_running={"beforeAllowTraffic": later})),  # a hook runs
+        inputs(world, evidence=Evidence(looks={"errors": looks})),  # a sequential test's periods were read
     ]
     for change in changed:
         assert not still_quiet(quiet, change, now=later, settings_due=False, time_scale=1.0), change
@@ -181,3 +217,20 @@ def test_only_answers_that_change_nothing_are_remembered() -> None:
     ):
         other = dataclasses.replace(decision, **change)  # type: ignore[arg-type]
         assert remember(other, inputs=inputs(world), started=world.now, refresh=30.0) is None, change
+
+
+def test_a_period_due_is_never_skipped() -> None:
+    test = SequentialTest("errors", period=60.0, publication_delay=30.0)
+    world = make_world(CanaryStrategy((SetWeight(10), Pause())), None, sequential=(test,))
+    world.now = 1_020.0  # a whole minute: the weight's first period is [1020, 1080), due at 1110
+    world.settle()
+    world.now += 5
+    decision = world.tick()
+    assert decision.status.reason == Reason.WAITING_FOR_PROMOTE and settled(decision)
+    assert decision.requeue_after == pytest.approx(1_110.0 - world.now)
+    quiet = remember(decision, inputs=inputs(world), started=world.now, refresh=1e6)
+    assert quiet is not None and quiet.until == pytest.approx(1_110.0)
+    # Had the core not asked to be woken (or the wake come late), the period due ends the skip itself.
+    quiet = dataclasses.replace(quiet, until=float("inf"))
+    assert still_quiet(quiet, inputs(world), now=1_109.0, settings_due=False, time_scale=1.0)
+    assert not still_quiet(quiet, inputs(world), now=1_110.0, settings_due=False, time_scale=1.0)

@@ -1,13 +1,18 @@
-"""The pure parts of ``get --watch``: the ``--until-done`` verdict and the plain line's change detection."""
+"""The pure parts of ``get --watch``: the ``--until-done`` verdict, the plain line's change detection, and the
+sequential tests' evidence as the screen, the line and ``get -o json`` show it from a record."""
 
 from __future__ import annotations
 
+import json
+
 from rich.console import Console
 
-from controller.commands.get import Row, rich_table
+from controller.commands.get import Row, render, rich_table, row_from_record
 from controller.commands.watch import plan_of, verdict
+from controller.core.sequential import Look, SequentialSettings, SequentialState, fold
 from controller.core.status import record_status as status_from_record
-from controller.core.types import HistoryEntry, Phase, Record
+from controller.core.types import HistoryEntry, Phase, Record, SequentialRun
+from controller.observability import view
 from controller.observability.view import Snapshot, line
 
 FUNCTION, ALIAS = "orders", "live"
@@ -57,3 +62,58 @@ def test_the_get_table_on_a_terminal_has_every_column_and_row() -> None:
     text = console.export_text()
     assert all(column in text for column in ("NAME", "PHASE", "WEIGHT", "MESSAGE"))
     assert "default/orders" in text and "10%" in text and "function ghost not found" in text
+
+
+def record_with_evidence() -> Record:
+    """A rollout at 10% whose sequential test folded two periods (the counts of the issue's example)."""
+    settings = SequentialSettings()
+    state = SequentialState("errors")
+    for start, look in ((60.0, (400, 5, 2000, 25)), (120.0, (600, 7, 3000, 25))):
+        state = fold(state, Look(start, start + 60, *look), settings=settings)
+    return Record(
+        phase=Phase.PROGRESSING,
+        stable="1",
+        canary="2",
+        weight=10,
+        step_index=1,
+        step_started_at=30.0,
+        weight_at=30.0,
+        message="version 2 at 10%: baking for 600s (step 2 of 4)",
+        sequential=(SequentialRun("0123abcd", state, settings),),
+    )
+
+
+def test_the_evidence_is_shown_from_the_record_alone() -> None:
+    status = status_from_record(record_with_evidence(), steps=4)
+    (evidence,) = status.evidence
+    assert (evidence.canary_failures, evidence.canary_requests, evidence.stable_failures, evidence.looks) == (
+        12,
+        1000,
+        50,
+        2,
+    )
+    text = (
+        "sequential errors: canary 1.2% (12/1000) vs stable 1.0% (50/5000), "
+        f"e-values 10^{evidence.regression:.1f} / 10^{evidence.no_regression:.1f} of 10^2"
+    )
+    assert status.message == f"version 2 at 10%: baking for 600s (step 2 of 4); {text}"
+    snapshot = Snapshot(name="default/orders", function=FUNCTION, alias=ALIAS, status=status, now=40.0, pause=600.0)
+    assert line(snapshot).endswith(text) and line(snapshot, countdown=False).endswith(text)
+    console = Console(record=True, width=200, color_system=None)
+    console.print(view.render(snapshot))
+    screen = console.export_text()
+    assert "evidence" in screen and "errors: canary 1.2% (12/1000) vs stable 1.0% (50/5000)" in screen
+    assert "Continue" in screen and screen.count("canary 1.2%") == 1  # the message row leaves it out
+    assert "version 2 at 10%: baking for 600s (step 2 of 4)" in screen
+    row = row_from_record(Row(name="default/orders", function=FUNCTION, alias=ALIAS, phase=""), record_with_evidence())
+    (shown,) = json.loads(render([row], "json"))[0]["evidence"]
+    assert shown == {
+        "test": "errors",
+        "canary": {"failures": 12, "requests": 1000},
+        "stable": {"failures": 50, "requests": 5000},
+        "looks": 2,
+        "regression": round(evidence.regression, 3),
+        "noRegression": round(evidence.no_regression, 3),
+        "bound": 2.0,
+        "conclusion": "Continue",
+    }
