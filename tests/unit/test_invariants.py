@@ -18,6 +18,10 @@ Half of the examples declare metric analysis, whose measurements pass, fail or h
 (flipped by a disturbance): a ninth rule says no step moves past a weight without a passing
 measurement of every declared metric, taken after that weight was applied (the latest one of each).
 
+``An alarm may also go to ALARM and back between two polls (a "blip", known from the alarm history or a
+pushed event): a tenth rule says no write gives the canary more traffic in an attempt that was in
+flight at a blip, or started at its very instant.
+
 ``promote --full --skip-analysis`` (``promote-bypass``) is the documented emergency bypass of the
 alarms, hooks, analysis and the warm-up; like ``retry`` it gives a failed version its chance again.
 """
@@ -83,6 +87,8 @@ class Checker:
     # that write: the exemption outlives the (re-issued) pending write.
     carry: bool = False
     last_rollback_at: float = float("-inf")
+    # When the watched alarm last blipped (in ALARM between two polls).
+    blipped_at: float | None = None
 
     def new_writes(self) -> None:
         w = self.world
@@ -118,6 +124,10 @@ class Checker:
         if self.world.spec.concurrency is not None and after > 0 and not self.bypassed:
             assert self.world.is_warm(canary), (canary, self.world.provisioned, at)
         assert after >= before - 1e-9, (self.last_main, routing)
+        # 10. an alarm that blipped during the attempt (or at its start) stops it growing.
+        started = record.started_at
+        if after > before + 1e-9 and not record.bypass and started is not None and self.blipped_at is not None:
+            assert self.blipped_at < started, (self.blipped_at, started, at)
         # 9. no step moves past a weight before every metric's latest measurement since it passed.
         if self.world.spec.analysis.metrics and 1e-9 < before < after - 1e-9 and not self.exempt:
             assert self.last_applied_at is not None and not self.bypassed
@@ -228,6 +238,8 @@ def test_invariants_hold_over_random_histories(
                 world.now = saved
         else:
             world.disturb(kind, op[1])  # type: ignore[arg-type]
+            if kind == "blip":
+                checker.blipped_at = world.now
             if kind == "request":
                 verb = op[1]
                 assert isinstance(verb, Verb)
