@@ -57,6 +57,7 @@ ROLLBACK_REASONS = ("alarm", "analysis", "deadline", "manual", "supersede")
 PROMOTION_KINDS = ("auto", "manual", "full")
 ROLLOUT_OUTCOMES = (Phase.HEALTHY, Phase.ROLLED_BACK, Phase.DEGRADED)
 NOTIFICATION_OUTCOMES = ("sent", "failed")
+REACTION_SOURCES = ("poll", "event")
 
 # A rollout is "in flight" in these phases: entering one starts an attempt, leaving for an outcome ends it.
 _ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING})
@@ -281,8 +282,8 @@ class Metrics:
         )
         self.reaction = Histogram(
             f"{PREFIX}rollback_reaction_seconds",
-            "From an alarm first seen in ALARM to the alias restored to stable.",
-            rl,
+            "From an alarm first known in ALARM to the alias restored to stable, by source (poll|event).",
+            [*rl, "source"],
             buckets=_REACTION_BUCKETS,
             registry=r,
         )
@@ -448,10 +449,13 @@ class Metrics:
         label = rollback_reason_label(reason)
         return label if label == "supersede" else None
 
-    def rollback_reaction(self, spec: RolloutSpec, *, seconds: float) -> None:
-        """Observe the time from an alarm first seen in ALARM to the alias restored to stable."""
+    def rollback_reaction(self, spec: RolloutSpec, *, seconds: float, source: str = "poll") -> None:
+        """Observe the time from an alarm first known in ALARM to the alias restored to stable.
+
+        ``source``: how the controller knew, ``poll`` (a tick's read) or ``event`` (a pushed alarm event).
+        """
         with self._lock:
-            self._child(self.reaction, spec).observe(seconds)
+            self._child(self.reaction, spec, source if source in REACTION_SOURCES else "poll").observe(seconds)
 
     def alias_written(self, spec: RolloutSpec, *, rollback: bool = False) -> None:
         """Count one alias write (``rollback``: a write that restores stable)."""
