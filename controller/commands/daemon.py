@@ -5,7 +5,9 @@ The two daemons, ``run`` (GitOps) and ``operator`` (Kubernetes), share more than
 outputs are the log and the metrics, heartbeats from every tick, and the ``/metrics`` ``/healthz``
 ``/readyz`` server. ``Daemon`` builds those the same way for both, so the operator cannot silently
 lack a metric ``run`` has (or the other way round); each command only adds what is its own (the
-file source; the Kubernetes status writer, request inbox and leadership).
+file source; the Kubernetes status writer, request inbox and leadership). Push-mode alarm events
+(``--alarm-events``) ride on every engine it builds, beside it for as long as it runs
+(``controller.commands.alarm_push``): a standby's engine does not run, so a standby never consumes.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from controller.aws import AwsClients
+from controller.commands.alarm_push import DETAIL, NOT_LEADING, AlarmPush
 from controller.commands.gates import GateDesk, StoreRequest, tag_store
-from controller.commands.options import clients_from_args, notifications_from_args
+from controller.commands.options import AlarmEvents, alarm_events_from_args, clients_from_args, notifications_from_args
 from controller.notify.announcer import NotifierAnnouncer
 from controller.notify.build import build_notifier
 from controller.notify.delivery import Notifier
@@ -47,6 +50,8 @@ class Daemon:
     # ``--notifications``: the notifier beside the engine, and its side of the engine's announcer seam.
     notifier: Notifier | None = None
     announcer: NotifierAnnouncer | None = None
+    # ``--alarm-events``: push mode for every engine built here (None: off, polling only).
+    alarm_events: AlarmEvents | None = None
     # The server's port once started (``--metrics-port 0`` binds a free one); None when not served.
     port: int | None = field(default=None, init=False)
 
@@ -54,12 +59,17 @@ class Daemon:
     def from_args(cls, args: argparse.Namespace, *, settings: EngineSettings) -> Daemon:
         """Metrics first: the AWS clients report every call to them from the start.
 
-        A bad ``--notifications`` config (or a secret it names that cannot be read) is a usage error.
+        A bad ``--notifications`` config (or a secret it names that cannot be read) or ``--alarm-events``
+        value is a usage error.
         """
+        alarm_events = alarm_events_from_args(args)
         metrics = Metrics()
         health = Health(interval=settings.interval, metrics=metrics)
         aws = clients_from_args(args, observer=metrics)
-        daemon = cls(aws=aws, metrics=metrics, health=health, settings=settings)
+        daemon = cls(aws=aws, metrics=metrics, health=health, settings=settings, alarm_events=alarm_events)
+        if alarm_events is not None:
+            metrics.alarm_events_configured(mode=alarm_events.mode)
+            health.set_detail(DETAIL, NOT_LEADING)
         config = notifications_from_args(args)
         if config is not None:
             announcer: list[NotifierAnnouncer] = []
@@ -100,6 +110,11 @@ class Daemon:
             self.health.set_aws_reachable(engine.ready)
 
         engine.tick_listeners.append(ticked)
+        if self.alarm_events is not None:
+            push = AlarmPush(
+                engine=engine, aws=self.aws, settings=self.alarm_events, metrics=self.metrics, health=self.health
+            )
+            engine.companions.append(push.run)
         return engine
 
     @contextlib.asynccontextmanager

@@ -58,6 +58,7 @@ PROMOTION_KINDS = ("auto", "manual", "full")
 ROLLOUT_OUTCOMES = (Phase.HEALTHY, Phase.ROLLED_BACK, Phase.DEGRADED)
 NOTIFICATION_OUTCOMES = ("sent", "failed")
 REACTION_SOURCES = ("poll", "event")
+ALARM_EVENT_MISMATCHES = ("event_only", "poll_only")
 
 # A rollout is "in flight" in these phases: entering one starts an attempt, leaving for an outcome ends it.
 _ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING})
@@ -316,6 +317,22 @@ class Metrics:
             registry=r,
         )
 
+        # ---- controller-wide: push-mode alarm events (``--alarm-events``) ----
+        self.alarm_events_up = Gauge(
+            f"{PREFIX}alarm_events_up",
+            "1 while this replica consumes alarm events (--alarm-events; mode auto|queue), 0 while it cannot "
+            "(degraded: polling alone sees alarms) or does not reconcile (a standby); absent when off.",
+            ["mode"],
+            registry=r,
+        )
+        self.alarm_event_mismatches = Counter(
+            f"{PREFIX}alarm_event_mismatch_total",
+            "Alarm events and polls that disagreed beyond the tolerance, by kind (event_only|poll_only).",
+            ["kind"],
+            registry=r,
+        )
+        self._alarm_events_mode: str | None = None
+
         # ---- controller-wide: notifications ----
         self.notifications = Counter(
             f"{PREFIX}notifications_total",
@@ -494,6 +511,23 @@ class Metrics:
     def budget_wait(self, *, family: str, seconds: float) -> None:
         """Time one call waited for a token of its API family's budget."""
         self.budget_wait_seconds.labels(family).observe(seconds)
+
+    # ---- push-mode alarm events ---------------------------------------------------------------------
+
+    def alarm_events_configured(self, *, mode: str) -> None:
+        """Push mode is on (``auto`` or ``queue``): its series exist from the start, at 0."""
+        self._alarm_events_mode = mode
+        self.alarm_events_up.labels(mode).set(0)
+        for kind in ALARM_EVENT_MISMATCHES:
+            self.alarm_event_mismatches.labels(kind)
+
+    def set_alarm_events_up(self, up: bool) -> None:
+        if self._alarm_events_mode is not None:
+            self.alarm_events_up.labels(self._alarm_events_mode).set(1 if up else 0)
+
+    def alarm_event_mismatch(self, *, kind: str) -> None:
+        """One disagreement between the alarm events and the polls (``event_only`` or ``poll_only``)."""
+        self.alarm_event_mismatches.labels(kind).inc()
 
     # ---- notifications (``controller.notify.delivery.NotifyObserver``) -------------------------------
 
