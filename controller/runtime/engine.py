@@ -197,15 +197,19 @@ class Engine:
 
         The alarms provider takes it as evidence (an ALARM counts until a poll has seen the alarm since;
         the instant counts for the attempts in flight whatever the alarm does next), and when it tells
-        something new the next tick starts at once: the rollback then takes the path a poll's would
-        (the budget's rollback priority, the urgent overtake of a reconcile in flight).
+        something new to a rollout with an attempt in flight the next tick starts at once: the rollback
+        then takes the path a poll's would (the budget's rollback priority, the urgent overtake of a
+        reconcile in flight). Rollouts with nothing in flight hear of it at the next regular tick: an
+        alarm flapping on a healthy function costs no tick of its own.
         """
         if not self.alarms.pushed(change):
             return
-        for rollout in self._rollouts.values():
-            if change.name in rollout.spec.analysis.alarms:
-                self._reporter.heard(rollout, at=change.received_at)
-        self.wake()
+        watching = [r for r in self._rollouts.values() if change.name in r.spec.analysis.alarms]
+        in_flight = [r for r in watching if r.status is None or r.status.canary_version is not None]
+        for rollout in in_flight:
+            self._reporter.heard(rollout, at=change.received_at)
+        if in_flight:
+            self.wake()
 
     async def apply(self, desired: DesiredState) -> None:
         """Adopt a source's view: new and changed rollouts run at the next tick, removed ones stop."""

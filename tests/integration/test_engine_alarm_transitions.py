@@ -87,18 +87,34 @@ def test_the_instant_belongs_to_its_attempt_and_a_retry_starts_afresh(aws: Emula
 
 
 def test_a_pushed_event_wakes_the_running_engine_and_the_reaction_says_event(
-    aws: Emulator, paused: EngineHarness
+    aws: Emulator, docs: Path, paused: EngineHarness
 ) -> None:
+    seed_alias(aws, "idle")
+    put_hand_alarm(aws.client("cloudwatch"), "idle-errors")
+    write_document(
+        docs, rollout_document("idle", function="idle", version="1", strategy=canary(10, None), alarms=["idle-errors"])
+    )
     with paused as harness:
+        harness.reload()
+        harness.tick(0.0)
+        assert harness.status("idle").phase is Phase.HEALTHY
         left = blip(aws)
         change = AlarmChange(
             name="pay-errors", state="OK", previous="ALARM", at=left, reason="test", received_at=time.time()
+        )
+
+        idle = AlarmChange(
+            name="idle-errors", state="ALARM", previous="OK", at=time.time(), reason="test", received_at=time.time()
         )
 
         async def running() -> float:
             stop = asyncio.Event()
             loop = asyncio.create_task(harness.engine.run(stop=stop))  # ticks every 5 s (its interval)
             await asyncio.sleep(0.3)  # its first tick is done: it sleeps until the next one
+            ticks = harness.engine.ticks
+            harness.engine.alarm_changed(idle)  # watched only by a Healthy rollout: no tick of its own
+            await asyncio.sleep(0.3)
+            assert harness.engine.ticks == ticks
             began = time.monotonic()
             harness.engine.alarm_changed(change)
             while (await asyncio.to_thread(alias_routing, aws, "pay", "live")) != ("1", {}):
