@@ -61,7 +61,9 @@ _SYNC_BACKOFF = (1.0, 60.0)
 class AlarmPush:
     """Push mode for one engine: the consumer, the rule's pattern and the health (see the module docstring)."""
 
-    def __init__(self, *, engine: Engine, aws: AwsClients, settings: AlarmEvents, metrics: Metrics, health: Health):
+    def __init__(
+        self, *, engine: Engine, aws: AwsClients, settings: AlarmEvents, metrics: Metrics, health: Health
+    ) -> None:
         self._engine = engine
         self._aws = aws
         self._settings = settings

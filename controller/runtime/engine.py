@@ -30,9 +30,10 @@ comes from it, so tests drive ticks with a fake clock and never sleep.
 Seams for the daemons around it: ``inbox`` is where control requests wait (a tag on the function in
 GitOps mode, an annotation on the resource in Kubernetes mode: ``controller.runtime.inbox``),
 ``analysis`` the providers asked every tick (``controller.analysis``), ``wake`` starts a tick now,
-``alarm_changed`` takes a pushed alarm state change (``--alarm-events``: it wakes the engine when it
-tells something about ALARM), ``companions`` run exactly as long as ``run`` does (the alarm-events
-consumer of a leadership term), and ``can_write`` gates every AWS write (leadership).
+``alarm_changed`` takes a pushed alarm state change (``--alarm-events``: it starts a tick when it
+tells something about ALARM to a rollout in flight), ``companions`` run exactly as long as ``run``
+does (the alarm-events consumer of a leadership term), and ``can_write`` gates every AWS write
+(leadership).
 """
 
 from __future__ import annotations
@@ -123,9 +124,9 @@ class Engine:
         self.inbox: Inbox = inbox if inbox is not None else TagInbox(self._store)
         self._hooks = HookRunner(lambda_=aws.lambda_, clock=clock, on_answer=self._hook_answered)
         # The alarm history is read once per interval: a tick an event or a hook started early does not.
-        self.alarms = AlarmsProvider(aws.cloudwatch, history_every=settings.interval)
+        self._alarms = AlarmsProvider(aws.cloudwatch, history_every=settings.interval)
         self._metrics = MetricQueries(aws.cloudwatch, time_scale=settings.time_scale, wait=settings.measure_wait)
-        self.analysis = Analysis((self.alarms, self._metrics, self._hooks, *providers))
+        self.analysis = Analysis((self._alarms, self._metrics, self._hooks, *providers))
         self._announcer = announcer
         self._reads = TickReader(store=self._store, inbox=self.inbox, analysis=self.analysis, announcer=announcer)
         if announcer is not None:
@@ -188,6 +189,11 @@ class Engine:
         """Keys of the rollouts whose reconcile is running right now."""
         return frozenset(self._scheduler.inflight)
 
+    @property
+    def alarms(self) -> AlarmsProvider:
+        """The alarms provider (push mode sets its cross-check of the events against the polls)."""
+        return self._alarms
+
     def wake(self) -> None:
         """Start the next tick now rather than at the end of the interval."""
         self._scheduler.wake()
@@ -202,7 +208,7 @@ class Engine:
         reconcile in flight). Rollouts with nothing in flight hear of it at the next regular tick: an
         alarm flapping on a healthy function costs no tick of its own.
         """
-        if not self.alarms.pushed(change):
+        if not self._alarms.pushed(change):
             return
         watching = [r for r in self._rollouts.values() if change.name in r.spec.analysis.alarms]
         in_flight = [r for r in watching if r.status is None or r.status.canary_version is not None]
@@ -226,7 +232,7 @@ class Engine:
             # Management stops; the alias stays as it is, and a rollout left mid-way says so.
             gone = self._rollouts.pop(key)
             self._observer.forget_rollout(key)
-            self.alarms.forget(key)
+            self._alarms.forget(key)
             self._hooks.forget(key)
             if not await self._orphans.left(gone):
                 await self.sink.removed(spec=gone.spec)
