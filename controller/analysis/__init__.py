@@ -56,6 +56,9 @@ class Evidence:
     # Watched alarms in ALARM now, and watched alarms that do not exist.
     firing: frozenset[str] = frozenset()
     missing_alarms: frozenset[str] = frozenset()
+    # Watched alarm -> the latest instant it was in ALARM, when that counts for the attempt in flight
+    # (an ALARM between two polls, from the alarm history or a pushed event): ``Observed.alarm_instants``.
+    alarm_instants: Mapping[str, float] = field(default_factory=dict)
     # Metric name -> the measurement taken this tick (only metrics that were due).
     measurements: Mapping[str, Measurement] = field(default_factory=dict)
     # Sequential test name -> the complete periods read this tick (only tests with periods due).

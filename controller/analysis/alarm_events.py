@@ -488,6 +488,7 @@ class AlarmEventConsumer:
     queue's visibility timeout. Only changes of the ``watched`` alarms (``watch`` replaces them) reach
     it; the others are deleted unseen. ``clock`` (epoch seconds) stamps ``received_at`` and the health;
     ``sleep`` waits between retries, ``backoff_initial`` doubling up to ``backoff_max`` while failing.
+    ``on_health`` is told each change of health (quick, never raising: the daemon's gauge and /readyz).
     """
 
     def __init__(
@@ -503,6 +504,7 @@ class AlarmEventConsumer:
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
         remember: int = 10_000,
+        on_health: Callable[[ConsumerHealth], None] | None = None,
     ) -> None:
         if not 1 <= wait_seconds <= MAX_WAIT_SECONDS:
             raise ValueError(f"wait_seconds must be 1-{MAX_WAIT_SECONDS}, got {wait_seconds}")
@@ -520,6 +522,7 @@ class AlarmEventConsumer:
         # Per alarm, the newest transition time delivered: an older OK is stale.
         self._newest: dict[str, float] = {}
         self._health = ConsumerHealth(HealthState.STARTING, "not started", clock())
+        self._on_health = on_health
 
     @property
     def health(self) -> ConsumerHealth:
@@ -584,6 +587,8 @@ class AlarmEventConsumer:
         if (state, reason) == (self._health.state, self._health.reason):
             return
         self._health = ConsumerHealth(state, reason, self._clock())
+        if self._on_health is not None:
+            self._on_health(self._health)
         if state is HealthState.HEALTHY:
             logger.info("alarm events healthy: %s", reason)
         else:

@@ -10,7 +10,11 @@ file source; the Kubernetes status writer, request inbox and leadership).
 What a daemon calls "the engine" is one engine per scope (``controller.runtime.scopes``): the
 controller's own clients (``aws``: also the lease's, the notifier's and the gates') serve the default
 scope, every other account and region gets clients of its own from ``clients`` (an assumed role, a
-budget per account and region), made once and kept across leadership terms.
+budget per account and region), made once and kept across leadership terms. Push-mode alarm events
+(``--alarm-events``, ``controller.commands.alarm_push``) ride on the default scope's engine, beside it
+for as long as it runs: the queue and the EventBridge rule are in the controller's own account and
+region, so rollouts elsewhere are judged by polling (and the alarm history). A standby's engine does
+not run, so a standby never consumes.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from dataclasses import dataclass, field
 
 from controller.aws import AwsClients, make_clients, resolve_region
 from controller.aws.assume import session_name
+from controller.commands.alarm_push import DETAIL, NOT_LEADING, AlarmPush
 from controller.commands.gates import GateDesk, StoreRequest, tag_store
-from controller.commands.options import aws_settings, notifications_from_args
+from controller.commands.options import AlarmEvents, alarm_events_from_args, aws_settings, notifications_from_args
 from controller.document.accounts import DEFAULT_ACCOUNT, AccountsConfig, Scope
 from controller.notify.announcer import NotifierAnnouncer
 from controller.notify.build import build_notifier
@@ -63,6 +68,8 @@ class Daemon:
     # ``--notifications``: the notifier beside the engine, and its side of the engine's announcer seam.
     notifier: Notifier | None = None
     announcer: NotifierAnnouncer | None = None
+    # ``--alarm-events``: push mode for every engine built here (None: off, polling only).
+    alarm_events: AlarmEvents | None = None
     # The server's port once started (``--metrics-port 0`` binds a free one); None when not served.
     port: int | None = field(default=None, init=False)
 
@@ -80,8 +87,9 @@ class Daemon:
 
         ``identity`` names this replica in the session name of every role it assumes (the target
         accounts' CloudTrail says which controller it was). A bad ``--notifications`` config (or a
-        secret it names that cannot be read) is a usage error.
+        secret it names that cannot be read) or ``--alarm-events`` value is a usage error.
         """
+        alarm_events = alarm_events_from_args(args)
         metrics = Metrics()
         health = Health(interval=settings.interval, metrics=metrics)
         where = aws_settings(args)
@@ -90,8 +98,18 @@ class Daemon:
         clients = ClientsFactory(own=aws, settings=where, metrics=metrics, session_name=session_name(identity))
         scopes = Scopes(region=aws.region, accounts=accounts)
         daemon = cls(
-            aws=aws, metrics=metrics, health=health, settings=settings, scopes=scopes, clients=clients, shard=shard
+            aws=aws,
+            metrics=metrics,
+            health=health,
+            settings=settings,
+            scopes=scopes,
+            clients=clients,
+            shard=shard,
+            alarm_events=alarm_events,
         )
+        if alarm_events is not None:
+            metrics.alarm_events_configured(mode=alarm_events.mode)
+            health.set_detail(DETAIL, NOT_LEADING)
         config = notifications_from_args(args)
         if config is not None:
             announcer: list[NotifierAnnouncer] = []
@@ -120,7 +138,7 @@ class Daemon:
         """
 
         def new_engine(aws: AwsClients, scope: Scope) -> Engine:
-            return Engine(
+            engine = Engine(
                 aws,
                 settings=self.settings,
                 clock=self.clock,
@@ -129,6 +147,13 @@ class Daemon:
                 inbox=inbox,
                 announcer=self.announcer,
             )
+            if self.alarm_events is not None and aws is self.aws:
+                # The controller's own account and region: where its queue and rule are (module docstring).
+                push = AlarmPush(
+                    engine=engine, aws=aws, settings=self.alarm_events, metrics=self.metrics, health=self.health
+                )
+                engine.companions.append(push.run)
+            return engine
 
         # What a scope that cannot be reached shows on its rollouts goes where the engines' statuses go.
         outputs: list[StatusSink] = [*sinks, *self.sinks()]

@@ -2,17 +2,22 @@
 
 ``run``, ``plan``, ``get`` and the control verbs need the same AWS clients configured the same way
 (region, endpoint, retries); ``run`` (GitOps) and ``operator`` (Kubernetes) take the same daemon
-options (``add_daemon_arguments``: tick, metrics port, drift checks, shutdown grace, ownership,
-accounts), so neither daemon can silently lack one the other has. A bad ``--ownership-config`` or
-``--accounts`` stops any verb before it touches anything (exit 2, every problem listed).
+options (``add_daemon_arguments``: tick, metrics port, drift checks, shutdown grace, notifications,
+push-mode alarm events, ownership, accounts), so neither daemon can silently lack one the other has.
+A bad ``--ownership-config``, ``--accounts`` or ``--alarm-events`` stops any verb before it touches
+anything (exit 2, every problem listed).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import urllib.parse
+from dataclasses import dataclass
 
+from controller.analysis.alarm_check import TOLERANCE
 from controller.aws import ApiObserver, AwsClients, AwsSettings, make_clients
+from controller.aws.sqs import MAX_WAIT_SECONDS
 from controller.document.accounts import AccountsConfig, load_accounts
 from controller.document.ownership_config import OwnershipPolicy, load_ownership
 from controller.errors import UsageError
@@ -121,9 +126,54 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="notification targets and subscriptions (Slack, Teams, webhooks, SNS): docs/notifications.md",
     )
+    parser.add_argument(
+        "--alarm-events",
+        default="off",
+        metavar="auto|off|QUEUE_URL",
+        help="alarm state changes pushed through EventBridge and SQS: a rollback at once, whatever the tick; "
+        "auto creates the queue and the rule, QUEUE_URL uses yours, off polls only (default): docs/alarm-events.md",
+    )
+    # How long alarm events and polls may disagree before it is a mismatch, and how long one long poll of
+    # the queue waits (a deleted queue is noticed at the end of the poll under way): tests shorten both.
+    parser.add_argument("--alarm-events-tolerance", type=float, default=TOLERANCE, help=argparse.SUPPRESS)
+    parser.add_argument("--alarm-events-wait", type=int, default=MAX_WAIT_SECONDS, help=argparse.SUPPRESS)
     add_ownership(parser)
     add_accounts(parser)
     add_time_scale(parser)
+
+
+@dataclass(frozen=True)
+class AlarmEvents:
+    """``--alarm-events``: the platform team's ``queue_url``, or None for ``auto`` (the controller's own)."""
+
+    queue_url: str | None = None
+    # How long the events and the polls may disagree before it is counted as a mismatch.
+    tolerance: float = TOLERANCE
+    # Seconds one long poll of the queue waits (SQS's maximum: the fewest calls).
+    wait_seconds: int = MAX_WAIT_SECONDS
+
+    @property
+    def mode(self) -> str:
+        return "auto" if self.queue_url is None else "queue"
+
+
+def alarm_events_from_args(args: argparse.Namespace) -> AlarmEvents | None:
+    """The ``--alarm-events`` setting, None for ``off``; ``UsageError`` for anything else than a queue URL."""
+    value = getattr(args, "alarm_events", "off")
+    tolerance = getattr(args, "alarm_events_tolerance", TOLERANCE)
+    wait = getattr(args, "alarm_events_wait", MAX_WAIT_SECONDS)
+    if value == "off":
+        return None
+    if not 1 <= wait <= MAX_WAIT_SECONDS:
+        raise UsageError(f"--alarm-events-wait {wait}: 1 to {MAX_WAIT_SECONDS} seconds")
+    if value == "auto":
+        return AlarmEvents(tolerance=tolerance, wait_seconds=wait)
+    url = urllib.parse.urlsplit(value)
+    if url.scheme not in ("https", "http") or not url.netloc or url.path.count("/") != 2 or url.path.endswith("/"):
+        raise UsageError(
+            f"--alarm-events {value}: not auto, off or an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
+        )
+    return AlarmEvents(queue_url=value, tolerance=tolerance, wait_seconds=wait)
 
 
 def notifications_from_args(args: argparse.Namespace) -> NotificationConfig | None:

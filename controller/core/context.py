@@ -155,6 +155,22 @@ def with_history(record: Record, entry: HistoryEntry) -> tuple[HistoryEntry, ...
     return tuple(entries)
 
 
+def alarms_count_since(record: Record) -> float | None:
+    """From when an alarm that was in ALARM, and is no longer, still rolls this attempt back (None: no attempt).
+
+    The attempt's start, not the instant its canary weight was confirmed: every instant the canary
+    had traffic is after the start (the alias write reaches AWS before its confirmation is stamped,
+    and a later step moves ``weight_at`` on while the earlier weight's traffic is still in the past),
+    so nothing the canary served is left out. The few seconds between the start and the first traffic
+    (hooks, warm-up) count too, as they always did for an alarm in ALARM at a poll: a version never
+    gets its first traffic while a watched alarm fires. Everything before the start belongs to an
+    earlier attempt or to the stable version alone, and never counts: a ``retry`` starts afresh.
+    """
+    if record.canary is None:
+        return None
+    return record.started_at if record.started_at is not None else record.weight_at
+
+
 def warming(spec: RolloutSpec, record: Record) -> bool:
     """The new version is waiting for its provisioned concurrency before its first traffic.
 

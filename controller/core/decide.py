@@ -42,6 +42,7 @@ from controller.core.bluegreen import advance_blue_green
 from controller.core.concurrency import warm_up, with_settings
 from controller.core.context import (
     Ctx,
+    alarms_count_since,
     alias_state,
     creates,
     current_pause,
@@ -265,14 +266,29 @@ def _revert(ctx: Ctx, *, held: bool) -> Decision:
 
 
 def alarm_rollback(ctx: Ctx) -> Ctx | Decision:
+    """A watched alarm in ALARM now, or at any instant since the attempt started, rolls it back.
+
+    The second half is "no missed transition": an alarm that went to ALARM and back to OK between two
+    polls is known from the alarm history or a pushed event (``Observed.alarm_instants``), and counts
+    from the attempt's start on (``alarms_count_since``), never from an earlier attempt's.
+    """
     record = ctx.record
     if record.canary is None or record.bypass:
         return ctx
-    firing = sorted(set(ctx.spec.analysis.alarms) & ctx.observed.alarms_in_alarm)
-    if not firing:
+    watched = set(ctx.spec.analysis.alarms)
+    firing = sorted(watched & ctx.observed.alarms_in_alarm)
+    since = alarms_count_since(record)
+    instants = ctx.observed.alarm_instants
+    earlier = sorted(
+        name for name in watched - set(firing) if since is not None and name in instants and instants[name] >= since
+    )
+    if not firing and not earlier:
         return ctx
+    said = [f"alarm {', '.join(firing)} in ALARM"] if firing else []
+    if earlier:
+        said.append(f"alarm {', '.join(earlier)} was in ALARM during this rollout (OK again since)")
     message = (
-        f"alarm {', '.join(firing)} in ALARM: version {record.canary} rolled back to {record.stable}; "
+        f"{'; '.join(said)}: version {record.canary} rolled back to {record.stable}; "
         "`retry` or a spec change starts it again"
     )
     return _withdraw(ctx, Phase.ROLLED_BACK, Reason.ALARM_FIRED, message, Outcome.ROLLED_BACK, fail=True)

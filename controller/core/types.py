@@ -366,6 +366,10 @@ class Observed:
     missing_versions: frozenset[str] = frozenset()
     missing_alarms: frozenset[str] = frozenset()
     alarms_in_alarm: frozenset[str] = frozenset()
+    # Watched alarm -> the latest instant it is known to have been in ALARM (it entered or left ALARM
+    # then; CloudWatch's clock), from the alarm history or a pushed alarm event: an ALARM that is over
+    # by the time of the poll still counts (``controller.core.context.alarms_count_since``).
+    alarm_instants: Mapping[str, float] = field(default_factory=dict)
     request: Request | None = None
     # Declared settings, read only on a spec change and on the slow drift check (``settings_read``):
     # function-level reserved concurrency (None: not reserved) and the alias's event invoke config.

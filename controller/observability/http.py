@@ -7,7 +7,8 @@ Liveness and readiness answer different questions, so they read different state:
   loop) and the process should be restarted.
 - ``/readyz``: can this replica do its job? Sources loaded, AWS reachable and leadership known are
   flags the engine sets; a 503 names what is missing, and why when the setter said so (a GitOps
-  standby: who holds the lease, since when), so an operator does not have to guess.
+  standby: who holds the lease, since when), so an operator does not have to guess. ``details`` says
+  what is worth knowing without deciding readiness (push-mode alarm events degraded to polling).
 
 The server runs on the engine's event loop (aiohttp) rather than a thread: a blocked loop then also
 stops ``/healthz`` answering, which is exactly the failure liveness probes exist to catch.
@@ -47,6 +48,8 @@ class Health:
         self._last_beat = clock()
         self._conditions = dict.fromkeys(READINESS_CONDITIONS, False)
         self._reasons: dict[str, str] = {}
+        # What /readyz says beside readiness, without deciding it (push-mode alarm events degraded).
+        self._details: dict[str, str] = {}
         self._publish()
 
     def heartbeat(self) -> None:
@@ -78,6 +81,16 @@ class Health:
 
     def set_leadership_known(self, value: bool = True, *, reason: str | None = None) -> None:
         self.set_condition("leadership_known", value, reason=reason)
+
+    def set_detail(self, name: str, text: str | None) -> None:
+        """Something /readyz shows under ``details`` (None removes it); it never makes the replica unready."""
+        if text is None:
+            self._details.pop(name, None)
+        else:
+            self._details[name] = text
+
+    def details(self) -> dict[str, str]:
+        return dict(self._details)
 
     def missing(self) -> list[str]:
         """The readiness conditions not met, in a stable order."""
@@ -172,4 +185,7 @@ class ObservabilityServer:
         reasons = self.health.reasons()
         if reasons:
             body["reasons"] = reasons
+        details = self.health.details()
+        if details:
+            body["details"] = details
         return web.json_response(body, status=200 if not missing else 503)

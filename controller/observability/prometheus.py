@@ -67,6 +67,8 @@ ROLLOUT_OUTCOMES = (Phase.HEALTHY, Phase.ROLLED_BACK, Phase.DEGRADED)
 NOTIFICATION_OUTCOMES = ("sent", "failed")
 # The two e-values of a sequential test: against "no worse than +maxIncrease", and against "worse".
 HYPOTHESES = ("regression", "no_regression")
+REACTION_SOURCES = ("poll", "event")
+ALARM_EVENT_MISMATCHES = ("event_only", "poll_only")
 
 # A rollout is "in flight" in these phases: entering one starts an attempt, leaving for an outcome ends it.
 _ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING})
@@ -309,8 +311,8 @@ class Metrics:
         )
         self.reaction = Histogram(
             f"{PREFIX}rollback_reaction_seconds",
-            "From an alarm first seen in ALARM to the alias restored to stable.",
-            rl,
+            "From an alarm first known in ALARM to the alias restored to stable, by source (poll|event).",
+            [*rl, "source"],
             buckets=_REACTION_BUCKETS,
             registry=r,
         )
@@ -368,6 +370,22 @@ class Metrics:
             [*sl, "outcome"],
             registry=r,
         )
+
+        # ---- controller-wide: push-mode alarm events (``--alarm-events``) ----
+        self.alarm_events_up = Gauge(
+            f"{PREFIX}alarm_events_up",
+            "1 while this replica consumes alarm events (--alarm-events; mode auto|queue), 0 while it cannot "
+            "(degraded: polling alone sees alarms) or does not reconcile (a standby); absent when off.",
+            ["mode"],
+            registry=r,
+        )
+        self.alarm_event_mismatches = Counter(
+            f"{PREFIX}alarm_event_mismatch_total",
+            "Alarm events and polls that disagreed beyond the tolerance, by kind (event_only|poll_only).",
+            ["kind"],
+            registry=r,
+        )
+        self._alarm_events_mode: str | None = None
 
         # ---- controller-wide: notifications ----
         self.notifications = Counter(
@@ -520,10 +538,13 @@ class Metrics:
         label = rollback_reason_label(reason)
         return label if label == "supersede" else None
 
-    def rollback_reaction(self, spec: RolloutSpec, *, seconds: float) -> None:
-        """Observe the time from an alarm first seen in ALARM to the alias restored to stable."""
+    def rollback_reaction(self, spec: RolloutSpec, *, seconds: float, source: str = "poll") -> None:
+        """Observe the time from an alarm first known in ALARM to the alias restored to stable.
+
+        ``source``: how the controller knew, ``poll`` (a tick's read) or ``event`` (a pushed alarm event).
+        """
         with self._lock:
-            self._child(self.reaction, spec).observe(seconds)
+            self._child(self.reaction, spec, source if source in REACTION_SOURCES else "poll").observe(seconds)
 
     def alias_written(self, spec: RolloutSpec, *, rollback: bool = False) -> None:
         """Count one alias write (``rollback``: a write that restores stable)."""
@@ -591,6 +612,23 @@ class Metrics:
     def credential_refresh(self, *, account: str, region: str, ok: bool) -> None:
         """One AssumeRole made for an account's credentials."""
         self.credential_refreshes.labels(account, region, "ok" if ok else "error").inc()
+
+    # ---- push-mode alarm events ---------------------------------------------------------------------
+
+    def alarm_events_configured(self, *, mode: str) -> None:
+        """Push mode is on (``auto`` or ``queue``): its series exist from the start, at 0."""
+        self._alarm_events_mode = mode
+        self.alarm_events_up.labels(mode).set(0)
+        for kind in ALARM_EVENT_MISMATCHES:
+            self.alarm_event_mismatches.labels(kind)
+
+    def set_alarm_events_up(self, up: bool) -> None:
+        if self._alarm_events_mode is not None:
+            self.alarm_events_up.labels(self._alarm_events_mode).set(1 if up else 0)
+
+    def alarm_event_mismatch(self, *, kind: str) -> None:
+        """One disagreement between the alarm events and the polls (``event_only`` or ``poll_only``)."""
+        self.alarm_event_mismatches.labels(kind).inc()
 
     # ---- notifications (``controller.notify.delivery.NotifyObserver``) -------------------------------
 

@@ -30,7 +30,10 @@ comes from it, so tests drive ticks with a fake clock and never sleep.
 Seams for the daemons around it: ``inbox`` is where control requests wait (a tag on the function in
 GitOps mode, an annotation on the resource in Kubernetes mode: ``controller.runtime.inbox``),
 ``analysis`` the providers asked every tick (``controller.analysis``), ``wake`` starts a tick now,
-and ``can_write`` gates every AWS write (leadership).
+``alarm_changed`` takes a pushed alarm state change (``--alarm-events``: it starts a tick when it
+tells something about ALARM to a rollout in flight), ``companions`` run exactly as long as ``run``
+does (the alarm-events consumer of a leadership term), and ``can_write`` gates every AWS write
+(leadership).
 """
 
 from __future__ import annotations
@@ -40,10 +43,12 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from controller.analysis import NO_EVIDENCE, Analysis, Provider
+from controller.analysis.alarm_events import AlarmChange
 from controller.analysis.alarms import AlarmsProvider
 from controller.analysis.hooks import HookRunner
 from controller.analysis.queries import MetricQueries
@@ -118,7 +123,8 @@ class Engine:
         self._observer = Observer(aws)
         self.inbox: Inbox = inbox if inbox is not None else TagInbox(self._store)
         self._hooks = HookRunner(lambda_=aws.lambda_, clock=clock, on_answer=self._hook_answered)
-        self._alarms = AlarmsProvider(aws.cloudwatch)
+        # The alarm history is read once per interval: a tick an event or a hook started early does not.
+        self._alarms = AlarmsProvider(aws.cloudwatch, history_every=settings.interval)
         self._metrics = MetricQueries(aws.cloudwatch, time_scale=settings.time_scale, wait=settings.measure_wait)
         self.analysis = Analysis((self._alarms, self._metrics, self._hooks, *providers))
         self._announcer = announcer
@@ -157,6 +163,9 @@ class Engine:
         self.ticks = 0
         # Called after every tick (liveness heartbeats); must be quick and never raise.
         self.tick_listeners: list[Callable[[], None]] = []
+        # Run beside ``run`` while it runs: each is handed an event set when ``run`` ends, then cancelled
+        # if it has not returned (the alarm-events consumer: only an engine that reconciles consumes).
+        self.companions: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
 
     # ---- the set of rollouts -------------------------------------------------------------------
 
@@ -180,9 +189,33 @@ class Engine:
         """Keys of the rollouts whose reconcile is running right now."""
         return frozenset(self._scheduler.inflight)
 
+    @property
+    def alarms(self) -> AlarmsProvider:
+        """The alarms provider (push mode sets its cross-check of the events against the polls)."""
+        return self._alarms
+
     def wake(self) -> None:
         """Start the next tick now rather than at the end of the interval."""
         self._scheduler.wake()
+
+    def alarm_changed(self, change: AlarmChange) -> None:
+        """An alarm state change CloudWatch pushed (``--alarm-events``): the rollouts watching it look now.
+
+        The alarms provider takes it as evidence (an ALARM counts until a poll has seen the alarm since;
+        the instant counts for the attempts in flight whatever the alarm does next), and when it tells
+        something new to a rollout with an attempt in flight the next tick starts at once: the rollback
+        then takes the path a poll's would (the budget's rollback priority, the urgent overtake of a
+        reconcile in flight). Rollouts with nothing in flight hear of it at the next regular tick: an
+        alarm flapping on a healthy function costs no tick of its own.
+        """
+        if not self._alarms.pushed(change):
+            return
+        watching = [r for r in self._rollouts.values() if change.name in r.spec.analysis.alarms]
+        in_flight = [r for r in watching if r.status is None or r.status.canary_version is not None]
+        for rollout in in_flight:
+            self._reporter.heard(rollout, at=change.received_at)
+        if in_flight:
+            self.wake()
 
     async def apply(self, desired: DesiredState) -> None:
         """Adopt a source's view: new and changed rollouts run at the next tick, removed ones stop."""
@@ -395,6 +428,8 @@ class Engine:
         """
         follower = asyncio.create_task(self._follow(updates)) if updates is not None else None
         stopper = asyncio.create_task(self._stop_when(stop))
+        companions_stop = asyncio.Event()
+        companions = [asyncio.create_task(companion(companions_stop)) for companion in self.companions]
         try:
             while not stop.is_set():
                 await self._guarded_step()
@@ -404,6 +439,8 @@ class Engine:
             stopper.cancel()
             if follower is not None:
                 follower.cancel()
+            companions_stop.set()
+            await _end(companions)
             await self._scheduler.cancel()
             await self._hooks.close()
             self._metrics.close()
@@ -428,6 +465,21 @@ class Engine:
             # One line saying why; the traceback only for whoever debugs.
             logger.error("tick failed, retried next tick: %s: %s", type(exc).__name__, exc)
             logger.debug("tick failure", exc_info=exc)
+
+
+async def _end(tasks: Sequence[asyncio.Task[None]], *, wait: float = 1.0) -> None:
+    """Let ``tasks`` return (they were told to stop), for ``wait`` seconds at most; cancel what is left.
+
+    Also when the engine itself is being cancelled (leadership lost): nothing of its outlives it.
+    """
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=wait)
+    for task in pending:
+        task.cancel()
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(result, Exception):
+            logger.error("a companion of the engine failed: %s: %s", type(result).__name__, result)
 
 
 __all__ = ["Engine", "EngineSettings"]

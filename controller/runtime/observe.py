@@ -96,6 +96,7 @@ class Observer:
             missing_versions=missing,
             missing_alarms=evidence.missing_alarms,
             alarms_in_alarm=evidence.firing,
+            alarm_instants=evidence.alarm_instants,
             request=inputs.request,
             measurements=evidence.measurements,
             looks=evidence.looks,

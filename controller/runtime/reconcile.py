@@ -208,6 +208,7 @@ class Reconciler:
             return False
         observed = Observed(
             alarms_in_alarm=evidence.firing,
+            alarm_instants=evidence.alarm_instants,
             request=inputs.request,
             measurements=evidence.measurements,
             looks=evidence.looks,

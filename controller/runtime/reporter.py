@@ -8,8 +8,9 @@ a rollout no longer managed. The reporter keeps what saying things once needs:
 - an ``Event`` identical to the last one passed on for the rollout is dropped unless the decision
   changed the durable record (an Invalid rollout repeats its event on every decide: said once is
   enough);
-- the rollback reaction time: from the tick whose read first saw a watched alarm in ALARM to the
-  alias write that restored stable after it, reported once per firing.
+- the rollback reaction time: from the instant the controller first knew a watched alarm was in
+  ALARM (the tick whose read saw it: ``source="poll"``; the arrival of the pushed event that said so:
+  ``source="event"``) to the alias write that restored stable after it, reported once per firing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from controller.analysis import NO_EVIDENCE, Evidence
 from controller.core.types import Event, Status, UpdateAlias
 from controller.runtime.rollouts import Rollout
-from controller.runtime.sink import ALARM, MISSING, OK, AliasWritten, FanoutSink, Reconciled, StatusSink
+from controller.runtime.sink import ALARM, EVENT, MISSING, OK, POLL, AliasWritten, FanoutSink, Reconciled, StatusSink
 
 Clock = Callable[[], float]
 
@@ -51,23 +52,34 @@ class Reporter:
         await self.sink.reconciled(spec=rollout.spec, report=Reconciled(seconds, error=error, alarm_states=states))
 
     def saw(self, rollout: Rollout, evidence: Evidence, *, at: float) -> None:
-        """Remember when a tick's read first saw a watched alarm in ALARM; forget when none is."""
-        if evidence.firing:
-            if rollout.alarm_seen_at is None:
-                rollout.alarm_seen_at, rollout.reaction_reported = at, False
+        """Remember when a tick's read first saw a watched alarm in ALARM (now, or during the attempt in
+        flight: ``alarm_instants``); forget when none is."""
+        if evidence.firing or evidence.alarm_instants:
+            self._first_seen(rollout, at=at, source=POLL)
         else:
             rollout.alarm_seen_at = None
+
+    def heard(self, rollout: Rollout, *, at: float) -> None:
+        """A pushed event said a watched alarm was in ALARM; it arrived at ``at``."""
+        self._first_seen(rollout, at=at, source=EVENT)
+
+    @staticmethod
+    def _first_seen(rollout: Rollout, *, at: float, source: str) -> None:
+        if rollout.alarm_seen_at is None:
+            rollout.alarm_seen_at, rollout.alarm_seen_by, rollout.reaction_reported = at, source, False
 
     async def alias_written(self, rollout: Rollout | None, action: UpdateAlias) -> None:
         """Report an alias write; the one restoring stable after an alarm carries the reaction time."""
         if rollout is None:
             return
-        reaction = None
+        reaction, source = None, None
         restores = action.rollback and action.write.alias == rollout.spec.alias
         if restores and rollout.alarm_seen_at is not None and not rollout.reaction_reported:
-            reaction = max(0.0, self._clock() - rollout.alarm_seen_at)
+            reaction, source = max(0.0, self._clock() - rollout.alarm_seen_at), rollout.alarm_seen_by
             rollout.reaction_reported = True
-        write = AliasWritten(alias=action.write.alias, rollback=action.rollback, reaction_seconds=reaction)
+        write = AliasWritten(
+            alias=action.write.alias, rollback=action.rollback, reaction_seconds=reaction, reaction_source=source
+        )
         await self.sink.alias_written(spec=rollout.spec, write=write)
 
 

@@ -27,9 +27,11 @@ class Rollout:
     status: Status | None = None
     # The last event passed on to the sinks (repeats of it are dropped).
     last_event: Event | None = None
-    # When a tick's read first saw one of the watched alarms in ALARM (None while none is), and
-    # whether the write restoring stable after it was already reported (once per firing).
+    # When the controller first knew one of the watched alarms was in ALARM (None while none is), from
+    # what (a tick's read: "poll", a pushed event: "event"), and whether the write restoring stable
+    # after it was already reported (once per firing).
     alarm_seen_at: float | None = None
+    alarm_seen_by: str = "poll"
     reaction_reported: bool = False
     # ---- the scheduler's ----
     failures: int = 0

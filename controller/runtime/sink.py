@@ -29,6 +29,8 @@ from controller.runtime.announcing import Announcer
 # for every rollout), so any other state of an existing alarm (OK or INSUFFICIENT_DATA) is reported
 # as OK, meaning "not in ALARM"; an alarm that does not exist is MISSING.
 ALARM, OK, MISSING = "ALARM", "OK", "MISSING"
+# How the controller first knew of the alarm behind a rollback: a tick's read, or a pushed event.
+POLL, EVENT = "poll", "event"
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,10 @@ class AliasWritten:
     alias: str
     # The write restores the stable version (a rollback), not a rollout step.
     rollback: bool = False
-    # Seconds from the tick whose read first saw a watched alarm in ALARM to this write, when this
-    # is the write that restored stable after it; None otherwise.
+    # Seconds from the instant the controller first knew a watched alarm was in ALARM to this write,
+    # when this is the write that restored stable after it, and how it knew (POLL or EVENT); else None.
     reaction_seconds: float | None = None
+    reaction_source: str | None = None
 
 
 class StatusSink(Protocol):
@@ -99,7 +102,10 @@ class LogSink:
     async def alias_written(self, *, spec: RolloutSpec, write: AliasWritten) -> None:
         if write.reaction_seconds is not None:
             rollout_logger(self._logger, spec).info(
-                "alias %s restored to stable %.3fs after the alarm was first seen", write.alias, write.reaction_seconds
+                "alias %s restored to stable %.3fs after the alarm was first seen (%s)",
+                write.alias,
+                write.reaction_seconds,
+                "pushed event" if write.reaction_source == EVENT else "poll",
             )
 
     async def removed(self, *, spec: RolloutSpec) -> None:
@@ -149,7 +155,7 @@ class MetricsSink:
     async def alias_written(self, *, spec: RolloutSpec, write: AliasWritten) -> None:
         self.metrics.alias_written(spec, rollback=write.rollback)
         if write.reaction_seconds is not None:
-            self.metrics.rollback_reaction(spec, seconds=write.reaction_seconds)
+            self.metrics.rollback_reaction(spec, seconds=write.reaction_seconds, source=write.reaction_source or POLL)
 
     async def removed(self, *, spec: RolloutSpec) -> None:
         self._phases.pop(spec.key, None)

@@ -8,9 +8,9 @@
   dashboard and of the rule file must parse and return at least one series. Alert expressions return
   data only while their condition holds, so the scenario makes each condition true for real: a
   rolled-back rollout, a rollout stuck past its deadline while AWS throttles its alias writes
-  (sustained throttling and reconcile errors), then the controller stopped. "Not leading" needs a
-  replica that is up but not leading, which only the operator has: a standby's ``/metrics`` (see
-  ``Standby``) stands in for it.
+  (sustained throttling and reconcile errors), the alarm-events queue deleted under it (push mode
+  down), then the controller stopped. "Not leading" needs a replica that is up but not leading, which
+  only the operator has: a standby's ``/metrics`` (see ``Standby``) stands in for it.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def test_current_rollouts_is_one_table_merged_on_the_rollout_labels() -> None:
 
 
 def test_range_panels_count_rare_events_born_inside_the_range(tmp_path: Path, promtool: str) -> None:
-    """The reaction-time p99 over the dashboard range, evaluated by promtool on synthetic histograms.
+    """The reaction-time p99 over the dashboard range, per source, evaluated by promtool on synthetic histograms.
 
     ``increase()`` alone misses the first observation of a series that appears already at 1 (a
     rollout's first rollback), so the panels count such a series whole; an older series counts only
@@ -171,13 +171,16 @@ def test_range_panels_count_rare_events_born_inside_the_range(tmp_path: Path, pr
     expr = substitute(panel_titled("Rollback reaction time")["targets"][0]["expr"], __range="1h")
     series = {
         # First rollback of rollout a at 90m, 1-2 s.
-        'lambda_rollouts_rollback_reaction_seconds_bucket{name="a", le="1"}': "_x90 0x40",
-        'lambda_rollouts_rollback_reaction_seconds_bucket{name="a", le="2"}': "_x90 1x40",
-        'lambda_rollouts_rollback_reaction_seconds_bucket{name="a", le="+Inf"}': "_x90 1x40",
+        'lambda_rollouts_rollback_reaction_seconds_bucket{name="a", source="poll", le="1"}': "_x90 0x40",
+        'lambda_rollouts_rollback_reaction_seconds_bucket{name="a", source="poll", le="2"}': "_x90 1x40",
+        'lambda_rollouts_rollback_reaction_seconds_bucket{name="a", source="poll", le="+Inf"}': "_x90 1x40",
         # Rollout b: three fast rollbacks long ago, one of 1-2 s at 100m.
-        'lambda_rollouts_rollback_reaction_seconds_bucket{name="b", le="1"}': "3x130",
-        'lambda_rollouts_rollback_reaction_seconds_bucket{name="b", le="2"}': "3x100 4x30",
-        'lambda_rollouts_rollback_reaction_seconds_bucket{name="b", le="+Inf"}': "3x100 4x30",
+        'lambda_rollouts_rollback_reaction_seconds_bucket{name="b", source="poll", le="1"}': "3x130",
+        'lambda_rollouts_rollback_reaction_seconds_bucket{name="b", source="poll", le="2"}': "3x100 4x30",
+        'lambda_rollouts_rollback_reaction_seconds_bucket{name="b", source="poll", le="+Inf"}': "3x100 4x30",
+        # Rollout c, pushed: one rollback within 0.1 s long ago, one at 110m; a source of its own.
+        'lambda_rollouts_rollback_reaction_seconds_bucket{name="c", source="event", le="0.1"}': "1x110 2x20",
+        'lambda_rollouts_rollback_reaction_seconds_bucket{name="c", source="event", le="+Inf"}': "1x110 2x20",
     }
     tests = {
         "rule_files": ["rules.yaml"],
@@ -187,8 +190,16 @@ def test_range_panels_count_rare_events_born_inside_the_range(tmp_path: Path, pr
                 "interval": "1m",
                 "input_series": [{"series": name, "values": values} for name, values in series.items()],
                 "promql_expr_test": [
-                    # Two rollbacks in the last hour, both in (1, 2]: p99 = 1 + 0.99 * 2 / 2.
-                    {"expr": expr, "eval_time": "120m", "exp_samples": [{"labels": "{}", "value": 1.99}]},
+                    # Two polled rollbacks in the last hour, both in (1, 2]: p99 = 1 + 0.99 * 2 / 2; one
+                    # pushed, in (0, 0.1]: p99 = 0.099.
+                    {
+                        "expr": expr,
+                        "eval_time": "120m",
+                        "exp_samples": [
+                            {"labels": '{source="poll"}', "value": 1.99},
+                            {"labels": '{source="event"}', "value": 0.099},
+                        ],
+                    },
                     # In the hour up to 89m no rollback happened: no series (not NaN).
                     {"expr": expr, "eval_time": "89m", "exp_samples": []},
                 ],
@@ -223,12 +234,10 @@ def proxy(emulator: Emulator) -> Iterator[FaultProxy]:
 class Controller:
     """``lambda-rollouts run --source DIR --metrics-port P [--accounts FILE]`` as a subprocess."""
 
-    def __init__(self, source: Path, aws_url: str, log: Path, *, port: int, accounts: Path | None = None) -> None:
+    def __init__(self, source: Path, aws_url: str, log: Path, *, port: int, extra: tuple[str, ...] = ()) -> None:
         self.port = port
         args = [*CLI, "run", "--source", str(source), "--interval", "0.1", "--log-format", "json"]
-        args += ["--metrics-port", str(self.port), "--aws-endpoint-url", aws_url, "--region", "us-east-1"]
-        if accounts is not None:
-            args += ["--accounts", str(accounts)]
+        args += ["--metrics-port", str(self.port), "--aws-endpoint-url", aws_url, "--region", "us-east-1", *extra]
         self._log = log.open("wb")
         self.process = subprocess.Popen(args, env=cli_env(None), stdout=self._log, stderr=subprocess.STDOUT)
         self.log = log
@@ -301,6 +310,25 @@ def document(name: str, version: str, strategy: dict[str, Any], **spec: Any) -> 
     return body
 
 
+def platform_queue(emulator: Emulator, name: str) -> str:
+    """A queue for ``--alarm-events QUEUE_URL``, as a platform team makes it: rule, target and queue policy."""
+    sqs, events = emulator.client("sqs"), emulator.client("events")
+    url = str(sqs.create_queue(QueueName=name)["QueueUrl"])
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"]}
+    rule = events.put_rule(Name=name, EventPattern=json.dumps(pattern))["RuleArn"]
+    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"},
+        "Action": "sqs:SendMessage",
+        "Resource": arn,
+        "Condition": {"ArnEquals": {"aws:SourceArn": rule}},
+    }
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({"Statement": [statement]})})
+    return url
+
+
 def merged_table(server: Any, panel: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
     """The table Grafana's merge builds from the panel's queries: one row per rollout's label set.
 
@@ -349,7 +377,10 @@ def test_every_dashboard_and_alert_query_returns_data(
     # Another account whose role does not exist: its credentials never work (LambdaRolloutsAccountUnreachable).
     accounts = tmp_path / "accounts.yaml"
     accounts.write_text("far:\n  roleArn: arn:aws:iam::222222222222:role/nobody\n")
-    controller = Controller(source, proxy.url, tmp_path / "controller.log", port=metrics_port, accounts=accounts)
+    # Push mode on a queue of the platform team's, which is deleted at the end (alarm events down).
+    queue = platform_queue(emulator, "platform-alarm-events")
+    extra = ("--accounts", str(accounts), "--alarm-events", queue, "--alarm-events-wait", "1")
+    controller = Controller(source, proxy.url, tmp_path / "controller.log", port=metrics_port, extra=extra)
     standby = Standby()
     try:
         server = prometheus([controller.target, standby.target])
@@ -376,19 +407,26 @@ def test_every_dashboard_and_alert_query_returns_data(
         write_document(source, document("quotes", "2", slow, progressDeadline="1s"))
         wait_until(lambda: alias_routing(emulator, "quotes", "live") == ("1", {"2": 0.2}), "quotes at 20%")
         proxy.set_rules([FaultRule(action="throttle", service="lambda", operation="UpdateAlias")])
+        # And the alarm-events queue goes away: the leader degrades to polling.
+        assert server.wait_for_series('lambda_rollouts_alarm_events_up{mode="queue"} == 1')
+        emulator.client("sqs").delete_queue(QueueUrl=queue)
 
         for expr in (
             'lambda_rollouts_rollout_phase{name="refunds", phase="RolledBack"} == 1',
             'lambda_rollouts_promotions_total{name="checkout", kind="auto"} > 0',
             'lambda_rollouts_rollbacks_total{name="refunds", reason="alarm"} > 0',
             'lambda_rollouts_rollback_reaction_seconds_count{name="refunds"} > 0',
-            'lambda_rollouts_alarm_state{name="refunds", alarm="refunds-errors", state="ALARM"} == 1',
+            # The watched alarm's series (which state it shows depends on which reconcile the scrape
+            # followed: an event's rollback may come before any poll saw the ALARM).
+            'lambda_rollouts_alarm_state{name="refunds", alarm="refunds-errors"} == 1',
             'lambda_rollouts_reconcile_errors_total{name="quotes"} > 0',
             'lambda_rollouts_aws_api_calls_total{operation="UpdateAlias", outcome="throttled"} > 0',
             'lambda_rollouts_rollout_phase{name="ghost", phase="Invalid"} == 1',
             'lambda_rollouts_rollout_orphaned{name="returns"} == 1',
             'lambda_rollouts_aws_credentials_available{account="222222222222"} == 0',
             'lambda_rollouts_analysis_evidence{name="ledger", test="errors", hypothesis="regression"}',
+            'lambda_rollouts_alarm_events_up{mode="queue"} == 0',
+            'lambda_rollouts_alarm_event_mismatch_total{kind="poll_only"} >= 0',
         ):
             assert server.wait_for_series(expr), f"{expr}: no series\n{controller.log.read_text()[-3000:]}"
 

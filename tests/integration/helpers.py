@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -98,6 +99,29 @@ def put_hand_alarm(cloudwatch: Any, name: str) -> None:
 
 def set_alarm(cloudwatch: Any, name: str, state: str) -> None:
     cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test")
+
+
+def platform_queue(emulator: Emulator, name: str = "platform-alarms") -> str:
+    """What a platform team makes for ``--alarm-events QUEUE_URL``: the queue, the rule, its target, the policy.
+
+    Returns the queue's URL. Every alarm state change of the account reaches it (no alarm filter).
+    """
+    sqs, events = emulator.client("sqs"), emulator.client("events")
+    url = str(sqs.create_queue(QueueName=name)["QueueUrl"])
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"]}
+    rule = events.put_rule(Name=name, EventPattern=json.dumps(pattern))["RuleArn"]
+    events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": arn}])
+    allow_the_rule = {
+        "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"},
+        "Action": "sqs:SendMessage",
+        "Resource": arn,
+        "Condition": {"ArnEquals": {"aws:SourceArn": rule}},
+    }
+    policy = {"Version": "2012-10-17", "Statement": [allow_the_rule]}
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    return url
 
 
 @dataclass

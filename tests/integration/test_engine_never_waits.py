@@ -196,7 +196,7 @@ def test_a_slow_metric_measurement_holds_back_no_alarm(aws: Emulator, docs: Path
         "interval": "1s",
     }
     with EngineHarness(aws, docs, endpoint=proxy.url, measure_wait=0.2) as harness:
-        proxy.set_rules([FaultRule(action="latency", service="monitoring", operation="GetMetricData", latency=4.0)])
+        proxy.set_rules([FaultRule(action="latency", service="cloudwatch", operation="GetMetricData", latency=4.0)])
         start(docs, harness, strategy=canary(10, 600), analysis={"alarms": ["pay-errors"], "metrics": [metric]})
         harness.drive(lambda: alias_routing(aws, "pay", "live") == ("1", {"2": 0.1}), max_ticks=20)
         set_alarm(aws.client("cloudwatch"), "pay-errors", "ALARM")

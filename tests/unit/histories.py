@@ -2,8 +2,8 @@
 
 One place for the strategies, settings and operations hypothesis draws from, so that every property
 is checked over the same kinds of history: clock jumps and reconciles (``TICKS``), and the
-disturbances ``World.disturb`` applies (alarms, requests, drift, spec edits, hook and metric outcomes,
-how the canary fails next to stable in the sequential tests' periods).
+disturbances ``World.disturb`` applies (alarms, alarm blips between polls, requests, drift, spec
+edits, hook and metric outcomes, how the canary fails next to stable in the sequential tests' periods).
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ TICKS = st.tuples(
 )
 DISTURBANCES = st.one_of(
     st.tuples(st.just("alarm"), st.booleans()),
+    st.tuples(st.just("blip"), st.just(True)),
     st.tuples(st.just("request"), st.sampled_from(list(Verb))),
     st.tuples(st.just("drift"), ROUTINGS),
     st.tuples(st.just("version"), st.sampled_from(VERSIONS)),

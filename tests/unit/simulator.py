@@ -81,6 +81,8 @@ class World:
     record: Record | None = None
     now: float = 1_000.0
     alarms: frozenset[str] = frozenset()
+    # Alarm -> the latest instant it was in ALARM (the history or an event), whatever its state now.
+    alarm_instants: dict[str, float] = field(default_factory=dict)
     request: Request | None = None
     versions: dict[str, VersionInfo] = field(default_factory=dict)
     published: str | None = None
@@ -166,6 +168,7 @@ class World:
             desired_version=self.published,
             versions=self.versions,
             alarms_in_alarm=self.alarms,
+            alarm_instants=dict(self.alarm_instants),
             request=self.request,
             settings_read=read,
             reserved_concurrency=self.reserved,
@@ -276,6 +279,9 @@ class World:
         """Apply one random-history disturbance (``tests.unit.histories.DISTURBANCES``) to the world."""
         if kind == "alarm":
             self.alarms = frozenset({"errors"}) if value else frozenset()
+        elif kind == "blip":
+            # In ALARM at this instant and OK again by the next poll: only the history (or an event) saw it.
+            self.alarm_instants["errors"] = self.now
         elif kind == "request":
             assert isinstance(value, Verb)
             self.ask(value)

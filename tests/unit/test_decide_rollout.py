@@ -235,6 +235,69 @@ def test_alarm_rolls_back_and_never_retries_by_itself() -> None:
         assert "errors" in d.status.message  # the reminder still names the alarm
 
 
+def test_an_alarm_in_alarm_between_two_polls_rolls_back_the_attempt_it_happened_in() -> None:
+    w = world()
+    w.tick()
+    assert w.record is not None and w.record.started_at == 1_000.0
+    w.now += 30
+    w.alarm_instants = {"errors": w.now - 10, "unwatched": w.now}  # OK again by this poll
+    d = w.tick()
+    assert alias_writes(w)[-1] == AliasRouting("1")
+    assert (d.status.phase, d.status.reason) == (Phase.ROLLED_BACK, "AlarmFired")
+    assert "alarm errors was in ALARM during this rollout (OK again since)" in d.status.message
+    assert "unwatched" not in d.status.message
+
+
+def test_both_kinds_of_alarm_are_named() -> None:
+    w = world()
+    w.with_spec(analysis=Analysis(alarms=("errors", "latency")))
+    w.tick()
+    w.alarms, w.alarm_instants = frozenset({"latency"}), {"errors": w.now, "latency": w.now}
+    message = w.tick().status.message
+    assert message.startswith("alarm latency in ALARM; alarm errors was in ALARM during this rollout")
+
+
+@pytest.mark.parametrize(
+    ("offset", "rolls_back"),
+    [(-0.001, False), (0.0, True), (0.001, True)],
+)
+def test_an_alarm_instant_counts_from_the_attempts_start_inclusive(offset: float, rolls_back: bool) -> None:
+    w = world()
+    w.tick()
+    assert w.record is not None and w.record.started_at is not None
+    w.alarm_instants = {"errors": w.record.started_at + offset}
+    w.now += 30
+    assert (w.tick().status.phase is Phase.ROLLED_BACK) is rolls_back
+
+
+def test_an_alarm_instant_of_an_earlier_attempt_never_counts_for_the_next_one() -> None:
+    w = world()
+    w.tick()
+    w.now += 5
+    w.alarm_instants = {"errors": w.now}
+    assert w.tick().status.reason == "AlarmFired"
+    w.now += 60
+    w.ask(Verb.RETRY)  # the instant stays known (the history keeps it): it belongs to the last attempt
+    d = w.tick()
+    assert d.status.phase is Phase.PROGRESSING and alias_writes(w)[-1] == AliasRouting("1", "2", 0.1)
+    w.now += 30
+    assert w.tick().status.phase is Phase.PROGRESSING
+    # Nothing in flight: an instant says nothing about a Healthy rollout either.
+    healthy = world(make_spec(version="1"))
+    healthy.alarm_instants = {"errors": healthy.now}
+    assert healthy.tick().status.phase is Phase.HEALTHY
+
+
+def test_the_emergency_bypass_ignores_alarm_instants_too() -> None:
+    w = world()
+    w.tick()
+    w.ask(Verb.PROMOTE_BYPASS)
+    w.alarm_instants = {"errors": w.now}
+    w.now += 1
+    w.tick()
+    assert alias_writes(w)[-1] == AliasRouting("2")
+
+
 def test_retry_and_spec_change_restart_a_failed_version() -> None:
     w = world()
     w.tick()

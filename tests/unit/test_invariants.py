@@ -23,6 +23,10 @@ bad as stable, twenty times worse or silent (flipped by a disturbance): a tenth 
 before its time only by ``promoteEarly``, and only when the judgement of every declared test, on the
 record as it stood, says NoRegression at the current weight.
 
+An alarm may also go to ALARM and back between two polls (a "blip", known from the alarm history or a
+pushed event): an eleventh rule says no write gives the canary more traffic in an attempt that was in
+flight at a blip, or started at its very instant.
+
 ``promote --full --skip-analysis`` (``promote-bypass``) is the documented emergency bypass of the
 alarms, hooks, analysis and the warm-up; like ``retry`` it gives a failed version its chance again.
 """
@@ -104,6 +108,8 @@ class Checker:
     # When promoteEarly ended a pause (each checked against the judgement when it happened).
     early_ends: list[float] = field(default_factory=list)
     attempt: float | None = None  # the record's started_at: what a promote --full allowed ends with it
+    # When the watched alarm last blipped (in ALARM between two polls).
+    blipped_at: float | None = None
 
     def new_writes(self) -> None:
         w = self.world
@@ -139,6 +145,10 @@ class Checker:
         if self.world.spec.concurrency is not None and after > 0 and not self.bypassed:
             assert self.world.is_warm(canary), (canary, self.world.provisioned, at)
         assert after >= before - 1e-9, (self.last_main, routing)
+        # 10. an alarm that blipped during the attempt (or at its start) stops it growing.
+        started = record.started_at
+        if after > before + 1e-9 and not record.bypass and started is not None and self.blipped_at is not None:
+            assert self.blipped_at < started, (self.blipped_at, started, at)
         # 9. no step moves past a weight before every metric's latest measurement since it passed.
         if self.world.spec.analysis.metrics and 1e-9 < before < after - 1e-9 and not self.exempt:
             assert self.last_applied_at is not None and not self.bypassed
@@ -290,6 +300,8 @@ def check_history(world: World, ops: list[tuple[object, ...]]) -> None:
             if spec_hash(world.spec) != before:
                 # Any change of the version (or what shapes the rollout) gives a failed version a fresh chance.
                 checker.failed.clear()
+            if kind == "blip":
+                checker.blipped_at = world.now
             if kind == "request":
                 verb = op[1]
                 assert isinstance(verb, Verb)

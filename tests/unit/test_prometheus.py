@@ -188,11 +188,15 @@ def test_rollback_by_alarm_with_reaction_time() -> None:
     metrics.rollout_event(SPEC, from_phase=Phase.HEALTHY, to_phase=Phase.PROGRESSING, reason="Started", now=0.0)
     metrics.rollout_event(SPEC, from_phase=Phase.PROGRESSING, to_phase=Phase.ROLLED_BACK, reason="AlarmFired", now=50.0)
     metrics.rollback_reaction(SPEC, seconds=1.5)
+    metrics.rollback_reaction(SPEC, seconds=0.05, source="event")
     assert value(metrics, "lambda_rollouts_rollbacks_total", **IDENTITY, reason="alarm") == 1
     assert value(metrics, "lambda_rollouts_rollout_duration_seconds_sum", **IDENTITY, outcome="RolledBack") == 50
-    assert value(metrics, "lambda_rollouts_rollback_reaction_seconds_sum", **IDENTITY) == 1.5
-    assert value(metrics, "lambda_rollouts_rollback_reaction_seconds_bucket", **IDENTITY, le="2.0") == 1
-    assert value(metrics, "lambda_rollouts_rollback_reaction_seconds_bucket", **IDENTITY, le="1.0") == 0
+    assert value(metrics, "lambda_rollouts_rollback_reaction_seconds_sum", **IDENTITY, source="poll") == 1.5
+    assert value(metrics, "lambda_rollouts_rollback_reaction_seconds_bucket", **IDENTITY, source="poll", le="2.0") == 1
+    assert value(metrics, "lambda_rollouts_rollback_reaction_seconds_bucket", **IDENTITY, source="poll", le="1.0") == 0
+    assert value(metrics, "lambda_rollouts_rollback_reaction_seconds_bucket", **IDENTITY, source="event", le="0.1") == 1
+    metrics.rollback_reaction(SPEC, seconds=1.0, source="carrier pigeon")  # a bounded label set
+    assert value(metrics, "lambda_rollouts_rollback_reaction_seconds_count", **IDENTITY, source="poll") == 2
     assert not names_with(metrics, kind="auto")
 
 
