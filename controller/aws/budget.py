@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 
 __all__ = ["DEFAULT_RATES", "Budget"]
 
-#: Requests per second per family, below AWS's quotas (Lambda control plane ~15/s, DescribeAlarms 9,
-#: DescribeAlarmHistory 3 (not adjustable), GetMetricData 50, Resource Groups Tagging GetResources ~5/s,
-#: SNS Publish hundreds per second or more, EventBridge 50/s for every API but PutEvents, SQS standard
-#: queues "nearly unlimited").
+#: Requests per second per family, below AWS's quotas (Lambda control plane ~15/s, GetFunction 100/s,
+#: DescribeAlarms 9, DescribeAlarmHistory 3 (not adjustable), GetMetricData 50, Resource Groups Tagging
+#: GetResources ~5/s, SNS Publish hundreds per second or more, EventBridge 50/s for every API but
+#: PutEvents, SQS standard queues "nearly unlimited").
 DEFAULT_RATES: Mapping[str, float] = {
     "lambda": 10.0,
+    "lambda.get_function": 50.0,  # GetFunction: a quota of its own (100/s), not the control plane's
     "lambda.invoke": 10.0,  # lifecycle hooks: data plane, not the control-plane quota
     "cloudwatch.describe_alarms": 5.0,
     "cloudwatch.describe_alarm_history": 1.0,  # one call a tick between polls, shared with every other tool

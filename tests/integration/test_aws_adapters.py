@@ -88,7 +88,8 @@ def emulator_calls(aws: Emulator, operation: str) -> int:
 
 
 def test_get_function(aws: Emulator, clients: AwsClients, observer: Recorder) -> None:
-    aws.seed_function("fn-info", versions=1)
+    aws.seed_function("fn-info", versions=1, tags={"team": "payments"})
+    aws.clear_calls()
     info = run(clients.lambda_.get_function("fn-info"))
     assert info is not None
     assert info.name == "fn-info"
@@ -96,11 +97,14 @@ def test_get_function(aws: Emulator, clients: AwsClients, observer: Recorder) ->
     assert info.arn.count(":") == 6  # unqualified: what the tag APIs take
     assert info.role.endswith(":role/lambda-rollouts-test-role")
     assert info.revision_id
+    assert info.tags == {"team": "payments"}  # the same call: no ListTags
     # By ARN too.
     by_arn = run(clients.lambda_.get_function(info.arn))
     assert by_arn is not None and by_arn.name == "fn-info"
     assert run(clients.lambda_.get_function("no-such-function")) is None
-    assert observer.ops("GetFunctionConfiguration") == ["ok", "ok", "not_found"]
+    # GetFunction, in a budget family of its own: AWS does not count it in the control-plane quota.
+    assert observer.ops("GetFunction") == ["ok", "ok", "not_found"]
+    assert [c.operation for c in aws.calls() if c.service == "lambda"] == ["GetFunction"] * 3
 
 
 def test_get_version(aws: Emulator, clients: AwsClients) -> None:
@@ -444,12 +448,10 @@ def test_throttling_maps_to_throttled(aws: Emulator, observer: Recorder) -> None
         assert observer.ops("GetAlias") == ["throttled"]
 
         # A transient throttle is absorbed by botocore's retries.
-        proxy.set_rules(
-            [proxy_mod.FaultRule(action="throttle", service="lambda", operation="GetFunctionConfiguration", count=1)]
-        )
+        proxy.set_rules([proxy_mod.FaultRule(action="throttle", service="lambda", operation="GetFunction", count=1)])
         info = run(throttled.lambda_.get_function("fn-throttle"))
         assert info is not None
-        assert observer.ops("GetFunctionConfiguration") == ["ok"]
+        assert observer.ops("GetFunction") == ["ok"]
     finally:
         proxy.stop()
 

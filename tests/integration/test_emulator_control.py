@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 
 from controller.emulator import Emulator
 from controller.emulator.proxy import FaultProxy, FaultRule, Quota
+from controller.emulator.wire import Operation
 
 
 def _http(url: str, data: Any = None) -> Any:
@@ -119,6 +120,11 @@ def test_proxy_probability_zero_never_fires(proxy: FaultProxy) -> None:
 def test_aws_default_quotas() -> None:
     quotas = {q.name: q for q in Quota.aws_defaults()}
     assert quotas["lambda-control-plane"].rate == 15
+    # AWS meters GetFunction on its own (100/s), not in the control plane's 15/s.
+    assert quotas["lambda-get-function"].rate == 100
+    get_function = Operation(service="lambda", operation="GetFunction", params={})
+    assert not quotas["lambda-control-plane"].matches(get_function)
+    assert quotas["lambda-get-function"].matches(get_function)
     assert quotas["describe-alarms"].rate == 9
     assert quotas["get-metric-data"].rate == 50
 
