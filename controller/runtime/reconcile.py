@@ -26,7 +26,11 @@ step 2: no alias write, no tag write. ``preview`` runs steps 1-2 only, for ``pla
 
 A rollback is served first by the API budget along its whole path: the alias re-read its write
 needs, the write-ahead record, the alias write, the confirmed record and the request tag's removal
-(``priority``), so it never queues behind routine calls of other rollouts.
+(``priority``), so it never queues behind routine calls of other rollouts. The record confirming a
+routine alias write goes the other way (``behind_others``): the traffic has moved and the write-ahead
+record already names the write, so other rollouts' first moves go before it when the budget is
+short (a cold start of a thousand), and nothing waits for it when it is not. Its content is fixed
+before it waits (the step starts when the alias was written), so the wait shortens no pause.
 
 Cancellation (a stop past its grace, leadership lost, an urgent rollback overtaking a slow reconcile)
 is safe at any ``await``: before the first write nothing changed; a publish is idempotent (found again
@@ -46,6 +50,7 @@ makes that stop safe: whoever leads next completes a half-done write.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -53,6 +58,7 @@ from dataclasses import dataclass
 
 from controller.analysis.hooks import HookRunner
 from controller.aws import AwsClients
+from controller.aws.budget import behind_others
 from controller.aws.lambda_ import AliasState
 from controller.core.context import warming
 from controller.core.decide import confirm, decide
@@ -170,11 +176,15 @@ class Reconciler:
         if not self._can_write():
             raise WritesStopped("write gate closed: this replica no longer writes")
 
-    async def reconcile(self, inputs: Inputs, *, read_aliases: bool) -> ReconcileResult:
-        """One level-triggered pass; repeating it with nothing changed in AWS writes nothing."""
+    async def reconcile(self, inputs: Inputs, *, read_aliases: bool, urgent: bool = False) -> ReconcileResult:
+        """One level-triggered pass; repeating it with nothing changed in AWS writes nothing.
+
+        ``urgent``: the caller knows the core rolls back (``would_roll_back``), so even the reads made
+        before deciding go first in the budget, not only the calls after the decision.
+        """
         spec = inputs.spec
         fn, record = await self._load(spec)
-        outcome = await self._observe_and_decide(inputs, fn, record, read_aliases=read_aliases)
+        outcome = await self._observe_and_decide(inputs, fn, record, read_aliases=read_aliases, urgent=urgent)
         if fn is None or outcome.decision.status.phase is Phase.INVALID:
             return outcome
         if self._on_decided is not None:
@@ -284,13 +294,19 @@ class Reconciler:
     # ---- 2. decide -----------------------------------------------------------------------------
 
     async def _observe_and_decide(
-        self, inputs: Inputs, fn: FunctionTags | None, record: Record | None, *, read_aliases: bool
+        self,
+        inputs: Inputs,
+        fn: FunctionTags | None,
+        record: Record | None,
+        *,
+        read_aliases: bool,
+        urgent: bool = False,
     ) -> ReconcileResult:
         spec = inputs.spec
         # A write left half-done by a crash is completed against the alias as it is now.
         read_aliases = read_aliases or (record is not None and record.pending is not None)
         want = self._wanted(spec, record, read_aliases=read_aliases)
-        observation = await self._observe(inputs, fn, record, want=want)
+        observation = await self._observe(inputs, fn, record, want=want, priority=urgent)
         decision = self._decide(spec, record, observation)
         if fn is not None and await self._owner_changed(fn, decision, slow_check=want.aliases):
             observed = dataclasses.replace(observation.observed, ownership=self._owners(spec, fn))
@@ -339,7 +355,9 @@ class Reconciler:
         # ---- 4. record ----
         persisted = alias_written or outcome.decision.record_changed
         if persisted:
-            await self._persist(spec, fn, record, priority=rollback)
+            # Confirming a routine move: the other rollouts' moves go first (see the module docstring).
+            with behind_others() if alias_written and not rollback else contextlib.nullcontext():
+                await self._persist(spec, fn, record, priority=rollback)
         await self._clear_handled_request(spec, record, outcome, priority=rollback)
         return persisted or alias_written or bool(outcome.decision.actions)
 
