@@ -307,6 +307,12 @@ class Metrics:
             buckets=_API_BUCKETS,
             registry=r,
         )
+        self.api_retries = Counter(
+            f"{PREFIX}aws_api_retries_total",
+            "AWS call attempts that failed transiently and were retried, by reason.",
+            ["service", "operation", "reason"],
+            registry=r,
+        )
         self.budget_wait_seconds = Histogram(
             f"{PREFIX}aws_budget_wait_seconds",
             "Time a call waited for the API budget (token bucket) of its family.",
@@ -483,13 +489,17 @@ class Metrics:
     # ---- controller-wide -------------------------------------------------------------------------
 
     def api_call(self, *, service: str, operation: str, outcome: str, seconds: float) -> None:
-        """One AWS call: outcome is ok, throttled, error, conflict or not_found."""
+        """One AWS call attempt: outcome is ok, throttled, error, conflict or not_found."""
         self.api_calls.labels(service, operation, outcome).inc()
         self.api_duration.labels(service, operation).observe(seconds)
 
     def budget_wait(self, *, family: str, seconds: float) -> None:
         """Time one call waited for a token of its API family's budget."""
         self.budget_wait_seconds.labels(family).observe(seconds)
+
+    def api_retry(self, *, service: str, operation: str, reason: str) -> None:
+        """One attempt that failed transiently and is retried."""
+        self.api_retries.labels(service, operation, reason).inc()
 
     # ---- notifications (``controller.notify.delivery.NotifyObserver``) -------------------------------
 
