@@ -60,6 +60,9 @@ def test_call_log_in_process_and_over_http(aws: Emulator) -> None:
     assert described.service == "cloudwatch" and described.params["AlarmNames"] == ["a"]
     over_http = _http(f"{aws.url}/_emulator/calls")["calls"]
     assert len(over_http) >= len(calls)
+    # ``since``: only what came after an instant, for a follower that must not re-read the whole log.
+    after_get = _http(f"{aws.url}/_emulator/calls?since={get.timestamp}")["calls"]
+    assert [c["operation"] for c in after_get][:2] == ["GetAlias", "DescribeAlarms"]
     _http(f"{aws.url}/_emulator/calls/clear", {})
     assert aws.calls() == []
 
