@@ -21,9 +21,11 @@ re-reads), tag writes and provisioned-concurrency puts are idempotent, a publish
 code hash.
 
 Nobody should have to guess why the controller is slow: ``FaultLog`` writes one WARNING per budget
-family when AWS starts throttling or failing, then at most one per ``period`` (30 s) with the counts
-since the last line, and the metrics count every attempt (``aws_api_calls_total`` by outcome) and
-every retry (``aws_api_retries_total`` by reason).
+family when AWS starts throttling or answering 5xx, then at most one per ``period`` (30 s) with the
+counts since the last line, and the metrics count every attempt (``aws_api_calls_total`` by outcome)
+and every retry (``aws_api_retries_total`` by reason, connection errors included). A connection
+error is not AWS slowing down but the network or the endpoint: it is retried and counted, and if it
+persists the caller reports the error itself (a command says so in one line).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ logger = logging.getLogger("controller.aws")
 
 # Why an attempt failed transiently (the ``reason`` label of the retry counter).
 THROTTLED, SERVER_ERROR, CONNECTION = "throttled", "server_error", "connection"
-_SAID = {THROTTLED: "throttled", SERVER_ERROR: "answered with a server error", CONNECTION: "lost on the network"}
+_SAID = {THROTTLED: "throttled", SERVER_ERROR: "answered with a server error"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class FaultLog:
 
     def failed(self, *, family: str, reason: str, retried: bool) -> None:
         """An attempt of ``family`` failed transiently; ``retried``: another attempt follows."""
+        if reason == CONNECTION:
+            return  # not AWS's answer: see the module docstring
         tally = self._families.setdefault(family, _Tally())
         tally.faults[reason] += 1
         if not retried:

@@ -37,13 +37,14 @@ def test_one_warning_per_family_then_at_most_one_per_period_with_the_counts(capl
             clock.now += 0.5
             faults.failed(family="lambda", reason=THROTTLED, retried=True)
         faults.failed(family="lambda", reason=SERVER_ERROR, retried=False)
-        faults.failed(family="tagging", reason=CONNECTION, retried=True)  # another family: said at once
+        faults.failed(family="tagging", reason=CONNECTION, retried=True)  # the network, not AWS: not said
+        faults.failed(family="tagging", reason=SERVER_ERROR, retried=True)  # another family: said at once
         clock.now += 11.0  # 31 s after the first line
         faults.failed(family="lambda", reason=THROTTLED, retried=True)
     said = _said(caplog)
     assert len(said) == 3, said
     assert said[0].startswith("AWS is slowing down lambda calls: 1 throttled so far (all retried)")
-    assert said[1].startswith("AWS is slowing down tagging calls: 1 lost on the network so far (all retried)")
+    assert said[1].startswith("AWS is slowing down tagging calls: 1 answered with a server error so far (all retried)")
     # Everything since the first line: 41 throttles, one 500 that failed for good.
     assert said[2].startswith(
         "AWS is slowing down lambda calls: 1 answered with a server error, 41 throttled in the last 31s "
