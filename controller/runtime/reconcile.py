@@ -7,8 +7,11 @@ The steps, in order, each a small function:
               read it and decide again (someone may have moved it by hand: drift is the core's call);
               likewise when it needs the provisioned-concurrency configs (warm-up);
 3. act      - write-ahead: persist the record naming the pending alias write, write the alias with
-              the RevisionId just read, then persist ``confirm(record)``; a controller killed between
-              any two of these finds the pending write in the record and completes it;
+              the RevisionId just read, then persist the confirmed record; a controller killed between
+              any two of these finds the pending write in the record and completes it. The confirmed
+              record is the core's next answer on the alias as just written when that answer needs no
+              AWS call (a pause begins, a promotion is recorded): what the next tick would write in a
+              record write of its own goes in the same one;
 4. record   - persist the record if it changed (and nothing at all if it did not), then take the
               control request it handled out of the inbox (``controller.runtime.inbox``).
 
@@ -189,14 +192,14 @@ class Reconciler:
             return outcome
         if self._on_decided is not None:
             self._on_decided(spec, outcome.decision)
-        wrote = await self._act(spec, fn, outcome)
+        wrote, decision = await self._act(spec, fn, outcome)
         observed = outcome.observation.observed
         if observed.settings_read:
             self._observer.settings_checked(spec)
         if self._hooks is not None and observed.hook_answers:
             # The core has them and its record is persisted: they are never handed over again.
             self._hooks.delivered(spec.key, observed.hook_answers)
-        return ReconcileResult(outcome.decision, outcome.observation, outcome.aliases_read, wrote)
+        return ReconcileResult(decision, outcome.observation, outcome.aliases_read, wrote)
 
     def would_roll_back(self, inputs: Inputs, now: float) -> bool:
         """Whether the core, on what is known right now, rolls the rollout back: no AWS call.
@@ -328,8 +331,10 @@ class Reconciler:
 
     # ---- 3. act --------------------------------------------------------------------------------
 
-    async def _act(self, spec: RolloutSpec, fn: FunctionTags, outcome: ReconcileResult) -> bool:
-        """Apply the actions in order, write-ahead around alias writes; returns whether AWS changed."""
+    async def _act(self, spec: RolloutSpec, fn: FunctionTags, outcome: ReconcileResult) -> tuple[bool, Decision]:
+        """Apply the actions in order, write-ahead around alias writes; returns whether AWS changed and
+        the decision whose record was persisted last (the core's answer after the writes, if it took it)."""
+        final = outcome.decision
         record = outcome.decision.record
         rollback = is_rollback(outcome.decision)
         aliases: dict[str, AliasState | None] = dict(outcome.observation.aliases)
@@ -351,7 +356,11 @@ class Reconciler:
             if self._on_alias_written is not None:
                 await self._on_alias_written(spec, action)
         if alias_written and record.pending is not None:
-            record = confirm(record, self._clock())
+            after = self._after_writes(spec, outcome, aliases)
+            if after is not None:
+                final, record = after, after.record
+            else:
+                record = confirm(record, self._clock())
         # ---- 4. record ----
         persisted = alias_written or outcome.decision.record_changed
         if persisted:
@@ -359,7 +368,33 @@ class Reconciler:
             with behind_others() if alias_written and not rollback else contextlib.nullcontext():
                 await self._persist(spec, fn, record, priority=rollback)
         await self._clear_handled_request(spec, record, outcome, priority=rollback)
-        return persisted or alias_written or bool(outcome.decision.actions)
+        return persisted or alias_written or bool(outcome.decision.actions), final
+
+    def _after_writes(
+        self, spec: RolloutSpec, outcome: ReconcileResult, aliases: Mapping[str, AliasState | None]
+    ) -> Decision | None:
+        """The core's answer on the aliases as just written, when it needs no AWS call; else None.
+
+        Only after routine alias writes (a rollback's confirmation goes out as it is, first in the
+        budget); the core confirms the pending write itself (``confirm_pending``, the step starting
+        now) and goes on as the next tick would: entering a pause, recording a promotion.
+        """
+        decision = outcome.decision
+        if not all(isinstance(action, UpdateAlias) and not action.rollback for action in decision.actions):
+            return None
+        main = aliases.get(spec.alias)
+        observed = dataclasses.replace(
+            outcome.observation.observed,
+            alias_read=True,
+            alias_exists=main is not None,
+            alias=main.routing if main is not None else None,
+            other_aliases={n: a.routing for n, a in aliases.items() if n != spec.alias and a is not None},
+        )
+        after = self._decide(spec, decision.record, Observation(observed, aliases))
+        needs_aws = after.actions or after.read_alias or after.read_provisioned
+        if needs_aws or after.record.pending is not None or after.status.phase is Phase.INVALID:
+            return None
+        return dataclasses.replace(after, events=(*decision.events, *after.events))
 
     async def _publish(self, spec: RolloutSpec, action: PublishVersion) -> None:
         self._gate()
