@@ -147,6 +147,7 @@ class ApiCaller:
                 if reason is not None:
                     self._faults.failed(family=family, reason=reason, retried=again)
                 if not again:
+                    error.transient = reason
                     raise error from exc
                 if self.observer is not None:
                     self.observer.api_retry(service=self.service, operation=operation, reason=str(reason))

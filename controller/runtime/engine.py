@@ -54,7 +54,7 @@ from controller.analysis.hooks import HookRunner
 from controller.analysis.queries import MetricQueries
 from controller.aws import AwsClients
 from controller.aws.budget import serve_in_order
-from controller.aws.errors import NotFound
+from controller.aws.errors import AwsError, NotFound
 from controller.core.status import record_status
 from controller.core.types import Decision, Phase, Status, UpdateAlias, blank_status, invalid_status
 from controller.document.model import RolloutSpec
@@ -374,7 +374,7 @@ class Engine:
         await self._reporter.report(rollout, decision.status, decision.events, record_changed=decision.record_changed)
 
     async def _failed(self, rollout: Rollout, exc: Exception) -> None:
-        delay = self._scheduler.failed(rollout)
+        delay = self._scheduler.failed(rollout, transient=isinstance(exc, AwsError) and exc.transient is not None)
         if isinstance(exc, NotFound):
             # The function may have been deleted or re-created: read it afresh next time.
             self._store.forget(rollout.spec.function_name)

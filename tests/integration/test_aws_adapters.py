@@ -447,6 +447,7 @@ def test_throttling_maps_to_throttled(aws: Emulator, observer: Recorder) -> None
         with pytest.raises(Throttled) as exc:
             run(throttled.lambda_.get_alias("fn-throttle", "prod"))
         assert exc.value.code == "TooManyRequestsException"
+        assert exc.value.transient == "throttled"  # the engine retries such a reconcile soon
         # Retried once (max_attempts=2) before giving up; the observer saw both attempts, one retry.
         assert proxy.fault_counts() == {"lambda:GetAlias:throttle": 2}
         assert observer.ops("GetAlias") == ["throttled", "throttled"]
