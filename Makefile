@@ -66,6 +66,8 @@ kube: $(STAMP) kube-binaries
 bench: $(STAMP)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/ticks.py
+	$(BIN)/python bench/coldstart.py
+	$(BIN)/python bench/faults.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .cache
