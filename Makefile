@@ -67,6 +67,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/ticks.py
 	$(BIN)/python bench/reaction.py
+	$(BIN)/python bench/coldstart.py
+	$(BIN)/python bench/faults.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .cache

@@ -1,11 +1,13 @@
-"""The one path every AWS call takes: budget token, boto3 in a worker thread, error mapping, observer.
+"""The one path every AWS call takes: budget token, boto3 in a worker thread, error mapping, retries, observer.
 
 boto3 is synchronous; the engine is asyncio and handles many rollouts at once, so each call runs in
 a worker thread of ``controller.aws.threads`` (boto3 clients are thread-safe; the session that made
 them is not, which is why ``make_clients`` builds every client up front); those are daemon threads, so
 a call still retrying never delays the process's exit. Keeping the budget, the timing and the mapping of
 botocore errors in one place means no adapter method can forget one of them, and the metrics see
-every single request (each page of a paginated read is its own request, as AWS counts them).
+every single request (each page of a paginated read is its own request, and each attempt of a retried
+one, as AWS counts them). Transient failures are retried here, each attempt with a budget token of its
+own (``controller.aws.retries``); botocore sends every request once.
 
 ``WriteFence`` is the last word on whether a write leaves the process: the engine's write gate is
 asked before a write is started, but the call may then wait for a budget token, for botocore's
@@ -15,15 +17,19 @@ each HTTP attempt is sent, so a replica that lost its lease meanwhile sends noth
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from botocore import xform_name
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from controller.aws.budget import Budget
-from controller.aws.errors import from_boto
+from controller.aws.errors import AwsError, Throttled, from_boto
+from controller.aws.retries import CONNECTION, SERVER_ERROR, THROTTLED, FaultLog, RetryPolicy
 from controller.aws.threads import run_in_thread
 
 __all__ = ["ApiCaller", "ApiObserver", "WriteFence", "WriteFenced"]
@@ -39,6 +45,9 @@ class ApiObserver(Protocol):
 
     def budget_wait(self, *, family: str, seconds: float) -> None:
         """A call waited ``seconds`` for a token of ``family`` (only reported when it did wait)."""
+
+    def api_retry(self, *, service: str, operation: str, reason: str) -> None:
+        """An attempt failed transiently (``reason``: throttled | server_error | connection) and is retried."""
 
 
 class WriteFenced(Exception):
@@ -77,30 +86,76 @@ class WriteFence:
             raise WriteFenced(operation)
 
 
-class ApiCaller:
-    """Runs one boto3 client method under the budget and reports it; shared by the adapters."""
+def transient(exc: BaseException, error: AwsError) -> str | None:
+    """Why a failed attempt is worth another one soon (a ``retries`` reason), or None when it is not."""
+    if isinstance(error, Throttled):
+        return THROTTLED
+    if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+        return CONNECTION  # refused, reset, timed out: the request may not even have left
+    if isinstance(exc, ClientError):
+        status = int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+        if status >= 500:
+            return SERVER_ERROR
+    return None
 
-    def __init__(self, *, client: Any, service: str, budget: Budget, observer: ApiObserver | None) -> None:
+
+class ApiCaller:
+    """Runs one boto3 client method under the budget, retries transient failures, reports every attempt;
+    shared by the adapters."""
+
+    def __init__(
+        self,
+        *,
+        client: Any,
+        service: str,
+        budget: Budget,
+        observer: ApiObserver | None,
+        retry: RetryPolicy | None = None,
+        faults: FaultLog | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self.client = client
         self.service = service
         self.budget = budget
         self.observer = observer
+        self.retry = retry or RetryPolicy()
+        self._faults = faults or FaultLog()
+        self._sleep = sleep
+        self._rand = rand
 
     async def call(self, operation: str, *, family: str, priority: bool = False, **params: Any) -> dict[str, Any]:
-        """Call ``operation`` (AWS's name, e.g. ``"UpdateAlias"``) with ``params``; raise ``AwsError`` on failure."""
-        waited = await self.budget.acquire(family, priority=priority)
-        if waited > 0 and self.observer is not None:
-            self.observer.budget_wait(family=family, seconds=waited)
+        """Call ``operation`` (AWS's name, e.g. ``"UpdateAlias"``) with ``params``; raise ``AwsError`` on failure.
+
+        A transient failure (throttling, 5xx, a lost connection) is retried up to the policy's attempts,
+        each attempt after a token of ``family``; the last one's error is raised.
+        """
         method: Callable[..., dict[str, Any]] = getattr(self.client, _snake(operation))
-        started = time.perf_counter()
-        try:
-            result = await run_in_thread(method, **params)
-        except (ClientError, BotoCoreError, WriteFenced) as exc:
-            error = from_boto(exc, operation=operation)
-            self._report(operation, error.outcome, started)
-            raise error from exc
-        self._report(operation, "ok", started)
-        return result
+        attempt = 1
+        while True:
+            waited = await self.budget.acquire(family, priority=priority)
+            if waited > 0 and self.observer is not None:
+                self.observer.budget_wait(family=family, seconds=waited)
+            started = time.perf_counter()
+            try:
+                result = await run_in_thread(method, **params)
+            except (ClientError, BotoCoreError, WriteFenced) as exc:
+                error = from_boto(exc, operation=operation)
+                self._report(operation, error.outcome, started)
+                reason = transient(exc, error)
+                again = reason is not None and attempt < self.retry.attempts
+                if reason is not None:
+                    self._faults.failed(family=family, reason=reason, retried=again)
+                if not again:
+                    error.transient = reason
+                    raise error from exc
+                if self.observer is not None:
+                    self.observer.api_retry(service=self.service, operation=operation, reason=str(reason))
+                await self._sleep(self.retry.delay(attempt, self._rand))
+                attempt += 1
+                continue
+            self._report(operation, "ok", started)
+            return result
 
     def _report(self, operation: str, outcome: str, started: float) -> None:
         if self.observer is not None:

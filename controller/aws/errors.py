@@ -25,6 +25,10 @@ class AwsError(Exception):
         self.code = code
         self.message = message
         self.operation = operation
+        # Why the failure was transient (a ``retries`` reason: throttled, server_error, connection)
+        # when the caller's retries ran out on it; None when retrying could not help. The engine
+        # retries a reconcile that failed transiently sooner than one that failed for good reason.
+        self.transient: str | None = None
 
 
 class NotFound(AwsError):

@@ -10,16 +10,19 @@ Reads that find nothing return None (a missing alias is a normal state: it gets 
 raise ``NotFound``, except releasing provisioned concurrency that is already gone (level-triggered
 clean-up repeats it: "already released" is success). Concurrency and async settings are translated
 to the core's ``ProvisionedConfig`` / ``EventInvokeConfig`` here, so the core never sees AWS's
-shapes. All calls count against the "lambda" budget family, the account's shared control-plane
-quota, including the tag calls that store the durable record; ``invoke`` (lifecycle hooks) is data
-plane and has its own family.
+shapes. The calls count against the "lambda" budget family, the account's shared control-plane
+quota (15 requests/s across every control-plane API), including the tag calls that store the durable
+record, with two exceptions that AWS itself meters apart: ``GetFunction`` has a quota of its own
+(100/s), so the reads that only need a function's or a version's configuration go through it, in
+the "lambda.get_function" family, and leave the scarce control-plane quota to the alias reads and
+writes; ``invoke`` (lifecycle hooks) is data plane and has its own family too.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from controller.aws.calls import ApiCaller
@@ -34,9 +37,19 @@ from controller.core.types import (
 )
 from controller.document.names import LATEST, unqualified_arn
 
-__all__ = ["FAMILY", "INVOKE_FAMILY", "AliasState", "FunctionInfo", "Invocation", "LambdaAdapter"]
+__all__ = [
+    "FAMILY",
+    "GET_FUNCTION_FAMILY",
+    "INVOKE_FAMILY",
+    "AliasState",
+    "FunctionInfo",
+    "Invocation",
+    "LambdaAdapter",
+]
 
 FAMILY = "lambda"
+# GetFunction is outside the control-plane quota: AWS allows it 100 requests/s of its own.
+GET_FUNCTION_FAMILY = "lambda.get_function"
 INVOKE_FAMILY = "lambda.invoke"
 
 
@@ -50,12 +63,14 @@ class AliasState:
 
 @dataclass(frozen=True)
 class FunctionInfo:
-    """The function itself (``$LATEST``): unqualified ARN (what the tag APIs take), name and role."""
+    """The function itself (``$LATEST``): unqualified ARN (what the tag APIs take), name, role and tags."""
 
     arn: str
     name: str
     role: str
     revision_id: str
+    # AWS returns them only to a caller also allowed ``lambda:ListTags`` (docs/iam.md allows it).
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -155,17 +170,27 @@ class LambdaAdapter:
     async def _call(self, operation: str, *, priority: bool = False, **params: Any) -> dict[str, Any]:
         return await self._caller.call(operation, family=FAMILY, priority=priority, **params)
 
-    async def get_function(self, function: str) -> FunctionInfo | None:
-        """``$LATEST``'s configuration; None when the function does not exist."""
+    async def _get_function(self, function: str, qualifier: str | None = None) -> dict[str, Any] | None:
+        params: dict[str, Any] = {"FunctionName": function}
+        if qualifier is not None:
+            params["Qualifier"] = qualifier
         try:
-            response = await self._call("GetFunctionConfiguration", FunctionName=function)
+            return await self._caller.call("GetFunction", family=GET_FUNCTION_FAMILY, **params)
         except NotFound:
             return None
+
+    async def get_function(self, function: str) -> FunctionInfo | None:
+        """``$LATEST``'s configuration and the function's tags, in one call; None when it does not exist."""
+        response = await self._get_function(function)
+        if response is None:
+            return None
+        config = response.get("Configuration") or {}
         return FunctionInfo(
-            arn=unqualified_arn(str(response["FunctionArn"])),
-            name=str(response["FunctionName"]),
-            role=str(response.get("Role") or ""),
-            revision_id=str(response.get("RevisionId") or ""),
+            arn=unqualified_arn(str(config["FunctionArn"])),
+            name=str(config["FunctionName"]),
+            role=str(config.get("Role") or ""),
+            revision_id=str(config.get("RevisionId") or ""),
+            tags={str(k): str(v) for k, v in (response.get("Tags") or {}).items()},
         )
 
     async def get_alias(self, function: str, alias: str, *, priority: bool = False) -> AliasState | None:
@@ -206,15 +231,20 @@ class LambdaAdapter:
         return _alias_state(response)
 
     async def get_version(self, function: str, version: str) -> VersionInfo | None:
-        """What the pre-flight checks compare (role, dead-letter target); None when the version is missing."""
-        try:
-            response = await self._call("GetFunctionConfiguration", FunctionName=function, Qualifier=version)
-        except NotFound:
+        """What the pre-flight checks compare (role, dead-letter target); None when the version is missing.
+
+        A published version's configuration never changes, so callers cache it: one ``GetFunction``
+        per version ever, outside the control-plane quota (``ListVersionsByFunction`` would spend
+        that quota instead, one page per 50 versions, oldest first, to reach the newest).
+        """
+        response = await self._get_function(function, version)
+        if response is None:
             return None
-        target = (response.get("DeadLetterConfig") or {}).get("TargetArn")
+        config = response.get("Configuration") or {}
+        target = (config.get("DeadLetterConfig") or {}).get("TargetArn")
         return VersionInfo(
-            version=str(response.get("Version") or version),
-            role=str(response.get("Role") or ""),
+            version=str(config.get("Version") or version),
+            role=str(config.get("Role") or ""),
             dead_letter_target=str(target) if target else None,
         )
 

@@ -6,10 +6,11 @@ instance roles), so the same binary runs on a laptop, in a pod and in CI. ``endp
 the region defaults to us-east-1 and, when no credentials are configured at all, dummy ones are used
 (local emulators accept any key, and a newcomer's ``demo`` should not need an AWS account).
 
-botocore retries throttling and 5xx itself in *adaptive* mode (exponential backoff with jitter plus a
-client-side rate limiter that learns from throttling responses); what is still throttled after
-``max_attempts`` surfaces as ``Throttled`` and the engine backs that one rollout off. Our own
-``Budget`` sits in front of all of it, below AWS's quotas.
+botocore sends each request once; ``ApiCaller`` retries throttling, 5xx and lost connections itself,
+with short jittered backoff and a budget token per attempt (``controller.aws.retries``: why not
+botocore's adaptive mode); what still fails after ``max_attempts`` surfaces as ``Throttled`` (or the
+error) and the engine backs that one rollout off. Our own ``Budget`` sits in front of all of it,
+below AWS's quotas.
 
 ``credentials`` replaces the standard chain for one set of clients: the clients of another account
 sign with an assumed role's refreshable credentials (``controller.aws.assume``), through a botocore
@@ -34,6 +35,7 @@ from controller.aws.dynamodb import DynamoDbAdapter
 from controller.aws.errors import AwsError
 from controller.aws.events import EventsAdapter
 from controller.aws.lambda_ import LambdaAdapter
+from controller.aws.retries import FaultLog, RetryPolicy
 from controller.aws.sns import SnsAdapter
 from controller.aws.sqs import SqsAdapter
 from controller.aws.sts import StsAdapter
@@ -135,7 +137,8 @@ def make_clients(
     if endpoint_url and session.get_credentials() is None:
         keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     config = Config(
-        retries={"mode": "adaptive", "total_max_attempts": max(1, settings.max_attempts)},
+        # One attempt per request: ApiCaller retries, within the budget (see the module docstring).
+        retries={"mode": "standard", "total_max_attempts": 1},
         # Calls run in worker threads; let as many of them hold a connection as the default executor runs.
         max_pool_connections=32,
         connect_timeout=5,
@@ -144,14 +147,14 @@ def make_clients(
     )
     # A lease call must answer well within the lease's retry period or count as failed (the lease
     # steps down on its own clock meanwhile): short timeouts, one retry.
-    lease_config = config.merge(
-        Config(connect_timeout=2, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2})
-    )
+    lease_config = config.merge(Config(connect_timeout=2, read_timeout=2))
     budget = budget if budget is not None else Budget()
+    retry = RetryPolicy(attempts=max(1, settings.max_attempts))
+    faults = FaultLog()
 
-    def caller(service: str, client_config: Config = config) -> ApiCaller:
+    def caller(service: str, client_config: Config = config, policy: RetryPolicy = retry) -> ApiCaller:
         client = session.client(service, region_name=region, endpoint_url=endpoint_url, config=client_config, **keys)
-        return ApiCaller(client=client, service=service, budget=budget, observer=observer)
+        return ApiCaller(client=client, service=service, budget=budget, observer=observer, retry=policy, faults=faults)
 
     fence = WriteFence()
     lambda_caller = caller("lambda")
@@ -163,7 +166,7 @@ def make_clients(
         budget=budget,
         sts=StsAdapter(caller("sts")),
         sns=SnsAdapter(caller("sns")),
-        dynamodb=DynamoDbAdapter(caller("dynamodb", lease_config)),
+        dynamodb=DynamoDbAdapter(caller("dynamodb", lease_config, RetryPolicy(attempts=2))),
         fence=fence,
         events=EventsAdapter(caller("events")),
         sqs=SqsAdapter(caller("sqs")),

@@ -15,6 +15,7 @@ from controller.aws.calls import ApiCaller
 __all__ = ["FAMILY", "TaggingAdapter"]
 
 FAMILY = "tagging"
+PAGE_SIZE = 100
 
 
 class TaggingAdapter:
@@ -28,7 +29,12 @@ class TaggingAdapter:
         out: dict[str, dict[str, str]] = {}
         token: str | None = None
         while True:
-            params: dict[str, Any] = {"ResourceTypeFilters": ["lambda:function"], "TagFilters": [{"Key": key}]}
+            params: dict[str, Any] = {
+                "ResourceTypeFilters": ["lambda:function"],
+                "TagFilters": [{"Key": key}],
+                # AWS's largest page: 1,000 managed functions are read in ten calls.
+                "ResourcesPerPage": PAGE_SIZE,
+            }
             if token:
                 params["PaginationToken"] = token
             response = await self._caller.call("GetResources", family=FAMILY, **params)

@@ -90,6 +90,9 @@ class AliasWriteCounter:
     def budget_wait(self, *, family: str, seconds: float) -> None:
         return None
 
+    def api_retry(self, *, service: str, operation: str, reason: str) -> None:
+        return None
+
 
 @dataclass
 class DemoSink:

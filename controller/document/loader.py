@@ -231,11 +231,14 @@ class FileLoad:
     invalid: list[InvalidRollout] = field(default_factory=list)
 
 
-def load_file(file: str, *, default_namespace: str = "default") -> FileLoad:
-    """The valid rollouts of one file and the errors of the others (before cross-file checks)."""
+def load_file(file: str, *, default_namespace: str = "default", text: str | None = None) -> FileLoad:
+    """The valid rollouts of one file and the errors of the others (before cross-file checks).
+
+    ``text``: the file's content when the caller read it already (``FileCache``).
+    """
     loaded = FileLoad()
     try:
-        for document in parse_documents(read_text(file)):
+        for document in parse_documents(read_text(file) if text is None else text):
             duplicates = [
                 SpecError(file, line, format_path(path), f"duplicate key (first given at line {first})")
                 for path, line, first in document.duplicate_keys
@@ -265,22 +268,61 @@ def load_file(file: str, *, default_namespace: str = "default") -> FileLoad:
     return loaded
 
 
+class FileCache:
+    """Each file's load, kept while the file's text stays the same: a rescan parses only what changed.
+
+    A daemon rescans its whole directory now and then, a safety net for lost file notifications; with a
+    thousand documents, parsing and checking them all again cost about 1.2 s of CPU each time (40 ms
+    per second at one rescan every 30 s), while reading their bytes costs a few milliseconds. The key
+    is the text itself, not a timestamp: a rewrite within one tick of a coarse file-system clock is
+    still seen. A cached load is handed out again as is, so unchanged documents keep the very same
+    spec objects from one scan to the next.
+    """
+
+    def __init__(self) -> None:
+        self._loads: dict[str, tuple[str, FileLoad]] = {}
+
+    def load(self, file: str, *, default_namespace: str) -> FileLoad:
+        try:
+            text = read_text(file)
+        except (DocumentError, OSError):
+            return load_file(file, default_namespace=default_namespace)  # it says why, uncached
+        seen = self._loads.get(file)
+        if seen is not None and seen[0] == text:
+            return seen[1]
+        loaded = load_file(file, default_namespace=default_namespace, text=text)
+        self._loads[file] = (text, loaded)
+        return loaded
+
+    def keep_only(self, files: Iterable[str]) -> None:
+        """Forget the files no longer there."""
+        kept = set(files)
+        self._loads = {file: seen for file, seen in self._loads.items() if file in kept}
+
+
 def load_paths(
     paths: Iterable[str | os.PathLike[str]],
     *,
     default_namespace: str = "default",
     placement: Placement = written_placement,
+    cache: FileCache | None = None,
 ) -> LoadResult:
     """Load every rollout under ``paths``; see the module docstring for what is checked.
 
     ``placement``: where each rollout's function lives, for the one-rollout-per-alias rule.
+    ``cache``: a ``FileCache`` kept between calls, so that an unchanged file is not parsed again.
     """
     paths = list(paths)
     files, errors = expand_paths(paths)
     named = {FilePath(given).as_posix() for given in paths if FilePath(given).is_file()}
     result = LoadResult(files=files, errors=errors)
+    if cache is not None:
+        cache.keep_only(files)
     for file in files:
-        loaded = load_file(file, default_namespace=default_namespace)
+        if cache is not None:
+            loaded = cache.load(file, default_namespace=default_namespace)
+        else:
+            loaded = load_file(file, default_namespace=default_namespace)
         result.rollouts += loaded.rollouts
         result.errors += loaded.errors
         result.invalid += loaded.invalid

@@ -75,6 +75,10 @@ class CallLog:
 
     def add(self, record: CallRecord) -> None:
         with self._lock:
+            # In log order, never earlier than the record before: two threads may take their clock
+            # readings in one order and their turns here in the other, and ``since`` relies on it.
+            if self._records and record.timestamp < self._records[-1].timestamp:
+                record.timestamp = self._records[-1].timestamp
             self._records.append(record)
 
     def records(self) -> list[CallRecord]:
@@ -224,7 +228,10 @@ class EmulatorApp:
         payload: dict[str, Any] = {}
         try:
             if path == "/_emulator/calls" and method == "GET":
-                payload = {"calls": [r.to_dict() for r in self.calls.records()]}
+                # ``?since=T``: only the calls after epoch second T, so a long benchmark can follow the
+                # log without being sent all of it again and again.
+                since = float(parse_qs(environ.get("QUERY_STRING", "")).get("since", ["-inf"])[0])
+                payload = {"calls": [r.to_dict() for r in self.calls.records() if r.timestamp > since]}
             elif path == "/_emulator/calls/clear" and method == "POST":
                 self.calls.clear()
                 payload = {"status": "ok"}

@@ -35,8 +35,9 @@ from urllib.parse import urlsplit
 
 from .wire import ErrorResponse, Operation, identify, server_error, throttling_error
 
-#: Lambda operations that are not "control plane" (they have their own, much higher limits).
-_LAMBDA_DATA_PLANE = frozenset({"Invoke", "InvokeAsync", "InvokeWithResponseStream"})
+#: Lambda operations outside the shared control-plane quota: the data plane (much higher limits) and
+#: the two reads AWS meters on their own (GetFunction 100/s, GetPolicy 15/s).
+_LAMBDA_OWN_QUOTAS = frozenset({"Invoke", "InvokeAsync", "InvokeWithResponseStream", "GetFunction", "GetPolicy"})
 
 
 @dataclass
@@ -113,7 +114,10 @@ class Quota:
     def aws_defaults() -> list[Quota]:
         """AWS's published per-account limits for the APIs the controller uses."""
         return [
-            Quota("lambda-control-plane", "lambda", 15.0, exclude=_LAMBDA_DATA_PLANE),
+            # "15 requests per second across all APIs (not 15 requests per second per API)".
+            Quota("lambda-control-plane", "lambda", 15.0, exclude=_LAMBDA_OWN_QUOTAS),
+            Quota("lambda-get-function", "lambda", 100.0, operations=frozenset({"GetFunction"})),
+            Quota("lambda-get-policy", "lambda", 15.0, operations=frozenset({"GetPolicy"})),
             Quota("describe-alarms", "cloudwatch", 9.0, operations=frozenset({"DescribeAlarms"})),
             Quota("get-metric-data", "cloudwatch", 50.0, operations=frozenset({"GetMetricData"})),
         ]

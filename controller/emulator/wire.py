@@ -40,9 +40,11 @@ KEY_PARAMS = (
     "QueueUrl",
     "EventBusName",
     "TableName",
-    # Alias writes: where they point (the call log is the alias-write history tests read).
+    # Alias writes: where they point (the call log is the alias-write history tests read), and the
+    # RevisionId they were made against (that each write carries the one its re-read returned).
     "FunctionVersion",
     "RoutingConfig",
+    "RevisionId",
 )
 
 

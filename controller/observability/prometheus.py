@@ -345,6 +345,12 @@ class Metrics:
             buckets=_API_BUCKETS,
             registry=r,
         )
+        self.api_retries = Counter(
+            f"{PREFIX}aws_api_retries_total",
+            "AWS call attempts that failed transiently and were retried, by reason.",
+            ["service", "operation", "reason", *sl],
+            registry=r,
+        )
         self.budget_wait_seconds = Histogram(
             f"{PREFIX}aws_budget_wait_seconds",
             "Time a call waited for the API budget (token bucket) of its family.",
@@ -590,7 +596,7 @@ class Metrics:
         account: str = DEFAULT_ACCOUNT_LABEL,
         region: str = "",
     ) -> None:
-        """One AWS call: outcome is ok, throttled, error, conflict or not_found."""
+        """One AWS call attempt: outcome is ok, throttled, error, conflict or not_found."""
         self.api_calls.labels(service, operation, outcome, account, region).inc()
         self.api_duration.labels(service, operation, account, region).observe(seconds)
 
@@ -629,6 +635,12 @@ class Metrics:
     def alarm_event_mismatch(self, *, kind: str) -> None:
         """One disagreement between the alarm events and the polls (``event_only`` or ``poll_only``)."""
         self.alarm_event_mismatches.labels(kind).inc()
+
+    def api_retry(
+        self, *, service: str, operation: str, reason: str, account: str = DEFAULT_ACCOUNT_LABEL, region: str = ""
+    ) -> None:
+        """One attempt that failed transiently and is retried."""
+        self.api_retries.labels(service, operation, reason, account, region).inc()
 
     # ---- notifications (``controller.notify.delivery.NotifyObserver``) -------------------------------
 
@@ -673,6 +685,11 @@ class ScopedAws:
             seconds=seconds,
             account=self.account,
             region=self.region,
+        )
+
+    def api_retry(self, *, service: str, operation: str, reason: str) -> None:
+        self.metrics.api_retry(
+            service=service, operation=operation, reason=reason, account=self.account, region=self.region
         )
 
     def budget_wait(self, *, family: str, seconds: float) -> None:

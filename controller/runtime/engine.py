@@ -16,7 +16,11 @@ It is composed of small parts, each with its own module:
 - **orphans** (``controller.runtime.orphans``): rollouts whose document went away mid-rollout.
 
 A tick starts a reconcile for every due rollout, each in its own task, and does not wait for them:
-a reconcile slow in an AWS call holds up no other rollout and no later tick. A rollout that is not
+a reconcile slow in an AWS call holds up no other rollout and no later tick. The API budget serves
+the reconciles in the order they were launched (``controller.aws.budget.serve_in_order``): each
+rollout goes read -> decide -> write on its own, so of a thousand new rollouts the first has its
+weight within a second and the others follow at the budget's rate, instead of all of them waiting
+for everyone's reads. A rollout that is not
 due (its reconcile still in flight, or backing off after failures) is reconciled anyway when the core
 would roll it back on the tick's reads (``urgent``): its slow reconcile is overtaken (cancelled,
 safe at any instant: the write-ahead record), so nothing a rollout waits for delays its rollback.
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import random
 import time
@@ -53,7 +58,8 @@ from controller.analysis.alarms import AlarmsProvider
 from controller.analysis.hooks import HookRunner
 from controller.analysis.queries import MetricQueries
 from controller.aws import AwsClients
-from controller.aws.errors import NotFound
+from controller.aws.budget import serve_in_order
+from controller.aws.errors import AwsError, NotFound
 from controller.core.status import record_status
 from controller.core.types import Decision, Phase, Status, UpdateAlias, blank_status, invalid_status
 from controller.document.model import RolloutSpec
@@ -158,6 +164,8 @@ class Engine:
         )
         self._orphans = Orphans(self._store, self._reporter, can_write=can_write)
         self._rollouts: dict[str, Rollout] = {}
+        # Each reconcile's place in the API budget's queues: launched first, served first.
+        self._launches = itertools.count(1)
         self._started = False
         self._stopping = False
         self.ticks = 0
@@ -303,7 +311,9 @@ class Engine:
                     force = rollout.spec.key in forced
                     if not force and self._still_quiet(rollout, reads, now):
                         continue
-                    started.append(self._launch(rollout, reads, force=force))
+                    # One the core rolls back goes first in the budget from its very first read.
+                    urgent = self._reconciler.would_roll_back(self._inputs(rollout, reads), now)
+                    started.append(self._launch(rollout, reads, force=force, urgent=urgent))
                 elif self._urgent(rollout, reads, now):
                     started.append(await self._overtake(rollout, reads))
         await self._orphans.persist()
@@ -350,15 +360,18 @@ class Engine:
         return self._launch(rollout, reads, force=True, urgent=True)
 
     def _launch(self, rollout: Rollout, reads: TickReads, *, force: bool, urgent: bool = False) -> asyncio.Task[None]:
-        return self._scheduler.launch(rollout, self._reconcile_one(rollout, reads, force=force), urgent=urgent)
+        work = self._reconcile_one(rollout, reads, force=force, urgent=urgent)
+        return self._scheduler.launch(rollout, work, urgent=urgent)
 
-    async def _reconcile_one(self, rollout: Rollout, reads: TickReads, *, force: bool) -> None:
+    async def _reconcile_one(self, rollout: Rollout, reads: TickReads, *, force: bool, urgent: bool) -> None:
+        # In this task only: its AWS calls wait behind those of reconciles launched before it.
+        serve_in_order(next(self._launches))
         # The inputs as they were before anything was read: a change while it runs voids the skip.
         rollout.quiet = None
         inputs = self._inputs(rollout, reads)
         began, started = self._clock(), time.perf_counter()
         try:
-            outcome = await self._reconciler.reconcile(inputs, read_aliases=force)
+            outcome = await self._reconciler.reconcile(inputs, read_aliases=force, urgent=urgent)
         except asyncio.CancelledError:
             raise
         except WritesStopped:
@@ -394,7 +407,7 @@ class Engine:
         await self._reporter.report(rollout, decision.status, decision.events, record_changed=decision.record_changed)
 
     async def _failed(self, rollout: Rollout, exc: Exception) -> None:
-        delay = self._scheduler.failed(rollout)
+        delay = self._scheduler.failed(rollout, transient=isinstance(exc, AwsError) and exc.transient is not None)
         if isinstance(exc, NotFound):
             # The function may have been deleted or re-created: read it afresh next time.
             self._store.forget(rollout.spec.function_name)

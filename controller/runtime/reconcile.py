@@ -7,8 +7,11 @@ The steps, in order, each a small function:
               read it and decide again (someone may have moved it by hand: drift is the core's call);
               likewise when it needs the provisioned-concurrency configs (warm-up);
 3. act      - write-ahead: persist the record naming the pending alias write, write the alias with
-              the RevisionId just read, then persist ``confirm(record)``; a controller killed between
-              any two of these finds the pending write in the record and completes it;
+              the RevisionId just read, then persist the confirmed record; a controller killed between
+              any two of these finds the pending write in the record and completes it. The confirmed
+              record is the core's next answer on the alias as just written when that answer needs no
+              AWS call (a pause begins, a promotion is recorded): what the next tick would write in a
+              record write of its own goes in the same one;
 4. record   - persist the record if it changed (and nothing at all if it did not), then take the
               control request it handled out of the inbox (``controller.runtime.inbox``).
 
@@ -26,7 +29,11 @@ step 2: no alias write, no tag write. ``preview`` runs steps 1-2 only, for ``pla
 
 A rollback is served first by the API budget along its whole path: the alias re-read its write
 needs, the write-ahead record, the alias write, the confirmed record and the request tag's removal
-(``priority``), so it never queues behind routine calls of other rollouts.
+(``priority``), so it never queues behind routine calls of other rollouts. The record confirming a
+routine alias write goes the other way (``behind_others``): the traffic has moved and the write-ahead
+record already names the write, so other rollouts' first moves go before it when the budget is
+short (a cold start of a thousand), and nothing waits for it when it is not. Its content is fixed
+before it waits (the step starts when the alias was written), so the wait shortens no pause.
 
 Cancellation (a stop past its grace, leadership lost, an urgent rollback overtaking a slow reconcile)
 is safe at any ``await``: before the first write nothing changed; a publish is idempotent (found again
@@ -46,6 +53,7 @@ makes that stop safe: whoever leads next completes a half-done write.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -53,6 +61,7 @@ from dataclasses import dataclass
 
 from controller.analysis.hooks import HookRunner
 from controller.aws import AwsClients
+from controller.aws.budget import behind_others
 from controller.aws.lambda_ import AliasState
 from controller.core.context import warming
 from controller.core.decide import confirm, decide
@@ -170,23 +179,27 @@ class Reconciler:
         if not self._can_write():
             raise WritesStopped("write gate closed: this replica no longer writes")
 
-    async def reconcile(self, inputs: Inputs, *, read_aliases: bool) -> ReconcileResult:
-        """One level-triggered pass; repeating it with nothing changed in AWS writes nothing."""
+    async def reconcile(self, inputs: Inputs, *, read_aliases: bool, urgent: bool = False) -> ReconcileResult:
+        """One level-triggered pass; repeating it with nothing changed in AWS writes nothing.
+
+        ``urgent``: the caller knows the core rolls back (``would_roll_back``), so even the reads made
+        before deciding go first in the budget, not only the calls after the decision.
+        """
         spec = inputs.spec
         fn, record = await self._load(spec)
-        outcome = await self._observe_and_decide(inputs, fn, record, read_aliases=read_aliases)
+        outcome = await self._observe_and_decide(inputs, fn, record, read_aliases=read_aliases, urgent=urgent)
         if fn is None or outcome.decision.status.phase is Phase.INVALID:
             return outcome
         if self._on_decided is not None:
             self._on_decided(spec, outcome.decision)
-        wrote = await self._act(spec, fn, outcome)
+        wrote, decision = await self._act(spec, fn, outcome)
         observed = outcome.observation.observed
         if observed.settings_read:
             self._observer.settings_checked(spec)
         if self._hooks is not None and observed.hook_answers:
             # The core has them and its record is persisted: they are never handed over again.
             self._hooks.delivered(spec.key, observed.hook_answers)
-        return ReconcileResult(outcome.decision, outcome.observation, outcome.aliases_read, wrote)
+        return ReconcileResult(decision, outcome.observation, outcome.aliases_read, wrote)
 
     def would_roll_back(self, inputs: Inputs, now: float) -> bool:
         """Whether the core, on what is known right now, rolls the rollout back: no AWS call.
@@ -286,13 +299,19 @@ class Reconciler:
     # ---- 2. decide -----------------------------------------------------------------------------
 
     async def _observe_and_decide(
-        self, inputs: Inputs, fn: FunctionTags | None, record: Record | None, *, read_aliases: bool
+        self,
+        inputs: Inputs,
+        fn: FunctionTags | None,
+        record: Record | None,
+        *,
+        read_aliases: bool,
+        urgent: bool = False,
     ) -> ReconcileResult:
         spec = inputs.spec
         # A write left half-done by a crash is completed against the alias as it is now.
         read_aliases = read_aliases or (record is not None and record.pending is not None)
         want = self._wanted(spec, record, read_aliases=read_aliases)
-        observation = await self._observe(inputs, fn, record, want=want)
+        observation = await self._observe(inputs, fn, record, want=want, priority=urgent)
         decision = self._decide(spec, record, observation)
         if fn is not None and await self._owner_changed(fn, decision, slow_check=want.aliases):
             observed = dataclasses.replace(observation.observed, ownership=self._owners(spec, fn))
@@ -314,8 +333,10 @@ class Reconciler:
 
     # ---- 3. act --------------------------------------------------------------------------------
 
-    async def _act(self, spec: RolloutSpec, fn: FunctionTags, outcome: ReconcileResult) -> bool:
-        """Apply the actions in order, write-ahead around alias writes; returns whether AWS changed."""
+    async def _act(self, spec: RolloutSpec, fn: FunctionTags, outcome: ReconcileResult) -> tuple[bool, Decision]:
+        """Apply the actions in order, write-ahead around alias writes; returns whether AWS changed and
+        the decision whose record was persisted last (the core's answer after the writes, if it took it)."""
+        final = outcome.decision
         record = outcome.decision.record
         rollback = is_rollback(outcome.decision)
         aliases: dict[str, AliasState | None] = dict(outcome.observation.aliases)
@@ -337,13 +358,45 @@ class Reconciler:
             if self._on_alias_written is not None:
                 await self._on_alias_written(spec, action)
         if alias_written and record.pending is not None:
-            record = confirm(record, self._clock())
+            after = self._after_writes(spec, outcome, aliases)
+            if after is not None:
+                final, record = after, after.record
+            else:
+                record = confirm(record, self._clock())
         # ---- 4. record ----
         persisted = alias_written or outcome.decision.record_changed
         if persisted:
-            await self._persist(spec, fn, record, priority=rollback)
+            # Confirming a routine move: the other rollouts' moves go first (see the module docstring).
+            with behind_others() if alias_written and not rollback else contextlib.nullcontext():
+                await self._persist(spec, fn, record, priority=rollback)
         await self._clear_handled_request(spec, record, outcome, priority=rollback)
-        return persisted or alias_written or bool(outcome.decision.actions)
+        return persisted or alias_written or bool(outcome.decision.actions), final
+
+    def _after_writes(
+        self, spec: RolloutSpec, outcome: ReconcileResult, aliases: Mapping[str, AliasState | None]
+    ) -> Decision | None:
+        """The core's answer on the aliases as just written, when it needs no AWS call; else None.
+
+        Only after routine alias writes (a rollback's confirmation goes out as it is, first in the
+        budget); the core confirms the pending write itself (``confirm_pending``, the step starting
+        now) and goes on as the next tick would: entering a pause, recording a promotion.
+        """
+        decision = outcome.decision
+        if not all(isinstance(action, UpdateAlias) and not action.rollback for action in decision.actions):
+            return None
+        main = aliases.get(spec.alias)
+        observed = dataclasses.replace(
+            outcome.observation.observed,
+            alias_read=True,
+            alias_exists=main is not None,
+            alias=main.routing if main is not None else None,
+            other_aliases={n: a.routing for n, a in aliases.items() if n != spec.alias and a is not None},
+        )
+        after = self._decide(spec, decision.record, Observation(observed, aliases))
+        needs_aws = after.actions or after.read_alias or after.read_provisioned
+        if needs_aws or after.record.pending is not None or after.status.phase is Phase.INVALID:
+            return None
+        return dataclasses.replace(after, events=(*decision.events, *after.events))
 
     async def _publish(self, spec: RolloutSpec, action: PublishVersion) -> None:
         self._gate()

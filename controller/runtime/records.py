@@ -65,7 +65,8 @@ class RecordStore:
         return dict(self._functions)
 
     async def function(self, function: str) -> FunctionTags | None:
-        """The function's tags, reading them (``GetFunctionConfiguration`` + ``ListTags``) if unknown."""
+        """The function's tags, reading them if unknown: ONE ``GetFunction`` (outside the control-plane
+        quota) gives its ARN and tags; a function the start-up scan found costs nothing."""
         name = function_name_of(function)
         known = self._functions.get(name)
         if known is not None:
@@ -73,8 +74,7 @@ class RecordStore:
         info = await self._aws.lambda_.get_function(function)
         if info is None:
             return None
-        tags = await self._aws.lambda_.list_tags(info.arn)
-        known = self._functions.setdefault(name, FunctionTags(arn=info.arn, tags=dict(tags)))
+        known = self._functions.setdefault(name, FunctionTags(arn=info.arn, tags=dict(info.tags)))
         return known
 
     def known(self, function: str) -> FunctionTags | None:

@@ -5,8 +5,11 @@
   other rollout and no later tick, and a rollout is never reconciled by two tasks at once. (A
   rollout the core would roll back is reconciled anyway: the engine's ``urgent`` path overtakes.)
 - **Backoff**: a failed reconcile (AWS error, throttling, corrupt record) backs its rollout off alone,
-  exponentially with jitter; one whose input is bad (``Invalid``) is retried slowly, because
-  publishing a missing version fixes it without any change to its document.
+  exponentially with jitter, from one interval; from ``TRANSIENT_BACKOFF`` (1 s) when AWS only
+  throttled or answered 5xx a few times in a row (the caller's retries ran out within half a second:
+  a fault that passes, not a reason to hold a pause several seconds past its end); one whose input
+  is bad (``Invalid``) is retried slowly, because publishing a missing version fixes it without any
+  change to its document.
 - **Drift checks**: every rollout's aliases are read once at start-up, then every ``drift_interval``,
   the first check spread anywhere in that interval (a stable order per rollout) and never more than
   ``drift_fraction`` of all rollouts per tick, so the cost stays flat.
@@ -35,6 +38,8 @@ from controller.runtime.rollouts import Rollout
 
 logger = logging.getLogger("controller.engine")
 Clock = Callable[[], float]
+#: The first backoff after a transient AWS failure (then doubling, up to the cap like any other).
+TRANSIENT_BACKOFF = 1.0
 
 
 class Scheduler:
@@ -94,11 +99,15 @@ class Scheduler:
             rollout.failures, rollout.retry_at = 0, 0.0
         rollout.wake_at = now + decision.requeue_after if decision.requeue_after is not None else None
 
-    def failed(self, rollout: Rollout) -> float:
-        """Back the rollout off after a failure; returns the delay. Its aliases are read before the next decide."""
+    def failed(self, rollout: Rollout, *, transient: bool = False) -> float:
+        """Back the rollout off after a failure; returns the delay. Its aliases are read before the next decide.
+
+        ``transient``: AWS throttled or failed and the retries ran out (see the module docstring).
+        """
         now = self._clock()
         rollout.failures += 1
-        delay = self._backoff(rollout, cap=self._backoff_cap)
+        base = min(self.interval, TRANSIENT_BACKOFF) if transient else self.interval
+        delay = backoff_delay(rollout.failures, base=base, cap=self._backoff_cap, rand=self._rand)
         rollout.retry_at = now + delay
         rollout.wake_at = None  # the retry time says when to look again
         # Whatever failed may have left the alias moved: read it before deciding again.

@@ -672,15 +672,20 @@ def test_run_once_sends_nothing_and_leaves_the_outbox_to_the_next_daemon(world: 
         once = [*CLI, "run", "--source", str(world.source), "--once", "--lease", "off"]
         done = subprocess.run([*once, "--notifications", str(world.config)], env=world.env, capture_output=True)
         assert done.returncode == 0, done.stderr
-        assert outbox(world.aws, "brand-api") == ["Started"] and receiver.received == []
+        # The pass moved the alias to 50% and began the pause in the same record: both transitions wait.
+        waiting = ["Started", "WaitingForPromotion"]
+        assert outbox(world.aws, "brand-api") == waiting and receiver.received == []
         assert b"--once sends no notifications" in done.stderr
         # A pass without notifications configured keeps what waits in the outbox, too.
         done = subprocess.run(once, env=world.env, capture_output=True)
         assert done.returncode == 0, done.stderr
-        assert outbox(world.aws, "brand-api") == ["Started"]
+        assert outbox(world.aws, "brand-api") == waiting
         with world.daemon("daemon") as process:
-            receiver.wait_for(lambda: len(receiver.received) >= 1, what="Started")
+            receiver.wait_for(lambda: len(receiver.received) >= 2, what="Started and WaitingForPromotion")
             until(lambda: not outbox(world.aws, "brand-api"), what="the outbox emptied")
             time.sleep(5 * INTERVAL)
             stop_with_sigterm(process)
-    assert [request.json()["type"] for request in receiver.received] == ["dev.rollouts.lambda.started"]
+    assert [request.json()["type"] for request in receiver.received] == [
+        "dev.rollouts.lambda.started",
+        "dev.rollouts.lambda.waitingforpromotion",
+    ]

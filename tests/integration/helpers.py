@@ -178,13 +178,14 @@ class EngineHarness:
         endpoint: str | None = None,
         max_attempts: int = 5,
         measure_wait: float = 1.0,
+        sink: MemorySink | None = None,
     ) -> None:
         self.emulator = emulator
         # (function, alias) read after every tick, so every routing the alias went through is seen.
         self.watch = watch
         self.seen: list[tuple[str, dict[str, float]]] = []
         self.clock = clock or FakeClock()
-        self.sink = MemorySink()
+        self.sink = sink if sink is not None else MemorySink()
         self.source = FileSource(source)
         # The budget's pacing is not under test here and would only make tests slow.
         budget = Budget(dict.fromkeys(DEFAULT_RATES, 10_000.0))

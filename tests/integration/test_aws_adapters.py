@@ -54,6 +54,7 @@ class Recorder:
 
     calls: list[tuple[str, str, str]] = field(default_factory=list)
     waits: list[tuple[str, float]] = field(default_factory=list)
+    retries: list[tuple[str, str]] = field(default_factory=list)
 
     def api_call(self, *, service: str, operation: str, outcome: str, seconds: float) -> None:
         assert seconds >= 0
@@ -61,6 +62,9 @@ class Recorder:
 
     def budget_wait(self, *, family: str, seconds: float) -> None:
         self.waits.append((family, seconds))
+
+    def api_retry(self, *, service: str, operation: str, reason: str) -> None:
+        self.retries.append((operation, reason))
 
     def ops(self, operation: str) -> list[str]:
         return [outcome for _, op, outcome in self.calls if op == operation]
@@ -88,7 +92,8 @@ def emulator_calls(aws: Emulator, operation: str) -> int:
 
 
 def test_get_function(aws: Emulator, clients: AwsClients, observer: Recorder) -> None:
-    aws.seed_function("fn-info", versions=1)
+    aws.seed_function("fn-info", versions=1, tags={"team": "payments"})
+    aws.clear_calls()
     info = run(clients.lambda_.get_function("fn-info"))
     assert info is not None
     assert info.name == "fn-info"
@@ -96,11 +101,14 @@ def test_get_function(aws: Emulator, clients: AwsClients, observer: Recorder) ->
     assert info.arn.count(":") == 6  # unqualified: what the tag APIs take
     assert info.role.endswith(":role/lambda-rollouts-test-role")
     assert info.revision_id
+    assert info.tags == {"team": "payments"}  # the same call: no ListTags
     # By ARN too.
     by_arn = run(clients.lambda_.get_function(info.arn))
     assert by_arn is not None and by_arn.name == "fn-info"
     assert run(clients.lambda_.get_function("no-such-function")) is None
-    assert observer.ops("GetFunctionConfiguration") == ["ok", "ok", "not_found"]
+    # GetFunction, in a budget family of its own: AWS does not count it in the control-plane quota.
+    assert observer.ops("GetFunction") == ["ok", "ok", "not_found"]
+    assert [c.operation for c in aws.calls() if c.service == "lambda"] == ["GetFunction"] * 3
 
 
 def test_get_version(aws: Emulator, clients: AwsClients) -> None:
@@ -439,17 +447,67 @@ def test_throttling_maps_to_throttled(aws: Emulator, observer: Recorder) -> None
         with pytest.raises(Throttled) as exc:
             run(throttled.lambda_.get_alias("fn-throttle", "prod"))
         assert exc.value.code == "TooManyRequestsException"
-        # botocore retried (adaptive mode) before giving up; the observer saw one logical call.
+        assert exc.value.transient == "throttled"  # the engine retries such a reconcile soon
+        # Retried once (max_attempts=2) before giving up; the observer saw both attempts, one retry.
         assert proxy.fault_counts() == {"lambda:GetAlias:throttle": 2}
-        assert observer.ops("GetAlias") == ["throttled"]
+        assert observer.ops("GetAlias") == ["throttled", "throttled"]
+        assert observer.retries == [("GetAlias", "throttled")]
 
-        # A transient throttle is absorbed by botocore's retries.
-        proxy.set_rules(
-            [proxy_mod.FaultRule(action="throttle", service="lambda", operation="GetFunctionConfiguration", count=1)]
-        )
+        # A transient throttle is absorbed by the caller's own retries.
+        proxy.set_rules([proxy_mod.FaultRule(action="throttle", service="lambda", operation="GetFunction", count=1)])
         info = run(throttled.lambda_.get_function("fn-throttle"))
         assert info is not None
-        assert observer.ops("GetFunctionConfiguration") == ["ok"]
+        assert observer.ops("GetFunction") == ["throttled", "ok"]
+    finally:
+        proxy.stop()
+
+
+class CountingBudget(Budget):
+    """A budget that counts the tokens taken per family: every attempt must take one."""
+
+    def __init__(self, rates: dict[str, float]) -> None:
+        super().__init__(rates)
+        self.taken: dict[str, int] = {}
+
+    async def acquire(self, family: str, *, priority: bool = False) -> float:
+        self.taken[family] = self.taken.get(family, 0) + 1
+        return await super().acquire(family, priority=priority)
+
+
+def test_transient_faults_are_retried_within_the_budget_and_said_once(
+    aws: Emulator, observer: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Throttles, 500s and dropped connections are retried, each attempt with a token; 4xx is not."""
+    proxy_mod = pytest.importorskip("controller.emulator.proxy")
+    aws.seed_function("fn-faults", versions=1)
+    aws.client("lambda").create_alias(FunctionName="fn-faults", Name="live", FunctionVersion="1")
+    rule = proxy_mod.FaultRule
+    proxy = proxy_mod.FaultProxy.start(
+        aws.url,
+        rules=[
+            rule(action="throttle", service="lambda", operation="GetAlias", count=2),
+            rule(action="error", service="lambda", operation="GetAlias", count=1, status=500),
+            rule(action="drop", service="lambda", operation="GetAlias", count=1),
+        ],
+    )
+    budget = CountingBudget(FAST)
+    try:
+        clients = make_clients(
+            AwsSettings(endpoint_url=proxy.url, region="us-east-1", max_attempts=5), budget=budget, observer=observer
+        )
+        with caplog.at_level("WARNING", logger="controller.aws"):
+            state = run(clients.lambda_.get_alias("fn-faults", "live"))
+            assert state is not None and state.routing.primary == "1"
+            # Another family's first fault is said too; a missing alias (404) is an answer, not retried.
+            assert run(clients.lambda_.get_alias("fn-faults", "missing")) is None
+        # Two throttles, a 500 and a dropped connection, then the answer: five attempts, five tokens.
+        assert observer.ops("GetAlias") == ["throttled", "throttled", "error", "error", "ok", "not_found"]
+        assert [reason for _, reason in observer.retries] == ["throttled", "throttled", "server_error", "connection"]
+        assert budget.taken["lambda"] == 6
+        # One WARNING for the four faults, not one per fault: the first is said, then once per 30 s.
+        warnings = [r for r in caplog.records if r.levelname == "WARNING" and "AWS is slowing down" in r.getMessage()]
+        assert len(warnings) == 1
+        assert "lambda calls: 1 throttled so far (all retried)" in warnings[0].getMessage()
     finally:
         proxy.stop()
 

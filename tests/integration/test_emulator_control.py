@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 
 from controller.emulator import Emulator
 from controller.emulator.proxy import FaultProxy, FaultRule, Quota
+from controller.emulator.wire import Operation
 
 
 def _http(url: str, data: Any = None) -> Any:
@@ -59,6 +60,9 @@ def test_call_log_in_process_and_over_http(aws: Emulator) -> None:
     assert described.service == "cloudwatch" and described.params["AlarmNames"] == ["a"]
     over_http = _http(f"{aws.url}/_emulator/calls")["calls"]
     assert len(over_http) >= len(calls)
+    # ``since``: only what came after an instant, for a follower that must not re-read the whole log.
+    after_get = _http(f"{aws.url}/_emulator/calls?since={get.timestamp}")["calls"]
+    assert [c["operation"] for c in after_get][:2] == ["GetAlias", "DescribeAlarms"]
     _http(f"{aws.url}/_emulator/calls/clear", {})
     assert aws.calls() == []
 
@@ -119,6 +123,11 @@ def test_proxy_probability_zero_never_fires(proxy: FaultProxy) -> None:
 def test_aws_default_quotas() -> None:
     quotas = {q.name: q for q in Quota.aws_defaults()}
     assert quotas["lambda-control-plane"].rate == 15
+    # AWS meters GetFunction on its own (100/s), not in the control plane's 15/s.
+    assert quotas["lambda-get-function"].rate == 100
+    get_function = Operation(service="lambda", operation="GetFunction", params={})
+    assert not quotas["lambda-control-plane"].matches(get_function)
+    assert quotas["lambda-get-function"].matches(get_function)
     assert quotas["describe-alarms"].rate == 9
     assert quotas["get-metric-data"].rate == 50
 

@@ -172,12 +172,13 @@ def test_a_rollout_backing_off_after_failures_rolls_back_at_once(aws: Emulator, 
     with EngineHarness(aws, docs, endpoint=proxy.url, max_attempts=1) as harness:
         start(docs, harness, strategy=canary(10, 60, 50, 60))
         harness.drive(lambda: alias_routing(aws, "pay", "live") == ("1", {"2": 0.1}))
-        proxy.set_rules([FaultRule(action="error", service="lambda", operation="UpdateAlias", count=3)])
+        # 500s: a transient fault, so the backoff starts from 1 s and doubles; five in a row make it long.
+        proxy.set_rules([FaultRule(action="error", service="lambda", operation="UpdateAlias", count=5)])
         harness.step(61.0)
-        for _ in range(2):
+        for _ in range(4):
             harness.step(harness.engine.rollouts()["default/pay"].retry_at - harness.clock() + 0.1)
         rollout = harness.engine.rollouts()["default/pay"]
-        assert rollout.failures == 3 and rollout.retry_at - harness.clock() > 10  # backing off for a while
+        assert rollout.failures == 5 and rollout.retry_at - harness.clock() > 10  # backing off for a while
         set_alarm(aws.client("cloudwatch"), "pay-errors", "ALARM")
         harness.step(1.0)  # one tick: long before the backoff ends
         assert alias_routing(aws, "pay", "live") == ("1", {})

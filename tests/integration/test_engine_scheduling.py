@@ -154,7 +154,7 @@ def test_a_rollback_goes_ahead_of_queued_routine_calls_for_every_call_it_makes(a
             await engine.tick()
         # By hand, on an alarm without data: the emulator's own evaluation leaves it in ALARM.
         aws.client("cloudwatch").set_alarm_state(AlarmName="pay-errors", StateValue="ALARM", StateReason="test")
-        routine = [asyncio.create_task(clients.lambda_.get_function("busy")) for _ in range(40)]
+        routine = [asyncio.create_task(clients.lambda_.get_alias("busy", "none")) for _ in range(40)]
         while budget.queued("lambda") < 20:
             await asyncio.sleep(0.01)
         queued = budget.queued("lambda")

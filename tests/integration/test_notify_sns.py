@@ -70,6 +70,9 @@ class Calls:
     def budget_wait(self, *, family: str, seconds: float) -> None:
         return None
 
+    def api_retry(self, *, service: str, operation: str, reason: str) -> None:
+        return None
+
 
 @dataclass
 class Outcomes:

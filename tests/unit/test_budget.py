@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from controller.aws.budget import DEFAULT_RATES, FALLBACK_RATE, Budget
+from controller.aws.budget import DEFAULT_RATES, FALLBACK_RATE, Budget, behind_others, serve_in_order
 
 T = TypeVar("T")
 
@@ -168,6 +168,71 @@ def test_priority_callers_are_served_before_waiting_normal_ones() -> None:
     # n0 was already at the head, sleeping for the next token when the rollbacks arrived; the
     # rollbacks still go first (in their own arrival order), then the normal callers in theirs.
     assert order == ["r0", "r1", "n0", "n1", "n2"]
+
+
+def test_normal_callers_are_served_in_the_order_of_their_work() -> None:
+    """Standing, not arrival, decides among normal callers; equal standing keeps the arrival order."""
+    budget, clock = _budget({"lambda": 1.0})
+    order: list[str] = []
+
+    async def caller(name: str, standing: int) -> None:
+        serve_in_order(standing)  # this task's own context: the others keep theirs
+        await budget.acquire("lambda")
+        order.append(name)
+
+    async def main() -> None:
+        await budget.acquire("lambda")  # empty the bucket
+        tasks = [asyncio.create_task(caller(name, standing)) for name, standing in [("c", 3), ("a", 1), ("b1", 2)]]
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(caller("b2", 2)))
+        await asyncio.gather(*tasks)
+
+    clock.run(main())
+    assert order == ["a", "b1", "b2", "c"]
+
+
+def test_work_started_first_finishes_first() -> None:
+    """Two reconciles of three calls each, started together: a pipeline, not the calls interleaved by kind."""
+    budget, clock = _budget({"lambda": 1.0})
+    served: list[str] = []
+
+    async def reconcile(name: str, standing: int) -> None:
+        serve_in_order(standing)
+        for call in range(3):
+            await budget.acquire("lambda")
+            served.append(f"{name}{call}")
+
+    async def main() -> None:
+        await budget.acquire("lambda")
+        await asyncio.gather(reconcile("first", 1), reconcile("second", 2))
+
+    clock.run(main())
+    assert served == ["first0", "first1", "first2", "second0", "second1", "second2"]
+
+
+def test_a_call_behind_others_waits_for_the_queue_to_empty_but_rollbacks_still_go_first() -> None:
+    budget, clock = _budget({"lambda": 1.0})
+    order: list[str] = []
+
+    async def caller(name: str, standing: int, *, behind: bool = False, priority: bool = False) -> None:
+        serve_in_order(standing)
+        if behind:
+            with behind_others():
+                await budget.acquire("lambda", priority=priority)
+        else:
+            await budget.acquire("lambda", priority=priority)
+        order.append(name)
+
+    async def main() -> None:
+        await budget.acquire("lambda")
+        tasks = [asyncio.create_task(caller("confirm", 1, behind=True))]
+        await asyncio.sleep(0)
+        tasks += [asyncio.create_task(caller(f"new{i}", 10 + i)) for i in range(2)]
+        tasks.append(asyncio.create_task(caller("rollback", 99, behind=True, priority=True)))
+        await asyncio.gather(*tasks)
+
+    clock.run(main())
+    assert order == ["rollback", "new0", "new1", "confirm"]
 
 
 def test_priority_caller_with_a_free_token_does_not_wait() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from controller.document.documents import parse_documents
 from controller.document.errors import SpecError, format_path
-from controller.document.loader import Claim, alias_conflicts, load_paths, parse_rollout
+from controller.document.loader import Claim, FileCache, alias_conflicts, load_paths, parse_rollout
 from controller.document.model import CanaryStrategy, Pause, SetWeight
 
 ROLLOUT = """\
@@ -124,6 +124,25 @@ def test_duplicates_are_left_out_on_both_sides(tmp_path: Path) -> None:
         ("a.yaml", 7, "spec.alias"),
         ("b.yaml", 7, "spec.alias"),
     ]
+
+
+def test_a_cache_parses_only_the_files_whose_text_changed(tmp_path: Path) -> None:
+    one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
+    one.write_text(rollout("one", "f1"))
+    two.write_text(rollout("two", "f2"))
+    cache = FileCache()
+    first = {item.spec.name: item.spec for item in load_paths([tmp_path], cache=cache).rollouts}
+    two.write_text(rollout("two", "f2").replace('"3"', '"4"'))  # same size: only the text tells
+    second = {item.spec.name: item.spec for item in load_paths([tmp_path], cache=cache).rollouts}
+    assert second["one"] is first["one"]  # not parsed again: the very same spec
+    assert second["two"].version == "4"
+    # The cache changes no outcome: cross-file checks still see every file, cached or not.
+    (tmp_path / "three.yaml").write_text(rollout("three", "f1"))
+    third = load_paths([tmp_path], cache=cache)
+    assert [item.spec.name for item in third.rollouts] == ["two"]
+    assert {Path(error.file).name for error in third.errors} == {"one.yaml", "three.yaml"}
+    one.unlink()
+    assert [item.spec.name for item in load_paths([tmp_path], cache=cache).rollouts] == ["three", "two"]
 
 
 def test_alias_conflicts_name_both_sides() -> None:
