@@ -325,3 +325,17 @@ def finish(
         read_provisioned=read_provisioned,
         record_changed=record != ctx.original,
     )
+
+
+def canary_in_flight(spec: RolloutSpec, record: Record) -> bool:
+    """The new version has traffic from a weight plan and no write is in flight: what the analyses
+    that compare it (metrics, sequential tests) read and judge (a blue/green preview has none)."""
+    return (
+        not isinstance(spec.strategy, BlueGreenStrategy)
+        and record.canary is not None
+        and record.stable is not None
+        and 0 < record.weight < 100
+        and record.pending is None
+        and record.weight_at is not None
+        and not record.bypass
+    )

@@ -33,10 +33,10 @@ import dataclasses
 import math
 from collections.abc import Iterator
 
-from controller.core.context import Ctx, finish, withdraw_decision
+from controller.core.context import Ctx, canary_in_flight, finish, withdraw_decision
 from controller.core.reasons import Outcome, Reason
 from controller.core.types import Decision, Event, Measurement, MetricState, Phase, Record, UpdateAlias, Verdict
-from controller.document.model import BlueGreenStrategy, Metric, RolloutSpec
+from controller.document.model import Metric, RolloutSpec
 
 # CloudWatch accepts these periods below a minute (high resolution); from 60 s on, multiples of 60.
 _SHORT_PERIODS = (1, 5, 10, 30)
@@ -70,16 +70,7 @@ def state_of(record: Record, name: str) -> MetricState | None:
 
 def measuring(spec: RolloutSpec, record: Record) -> bool:
     """The new version has traffic from a weight plan and nothing is in flight: metrics are measured."""
-    return (
-        bool(spec.analysis.metrics)
-        and not isinstance(spec.strategy, BlueGreenStrategy)
-        and record.canary is not None
-        and record.stable is not None
-        and 0 < record.weight < 100
-        and record.pending is None
-        and record.weight_at is not None
-        and not record.bypass
-    )
+    return bool(spec.analysis.metrics) and canary_in_flight(spec, record)
 
 
 def next_due(metric: Metric, record: Record, *, time_scale: float = 1.0) -> float:

@@ -38,12 +38,12 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from controller.core.context import Ctx, withdraw_decision
+from controller.core.context import Ctx, canary_in_flight, withdraw_decision
 from controller.core.metric_analysis import cloudwatch_period
 from controller.core.reasons import Outcome, Reason
 from controller.core.sequential import Conclusion, SequentialSettings, SequentialState, fold, summary, verdict
 from controller.core.types import Decision, Phase, Record, SequentialLooks, SequentialRun
-from controller.document.model import BlueGreenStrategy, RolloutSpec, SequentialTest
+from controller.document.model import RolloutSpec, SequentialTest
 
 #: At most this many periods of one test are read and folded in one tick.
 MAX_LOOKS = 100
@@ -68,16 +68,7 @@ def settings_of(test: SequentialTest) -> SequentialSettings:
 
 def testing(spec: RolloutSpec, record: Record) -> bool:
     """The new version has traffic from a weight plan and nothing is in flight: periods are read."""
-    return (
-        bool(spec.analysis.sequential)
-        and not isinstance(spec.strategy, BlueGreenStrategy)
-        and record.canary is not None
-        and record.stable is not None
-        and 0 < record.weight < 100
-        and record.pending is None
-        and record.weight_at is not None
-        and not record.bypass
-    )
+    return bool(spec.analysis.sequential) and canary_in_flight(spec, record)
 
 
 def period_of(test: SequentialTest, *, time_scale: float = 1.0) -> int:

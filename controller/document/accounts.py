@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.document.documents import DocumentError, parse_documents, read_text
+from controller.document.documents import DocumentError, config_document, read_text
 from controller.document.errors import Path, SpecError, format_path
 from controller.document.model import AwsTarget
 from controller.document.semantics import is_namespace
@@ -125,22 +125,14 @@ def load_accounts(
 ) -> tuple[AccountsConfig | None, list[SpecError]]:
     """Read and check ``file`` (and every ``externalIdFrom`` it names); the config only when it has no error."""
     try:
-        documents = list(parse_documents(read_text(file)))
+        text = read_text(file)
     except DocumentError as problem:
         return None, [SpecError(file, problem.line, problem.path, problem.message)]
     except OSError as problem:
         return None, [SpecError(file, 0, "", problem.strerror or str(problem))]
-    if not documents:
-        return None, [SpecError(file, 0, "", "empty: expected a mapping of namespace to account entries")]
-    document = documents[0]
-    errors = [
-        SpecError(file, line, format_path(path), f"duplicate key (first given at line {first})")
-        for path, line, first in document.duplicate_keys
-    ]
-    if len(documents) > 1:
-        errors.append(
-            SpecError(file, documents[1].index.start, "", "more than one YAML document: the config is one mapping")
-        )
+    document, errors = config_document(text, file=file, expected="a mapping of namespace to account entries")
+    if document is None:
+        return None, errors
     namespaces, problems = _check(document.data, environ=os.environ if environ is None else environ)
     errors += [SpecError(file, document.index.line_for(path), format_path(path), message) for path, message in problems]
     if errors:

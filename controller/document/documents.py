@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from controller.document.errors import Path
+from controller.document.errors import Path, SpecError, format_path
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 100_000
@@ -97,6 +97,29 @@ def parse_documents(text: str) -> Iterator[Document]:
         raise DocumentError(0, "yaml", str(error)) from None
     finally:
         loader.dispose()
+
+
+def config_document(text: str, *, file: str, expected: str) -> tuple[Document | None, list[SpecError]]:
+    """The one YAML mapping a controller config file holds (``--accounts``, ``--ownership-config``,
+    ``--notifications``), with the problems every such file can have: a YAML error, no document
+    (``expected`` says what it should hold), duplicate keys, a second document. The document comes
+    with its problems (the caller adds its own checks) unless there is nothing to check."""
+    try:
+        documents = list(parse_documents(text))
+    except DocumentError as problem:
+        return None, [SpecError(file, problem.line, problem.path, problem.message)]
+    if not documents:
+        return None, [SpecError(file, 0, "", f"empty: expected {expected}")]
+    document = documents[0]
+    errors = [
+        SpecError(file, line, format_path(path), f"duplicate key (first given at line {first})")
+        for path, line, first in document.duplicate_keys
+    ]
+    if len(documents) > 1:
+        errors.append(
+            SpecError(file, documents[1].index.start, "", "more than one YAML document: the config is one mapping")
+        )
+    return document, errors
 
 
 def _index(

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.document.documents import DocumentError, parse_documents, read_text
+from controller.document.documents import DocumentError, config_document, read_text
 from controller.document.errors import Path, SpecError, format_path
 from controller.document.semantics import is_namespace
 
@@ -46,21 +46,14 @@ class OwnershipPolicy:
 def load_ownership(file: str) -> tuple[OwnershipPolicy | None, list[SpecError]]:
     """Read and check ``file``; the policy only when it has no error."""
     try:
-        documents = list(parse_documents(read_text(file)))
+        text = read_text(file)
     except DocumentError as problem:
         return None, [SpecError(file, problem.line, problem.path, problem.message)]
     except OSError as problem:
         return None, [SpecError(file, 0, "", problem.strerror or str(problem))]
-    if not documents:
-        return None, [SpecError(file, 0, "", "empty: expected a mapping of namespace to function patterns")]
-    document = documents[0]
-    errors = [
-        SpecError(file, line, format_path(path), f"duplicate key (first given at line {first})")
-        for path, line, first in document.duplicate_keys
-    ]
-    if len(documents) > 1:
-        line = documents[1].index.start
-        errors.append(SpecError(file, line, "", "more than one YAML document: the config is one mapping"))
+    document, errors = config_document(text, file=file, expected="a mapping of namespace to function patterns")
+    if document is None:
+        return None, errors
     namespaces, problems = _check(document.data)
     errors += [SpecError(file, document.index.line_for(path), format_path(path), message) for path, message in problems]
     if errors:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from controller.document.documents import DocumentError, LineIndex, parse_documents, read_text
+from controller.document.documents import DocumentError, LineIndex, config_document, read_text
 from controller.document.durations import DURATION_PATTERN, parse_duration
 from controller.document.errors import Path, SpecError, format_path
 from controller.document.schema import readable_validator, validation_errors
@@ -667,21 +667,9 @@ def check_document(data: Any, *, file: str, index: LineIndex) -> tuple[Notificat
 
 def parse_notifications(text: str, *, file: str) -> tuple[NotificationConfig | None, list[SpecError]]:
     """Check the config in ``text`` (a file's content or a ConfigMap key); ``file`` names it in errors."""
-    try:
-        documents = list(parse_documents(text))
-    except DocumentError as problem:
-        return None, [SpecError(file, problem.line, problem.path, problem.message)]
-    if not documents:
-        return None, [SpecError(file, 0, "", "empty: expected a mapping with targets and subscriptions")]
-    document = documents[0]
-    errors = [
-        SpecError(file, line, format_path(path), f"duplicate key (first given at line {first})")
-        for path, line, first in document.duplicate_keys
-    ]
-    if len(documents) > 1:
-        errors.append(
-            SpecError(file, documents[1].index.start, "", "more than one YAML document: the config is one mapping")
-        )
+    document, errors = config_document(text, file=file, expected="a mapping with targets and subscriptions")
+    if document is None:
+        return None, errors
     config, problems = check_document(document.data, file=file, index=document.index)
     errors += problems
     if errors:
