@@ -187,9 +187,8 @@ class HookRunner:
 
     async def _run(self, key: str, spec: RolloutSpec, action: RunHook) -> None:
         try:
-            result = await asyncio.wait_for(
-                run_hook(spec, action, lambda_=self._lambda), timeout=action.hook.timeout + _TIMEOUT_MARGIN
-            )
+            async with asyncio.timeout(action.hook.timeout + _TIMEOUT_MARGIN):
+                result = await run_hook(spec, action, lambda_=self._lambda)
         except TimeoutError:
             result = Result(Verdict.FAILED, f"no answer within {action.hook.timeout:g}s")
         finally:

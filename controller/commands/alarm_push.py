@@ -148,7 +148,8 @@ class AlarmPush:
                 self._changed.set()
                 delay = min(_SYNC_BACKOFF[1], _SYNC_BACKOFF[0] * 2 ** (failures - 1))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
                 continue
             if said:
                 logger.info("alarm-events rule updated for the watched alarms")

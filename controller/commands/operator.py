@@ -160,4 +160,5 @@ async def _report_health(
         if not leading:
             health.heartbeat()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=min(interval, 1.0))
+            async with asyncio.timeout(min(interval, 1.0)):
+                await stop.wait()

@@ -255,7 +255,8 @@ async def _daemon(daemon: Daemon, replica: GitOpsReplica, *, grace: float) -> in
         logger.info("stopping: finishing the writes in flight")
         try:
             # The engine bounds its own shutdown (grace, then cancel); this is the safety net for it.
-            await asyncio.wait_for(runner, timeout=grace + CANCEL_MARGIN)
+            async with asyncio.timeout(grace + CANCEL_MARGIN):
+                await runner
         except TimeoutError:
             # Cancelled mid-write at worst: the write-ahead record lets the next leader complete it.
             logger.warning("writes still in flight after %.0fs; exiting anyway", grace + CANCEL_MARGIN)
@@ -269,7 +270,8 @@ async def _daemon(daemon: Daemon, replica: GitOpsReplica, *, grace: float) -> in
 async def _release(campaign: asyncio.Task[None]) -> None:
     """Let the lease's campaign end (it releases the lease), but not for longer than ``RELEASE_WAIT``."""
     try:
-        await asyncio.wait_for(campaign, timeout=RELEASE_WAIT)
+        async with asyncio.timeout(RELEASE_WAIT):
+            await campaign
     except TimeoutError:
         logger.warning("could not release the lease in time; a standby takes over after the lease duration")
 
@@ -286,4 +288,5 @@ async def _report_health(daemon: Daemon, replica: GitOpsReplica, stop: asyncio.E
         if not leading:
             health.heartbeat()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=min(daemon.settings.interval, 0.5))
+            async with asyncio.timeout(min(daemon.settings.interval, 0.5)):
+                await stop.wait()

@@ -287,7 +287,8 @@ class Story:
         last, owed = time.time(), 0.0
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=BEAT_SECONDS)
+                async with asyncio.timeout(BEAT_SECONDS):
+                    await stop.wait()
             # As many requests as the time since the last beat holds, stamped now, as clients send them.
             now = time.time()
             owed += REQUESTS_PER_SECOND * (now - last)

@@ -93,7 +93,8 @@ class LeaderElector:
             while not stop.is_set():
                 await self.try_acquire_or_renew()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.settings.retry_period)
+                    async with asyncio.timeout(self.settings.retry_period):
+                        await stop.wait()
         finally:
             if self.is_leader:
                 await self.release()

@@ -159,7 +159,8 @@ class Operator:
                 engine_stop.set()
                 grace = self.settings.engine.shutdown_grace + STOP_MARGIN
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(engine_task), timeout=grace)
+                    async with asyncio.timeout(grace):
+                        await asyncio.shield(engine_task)
             engine_task.cancel()
             await asyncio.gather(engine_task, housekeeping, return_exceptions=True)
         finally:
@@ -180,7 +181,8 @@ class Operator:
             if self._on_tick is not None:
                 self._on_tick()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), timeout=self.settings.engine.interval)
+                async with asyncio.timeout(self.settings.engine.interval):
+                    await self._poke.wait()
 
     async def housekeeping(self) -> None:
         """Status patches not taken yet, then level-triggered finalizer chores for every resource;

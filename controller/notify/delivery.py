@@ -247,7 +247,8 @@ class Notifier:
         """
         if drain > 0:
             try:
-                await asyncio.wait_for(self.idle(), drain)
+                async with asyncio.timeout(drain):
+                    await self.idle()
             except TimeoutError:
                 log.info("notifications still queued at shutdown: %d", len(self.pending()))
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
@@ -329,7 +330,8 @@ class Notifier:
     async def _attempt(self, channel: Channel, prepared: Prepared) -> DeliveryError | None:
         """One bounded attempt: None when delivered, else what went wrong."""
         try:
-            await asyncio.wait_for(channel.deliver(prepared), self._policy.attempt_timeout)
+            async with asyncio.timeout(self._policy.attempt_timeout):
+                await channel.deliver(prepared)
         except TimeoutError:
             return DeliveryError("timeout", retryable=True)
         except DeliveryError as failure:

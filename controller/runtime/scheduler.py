@@ -206,7 +206,8 @@ class Scheduler:
             self._next_tick_at = now + delay
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             except TimeoutError:
                 break
         self._tick_requested = False

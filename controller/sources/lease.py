@@ -251,7 +251,8 @@ class GitOpsLease:
                 if not await self.try_acquire_or_renew():
                     self._announce_holder()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.settings.retry_period)
+                    async with asyncio.timeout(self.settings.retry_period):
+                        await stop.wait()
         finally:
             await self.release()
             self._disarm()
