@@ -1,7 +1,8 @@
 """Push-mode alarm events beside an engine (``--alarm-events auto|QUEUE_URL``), for one leadership term.
 
-The daemon adds ``AlarmPush.run`` to every engine it builds as a companion (``Engine.companions``),
-so the consumer runs exactly while that engine reconciles: in ``operator`` mode while the replica
+The daemon adds ``AlarmPush.run`` as a companion (``Engine.companions``) to the engine of the
+controller's own account and region, where the queue and the rule are (the engines of other scopes
+poll), so the consumer runs exactly while that engine reconciles: in ``operator`` mode while the replica
 leads, in ``run`` while it holds the lease (always with ``--lease off``; never in ``--once``, which
 polls). A standby never receives a message, so it never deletes one: SQS keeps them for the next
 leader, and a restart resumes where the last consumer stopped.

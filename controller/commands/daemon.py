@@ -68,7 +68,7 @@ class Daemon:
     # ``--notifications``: the notifier beside the engine, and its side of the engine's announcer seam.
     notifier: Notifier | None = None
     announcer: NotifierAnnouncer | None = None
-    # ``--alarm-events``: push mode for every engine built here (None: off, polling only).
+    # ``--alarm-events``: push mode on the own scope's engine (None: off, polling only).
     alarm_events: AlarmEvents | None = None
     # The server's port once started (``--metrics-port 0`` binds a free one); None when not served.
     port: int | None = field(default=None, init=False)
