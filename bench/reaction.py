@@ -31,20 +31,14 @@ import json
 import logging
 import os
 import random
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import boto3
 
 from controller.aws import AwsSettings, Budget, make_clients
 from controller.aws.budget import DEFAULT_RATES
@@ -57,10 +51,9 @@ from controller.observability.prometheus import Metrics
 from controller.runtime.engine import Engine, EngineSettings
 from controller.sources.files import FileSource
 
-# Run as a script, so the repository root (the ``tests`` package) is not on the path by itself. The
-# documents and the alarm are the integration tests' (tests/integration/documents.py: no emulator in it).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.integration.documents import paused_rollout_document, put_errors_alarm, write_document
+# Run as a script: the benchmarks' shared world (bench/world.py) is beside it.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from world import Emulator, canary, emulator, seed, set_alarm
 
 AWS_QUOTAS = [
     {"name": "lambda-control-plane", "service": "lambda", "rate": 15.0, "exclude": ["Invoke", "InvokeAsync"]},
@@ -71,70 +64,21 @@ AWS_QUOTAS = [
 ALIAS = "live"
 
 
-def start_emulator() -> tuple[subprocess.Popen[str], str, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "emulator", "--port", "0", "--proxy-port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    urls: dict[str, str] = {}
-    while len(urls) < 2:
-        line = process.stdout.readline()
-        match = re.search(r"(emulator|fault proxy) listening on (\S+)", line)
-        if match:
-            urls[match.group(1)] = match.group(2)
-    return process, urls["emulator"], urls["fault proxy"]
-
-
-def post(url: str, payload: Any = None) -> Any:
-    data = json.dumps(payload if payload is not None else {}).encode()
-    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request) as response:
-        return json.loads(response.read() or b"{}")
-
-
-def calls(emulator_url: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"{emulator_url}/_emulator/calls") as response:
-        return list(json.loads(response.read())["calls"])
-
-
-def client(url: str, service: str) -> Any:
-    return boto3.client(
-        service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="x"
-    )
-
-
 def name_of(count: int, index: int) -> str:
     return f"react-{count}-{index:04d}"
 
 
-def seed(emulator_url: str, count: int, source: Path) -> None:
-    iam = client(emulator_url, "iam")
-    role = iam.create_role(RoleName=f"react-{count}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-
-    def one(index: int) -> None:
-        lam, cw = client(emulator_url, "lambda"), client(emulator_url, "cloudwatch")
-        name = name_of(count, index)
-        lam.create_function(
-            FunctionName=name, Runtime="python3.12", Role=role, Handler="x.handler", Code={"ZipFile": b"v1"}
-        )
-        lam.publish_version(FunctionName=name)
-        lam.update_function_code(FunctionName=name, ZipFile=b"v2")
-        lam.publish_version(FunctionName=name)
-        lam.create_alias(FunctionName=name, Name=ALIAS, FunctionVersion="1")
-        # Moved only by the benchmark: with no data the evaluation leaves a state set by hand alone.
-        put_errors_alarm(cw, f"{name}-errors", TreatMissingData="ignore")
-        cw.set_alarm_state(AlarmName=f"{name}-errors", StateValue="OK", StateReason="bench")
-        write_document(source, paused_rollout_document(name, namespace="bench"))
-
+def seed_waiting(world: Emulator, count: int, source: Path) -> None:
+    """``count`` rollouts of the cost checks' shape (waiting for ``promote`` at 10%), each alarm set OK by
+    hand: with no data, the evaluation leaves it so and only the benchmark moves it."""
+    names = seed(world, prefix=f"react-{count}", count=count, source=source, strategy=canary(10, None, 50, None))
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(one, range(count)))
+        list(pool.map(lambda name: set_alarm(world, f"{name}-errors", "OK"), names))
 
 
-def restored(emulator_url: str, function: str) -> float | None:
+def restored(world: Emulator, function: str) -> float | None:
     """When the UpdateAlias that put ``function`` back on version 1 alone ended (emulator's clock)."""
-    for call in calls(emulator_url):
+    for call in world.calls():
         params = call["params"]
         if call["operation"] != "UpdateAlias" or call["status"] >= 300 or params.get("FunctionName") != function:
             continue
@@ -156,10 +100,10 @@ class Limits:
     delivery: float
 
 
-def measure_limits(emulator_url: str, proxy_url: str) -> Limits:
+def measure_limits(world: Emulator) -> Limits:
     """Medians of a round trip through the proxy (GetAlias) and of a queue delivery (SetAlarmState to received)."""
-    lam, cw = client(proxy_url, "lambda"), client(emulator_url, "cloudwatch")
-    sqs, events = client(emulator_url, "sqs"), client(emulator_url, "events")
+    lam, cw = world.client("lambda", proxy=True), world.client("cloudwatch")
+    sqs, events = world.client("sqs"), world.client("events")
     function = name_of(1, 0)  # seeded for this alone
     trips = []
     for _ in range(30):
@@ -186,10 +130,10 @@ def measure_limits(emulator_url: str, proxy_url: str) -> Limits:
 
 
 async def trials(
-    *, count: int, trials: int, interval: float, emulator_url: str, ready: Callable[[str], bool]
+    *, count: int, trials: int, interval: float, world: Emulator, ready: Callable[[str], bool]
 ) -> list[float]:
     """``trials`` rollbacks, each of a rollout that is ready, at a random instant between two ticks."""
-    cw, lam = client(emulator_url, "cloudwatch"), client(emulator_url, "lambda")
+    cw, lam = world.client("cloudwatch"), world.client("lambda")
     reactions: list[float] = []
     names = [name_of(count, index) for index in range(count)]
     turn = 0
@@ -203,13 +147,13 @@ async def trials(
         name = names[turn % count]
         turn += 1
         await asyncio.sleep(random.uniform(0, interval))
-        await asyncio.to_thread(post, f"{emulator_url}/_emulator/calls/clear")
+        await asyncio.to_thread(world.clear_calls)
         alarm = f"{name}-errors"
         await asyncio.to_thread(cw.set_alarm_state, AlarmName=alarm, StateValue="ALARM", StateReason="bench")
         state = await asyncio.to_thread(cw.describe_alarms, AlarmNames=[alarm])
         changed = state["MetricAlarms"][0]["StateUpdatedTimestamp"].timestamp()
         deadline = time.monotonic() + 3 * interval + 10
-        while (done := await asyncio.to_thread(restored, emulator_url, name)) is None:
+        while (done := await asyncio.to_thread(restored, world, name)) is None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} was not rolled back")
             await asyncio.sleep(0.01)
@@ -222,20 +166,18 @@ async def trials(
     return reactions
 
 
-async def measure(
-    count: int, *, trials_per_mode: int, interval: float, emulator_url: str, proxy_url: str
-) -> dict[str, list[float]]:
+async def measure(count: int, *, trials_per_mode: int, interval: float, world: Emulator) -> dict[str, list[float]]:
     source = Path(tempfile.mkdtemp(prefix=f"react-{count}-"))
     began = time.monotonic()
-    seed(emulator_url, count, source)
-    post(f"{proxy_url}/_proxy/quotas", [])
-    aws = make_clients(AwsSettings(endpoint_url=proxy_url), budget=Budget(dict.fromkeys(DEFAULT_RATES, 1e6)))
+    seed_waiting(world, count, source)
+    world.quotas([])
+    aws = make_clients(AwsSettings(endpoint_url=world.proxy_url), budget=Budget(dict.fromkeys(DEFAULT_RATES, 1e6)))
     engine = Engine(aws, settings=EngineSettings(interval=interval))
     await engine.apply(FileSource(source).scan())
     while not all(r.status and r.status.phase is Phase.PAUSED for r in engine.rollouts().values()):
         await engine.tick()
     print(f"N={count}: seeded and all paused at 10% in {time.monotonic() - began:.0f} s", flush=True)
-    lam = client(emulator_url, "lambda")
+    lam = world.client("lambda")
 
     def ready(name: str) -> bool:
         routing = lam.get_alias(FunctionName=name, Name=ALIAS).get("RoutingConfig") or {}
@@ -246,29 +188,25 @@ async def measure(
             and (status.phase is Phase.PAUSED)
         )
 
-    post(f"{proxy_url}/_proxy/quotas", AWS_QUOTAS)
+    world.quotas(AWS_QUOTAS)
     stop = asyncio.Event()
     loop = asyncio.create_task(engine.run(stop=stop))
     results: dict[str, list[float]] = {}
     try:
-        results["poll"] = await trials(
-            count=count, trials=trials_per_mode, interval=interval, emulator_url=emulator_url, ready=ready
-        )
+        results["poll"] = await trials(count=count, trials=trials_per_mode, interval=interval, world=world, ready=ready)
         health = Health(interval=interval)
         push = AlarmPush(engine=engine, aws=aws, settings=AlarmEvents(), metrics=Metrics(), health=health)
         push_stop = asyncio.Event()
         pushing = asyncio.create_task(push.run(push_stop))
         while not health.details().get("alarm_events", "").startswith("healthy"):
             await asyncio.sleep(0.1)
-        results["push"] = await trials(
-            count=count, trials=trials_per_mode, interval=interval, emulator_url=emulator_url, ready=ready
-        )
+        results["push"] = await trials(count=count, trials=trials_per_mode, interval=interval, world=world, ready=ready)
         push_stop.set()
         await pushing
     finally:
         stop.set()
         await loop
-        post(f"{proxy_url}/_proxy/quotas", [])
+        world.quotas([])
     return results
 
 
@@ -280,26 +218,14 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     random.seed(1)
-    process, emulator_url, proxy_url = start_emulator()
     load_before = os.getloadavg()
     rows: list[tuple[int, str, list[float]]] = []
-    try:
-        seed(emulator_url, 1, Path(tempfile.mkdtemp(prefix="react-1-")))  # the function the limits use
-        limits = measure_limits(emulator_url, proxy_url)
+    with emulator() as world:
+        seed_waiting(world, 1, Path(tempfile.mkdtemp(prefix="react-1-")))  # the function the limits use
+        limits = measure_limits(world)
         for count in args.counts:
-            found = asyncio.run(
-                measure(
-                    count,
-                    trials_per_mode=args.trials,
-                    interval=args.interval,
-                    emulator_url=emulator_url,
-                    proxy_url=proxy_url,
-                )
-            )
+            found = asyncio.run(measure(count, trials_per_mode=args.trials, interval=args.interval, world=world))
             rows.extend((count, mode, values) for mode, values in found.items())
-    finally:
-        process.terminate()
-        process.wait(10)
     load_after = os.getloadavg()
     push_limit = 2 * limits.round_trip + limits.delivery
     poll_limit = args.interval + 2 * limits.round_trip

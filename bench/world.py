@@ -1,10 +1,11 @@
 """The benchmarks' test world: the strict emulator and its fault proxy in a subprocess, seeding, the call log.
 
-Shared by ``coldstart.py`` and ``faults.py``. The emulator runs in a process of its own
-(``lambda-rollouts emulator --proxy-port``) so that whatever a benchmark measures in its own process, or
-in a controller process it starts, is the controller's and not moto's. Everything here talks to the
-emulator over HTTP: its control endpoints (``/_emulator/...``, ``/_proxy/...``) with urllib, AWS with
-boto3, never through the controller's own code.
+Shared by the benchmarks that need AWS (``coldstart.py``, ``faults.py``, ``reaction.py``, ``ticks.py``).
+The emulator runs in a process of its own (``lambda-rollouts emulator --proxy-port``) so that
+whatever a benchmark measures in its own process, or in a controller process it starts, is the
+controller's and not moto's. Everything here talks to the emulator over HTTP: its control endpoints
+(``/_emulator/...``, ``/_proxy/...``) with urllib, AWS with boto3, never through the controller's
+own code.
 """
 
 from __future__ import annotations
