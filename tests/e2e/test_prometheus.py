@@ -38,6 +38,7 @@ from tests.integration.helpers import (
     alias_routing,
     canary,
     cli_env,
+    platform_queue,
     put_hand_alarm,
     rollout_document,
     seed_alias,
@@ -308,25 +309,6 @@ def document(name: str, version: str, strategy: dict[str, Any], **spec: Any) -> 
     body: dict[str, Any] = rollout_document(name, function=name, version=version, strategy=strategy, namespace="shop")
     body["spec"].update(spec)
     return body
-
-
-def platform_queue(emulator: Emulator, name: str) -> str:
-    """A queue for ``--alarm-events QUEUE_URL``, as a platform team makes it: rule, target and queue policy."""
-    sqs, events = emulator.client("sqs"), emulator.client("events")
-    url = str(sqs.create_queue(QueueName=name)["QueueUrl"])
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    pattern = {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"]}
-    rule = events.put_rule(Name=name, EventPattern=json.dumps(pattern))["RuleArn"]
-    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
-    statement = {
-        "Effect": "Allow",
-        "Principal": {"Service": "events.amazonaws.com"},
-        "Action": "sqs:SendMessage",
-        "Resource": arn,
-        "Condition": {"ArnEquals": {"aws:SourceArn": rule}},
-    }
-    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({"Statement": [statement]})})
-    return url
 
 
 def merged_table(server: Any, panel: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
