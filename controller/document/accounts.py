@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.document.documents import DocumentError, config_document, read_text
+from controller.document.documents import config_document, config_text
 from controller.document.errors import Path, SpecError, format_path
 from controller.document.model import AwsTarget
 from controller.document.semantics import is_namespace
@@ -124,12 +124,9 @@ def load_accounts(
     file: str, *, environ: Mapping[str, str] | None = None
 ) -> tuple[AccountsConfig | None, list[SpecError]]:
     """Read and check ``file`` (and every ``externalIdFrom`` it names); the config only when it has no error."""
-    try:
-        text = read_text(file)
-    except DocumentError as problem:
-        return None, [SpecError(file, problem.line, problem.path, problem.message)]
-    except OSError as problem:
-        return None, [SpecError(file, 0, "", problem.strerror or str(problem))]
+    text, errors = config_text(file)
+    if text is None:
+        return None, errors
     document, errors = config_document(text, file=file, expected="a mapping of namespace to account entries")
     if document is None:
         return None, errors

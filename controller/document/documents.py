@@ -99,6 +99,16 @@ def parse_documents(text: str) -> Iterator[Document]:
         loader.dispose()
 
 
+def config_text(file: str) -> tuple[str | None, list[SpecError]]:
+    """A controller config file's text, or why it cannot be read (missing, too large, not UTF-8)."""
+    try:
+        return read_text(file), []
+    except DocumentError as problem:
+        return None, [SpecError(file, problem.line, problem.path, problem.message)]
+    except OSError as problem:
+        return None, [SpecError(file, 0, "", problem.strerror or str(problem))]
+
+
 def config_document(text: str, *, file: str, expected: str) -> tuple[Document | None, list[SpecError]]:
     """The one YAML mapping a controller config file holds (``--accounts``, ``--ownership-config``,
     ``--notifications``), with the problems every such file can have: a YAML error, no document

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from controller.document.documents import DocumentError, LineIndex, config_document, read_text
+from controller.document.documents import LineIndex, config_document, config_text
 from controller.document.durations import DURATION_PATTERN, parse_duration
 from controller.document.errors import Path, SpecError, format_path
 from controller.document.schema import readable_validator, validation_errors
@@ -679,10 +679,7 @@ def parse_notifications(text: str, *, file: str) -> tuple[NotificationConfig | N
 
 def load_notifications(file: str) -> tuple[NotificationConfig | None, list[SpecError]]:
     """Read and check the config file ``file``; the config only when it has no error."""
-    try:
-        text = read_text(file)
-    except DocumentError as problem:
-        return None, [SpecError(file, problem.line, problem.path, problem.message)]
-    except OSError as problem:
-        return None, [SpecError(file, 0, "", problem.strerror or str(problem))]
+    text, errors = config_text(file)
+    if text is None:
+        return None, errors
     return parse_notifications(text, file=file)
