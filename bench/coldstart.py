@@ -45,7 +45,19 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from world import Emulator, ProcessUsage, canary, client, cores, emulator, load_average, seed, set_alarm, weights
+from world import (
+    Emulator,
+    ProcessUsage,
+    canary,
+    client,
+    cores,
+    emulator,
+    load_average,
+    seed,
+    set_alarm,
+    start_controller,
+    weights,
+)
 
 INTERVAL = 5.0
 STEADY_SECONDS = 60.0
@@ -196,18 +208,8 @@ def controller(world: Emulator, count: int) -> Figures:
     names, source = fresh_world(world, count, f"ctl{count}")
     figures = Figures("controller", count)
     log = source.parent / f"{source.name}.log"
-    env = os.environ | {"AWS_ACCESS_KEY_ID": "controller", "AWS_SECRET_ACCESS_KEY": "controller"}
     started = time.time()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "controller.cli", "run", "--aws-endpoint-url", world.proxy_url),
-                *("--log-format", "json", "--source", str(source), "--lease", "off", "--interval", str(INTERVAL)),
-            ],
-            env=env,
-            stderr=out,
-            stdout=out,
-        )
+    process = start_controller(world, source, log, "--interval", str(INTERVAL))
     try:
         watch = Watch(world, names, started)
 

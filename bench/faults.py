@@ -19,7 +19,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from world import Emulator, canary, cores, emulator, load_average, seed, weights
+from world import Emulator, canary, cores, emulator, load_average, seed, start_controller, weights
 
 ROLLOUTS = 5
 PAUSE = 2.0
@@ -74,19 +73,8 @@ def trial(world: Emulator, *, faulted: bool, index: int) -> Trial:
     world.post("/_proxy/counts/clear", proxy=True)
     port = free_port()
     log = source.parent / f"{source.name}.log"
-    env = os.environ | {"AWS_ACCESS_KEY_ID": "controller", "AWS_SECRET_ACCESS_KEY": "controller"}
     started = time.time()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "controller.cli", "run", "--aws-endpoint-url", world.proxy_url),
-                *("--log-format", "json", "--source", str(source), "--lease", "off"),
-                *("--metrics-port", str(port)),
-            ],
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
+    process = start_controller(world, source, log, "--metrics-port", str(port))
     try:
         writes: dict[str, list[tuple[float, float]]] = {}
         deadline = started + 600

@@ -41,6 +41,7 @@ __all__ = [
     "load_average",
     "seed",
     "set_alarm",
+    "start_controller",
     "weights",
 ]
 
@@ -125,6 +126,16 @@ def emulator() -> Iterator[Emulator]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def start_controller(world: Emulator, source: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``lambda-rollouts run`` on ``source`` as a user starts it (``--lease off``, JSON log to ``log``),
+    through the fault proxy with credentials of its own (``controller``: its calls are told apart)."""
+    env = os.environ | {"AWS_ACCESS_KEY_ID": "controller", "AWS_SECRET_ACCESS_KEY": "controller"}
+    command = [sys.executable, "-m", "controller.cli", "run", "--aws-endpoint-url", world.proxy_url]
+    command += ["--log-format", "json", "--source", str(source), "--lease", "off", *args]
+    with log.open("wb") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=out)
 
 
 def seed(
