@@ -79,13 +79,14 @@ class Observer:
         ``priority``: the alias reads are for a rollback, served first by the API budget."""
         if not function_exists:
             return Observation(Observed(function_exists=False))
-        spec, evidence = inputs.spec, inputs.evidence
+        spec = inputs.spec
         function = function_name_of(spec.function_name)
         aliases = await self.read_aliases(spec, priority=priority) if read_aliases else {}
         main = aliases.get(spec.alias)
         desired = await self._desired_version(spec)
         versions, missing = await self._versions_of(function, _versions_in_play(desired, record, aliases))
-        observed = Observed(
+        observed = dataclasses.replace(
+            from_the_tick(inputs),
             function_exists=True,
             alias_read=read_aliases,
             alias_exists=main is not None,
@@ -94,14 +95,7 @@ class Observer:
             desired_version=desired,
             versions=versions,
             missing_versions=missing,
-            missing_alarms=evidence.missing_alarms,
-            alarms_in_alarm=evidence.firing,
-            alarm_instants=evidence.alarm_instants,
-            request=inputs.request,
-            measurements=evidence.measurements,
-            looks=evidence.looks,
-            hook_answers=evidence.hook_answers,
-            hooks_running=evidence.hooks_running,
+            missing_alarms=inputs.evidence.missing_alarms,
             latest_code_sha256=self._code_mismatch(spec, desired),
             announce=inputs.announce,
             announced=inputs.announced,
@@ -183,6 +177,22 @@ class Observer:
                 self._versions[(function, version)] = info
             found[version] = info
         return found, frozenset(missing)
+
+
+def from_the_tick(inputs: Inputs) -> Observed:
+    """What the core observes from the tick's shared reads alone (no read of the rollout's own): the
+    request and the evidence. The reconcile adds its own reads to it; the engine's check for a rollback
+    it must not wait for (``Reconciler.would_roll_back``) decides on it as it is."""
+    evidence = inputs.evidence
+    return Observed(
+        alarms_in_alarm=evidence.firing,
+        alarm_instants=evidence.alarm_instants,
+        request=inputs.request,
+        measurements=evidence.measurements,
+        looks=evidence.looks,
+        hook_answers=evidence.hook_answers,
+        hooks_running=evidence.hooks_running,
+    )
 
 
 def declares_settings(spec: RolloutSpec) -> bool:

@@ -70,7 +70,6 @@ from controller.core.reasons import Reason
 from controller.core.types import (
     Decision,
     DeleteProvisionedConcurrency,
-    Observed,
     Phase,
     PublishVersion,
     PutProvisionedConcurrency,
@@ -83,7 +82,7 @@ from controller.core.types import (
 from controller.document.model import RolloutSpec
 from controller.document.ownership_config import OwnershipPolicy
 from controller.runtime.inbox import Inbox
-from controller.runtime.observe import Observation, Observer, declares_provisioned, declares_settings
+from controller.runtime.observe import Observation, Observer, declares_provisioned, declares_settings, from_the_tick
 from controller.runtime.reads import Inputs
 from controller.runtime.records import FunctionTags, RecordStore, managed_entries
 
@@ -209,7 +208,7 @@ class Reconciler:
         analysis, ``abort``, the progress deadline) need only the cached record and the tick's
         shared reads, so a slow AWS call or a backoff never delays a rollback by more than a tick.
         """
-        spec, evidence = inputs.spec, inputs.evidence
+        spec = inputs.spec
         fn = self._store.known(spec.function_name)
         if fn is None:
             return False
@@ -219,16 +218,7 @@ class Reconciler:
             return False
         if record is None or (record.canary is None and record.pending is None):
             return False
-        observed = Observed(
-            alarms_in_alarm=evidence.firing,
-            alarm_instants=evidence.alarm_instants,
-            request=inputs.request,
-            measurements=evidence.measurements,
-            looks=evidence.looks,
-            hook_answers=evidence.hook_answers,
-            hooks_running=evidence.hooks_running,
-            ownership=self._owners(spec, fn),
-        )
+        observed = dataclasses.replace(from_the_tick(inputs), ownership=self._owners(spec, fn))
         return is_rollback(decide(spec, record, observed, now, time_scale=self._time_scale))
 
     async def preview(self, inputs: Inputs) -> ReconcileResult:
