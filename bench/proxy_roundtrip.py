@@ -13,48 +13,23 @@ figures; asserts nothing.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import boto3
+# Run as a script: the benchmarks' shared world (bench/world.py) is beside it.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from world import client, emulator
 
 OPERATIONS: dict[str, Callable[[Any, Any], Any]] = {
     "GetAlias": lambda lam, cw: lam.get_alias(FunctionName="bench", Name="live"),
     "ListVersionsByFunction": lambda lam, cw: lam.list_versions_by_function(FunctionName="bench"),
     "DescribeAlarms": lambda lam, cw: cw.describe_alarms(AlarmNames=["bench-errors"]),
 }
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], str, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "emulator", "--port", "0", "--proxy-port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    urls: dict[str, str] = {}
-    while len(urls) < 2:
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError("the emulator exited before it listened")
-        match = re.search(r"(emulator|fault proxy) listening on (\S+)", line)
-        if match:
-            urls[match.group(1)] = match.group(2)
-    return process, urls["emulator"], urls["fault proxy"]
-
-
-def client(url: str, service: str) -> Any:
-    return boto3.client(
-        service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
 
 
 def seed(url: str) -> None:
@@ -73,12 +48,6 @@ def seed(url: str) -> None:
         Threshold=1.0,
         ComparisonOperator="GreaterThanOrEqualToThreshold",
     )
-
-
-def no_quotas(proxy_url: str) -> None:
-    request = urllib.request.Request(f"{proxy_url}/_proxy/quotas", data=json.dumps([]).encode(), method="POST")
-    with urllib.request.urlopen(request) as response:
-        response.read()
 
 
 def timings(url: str, operation: Callable[[Any, Any], Any], calls: int) -> list[float]:
@@ -100,21 +69,17 @@ def describe(values: list[float]) -> str:
 
 def main(argv: list[str]) -> int:
     calls = int(argv[0]) if argv else 200
-    process, emulator_url, proxy_url = start_emulator()
-    try:
-        seed(emulator_url)
-        no_quotas(proxy_url)
+    with emulator() as world:
+        seed(world.url)
+        world.quotas([])
         print(f"{calls} calls per operation and path, one kept-alive connection each")
         for name, operation in OPERATIONS.items():
-            direct = timings(emulator_url, operation, calls)
-            proxied = timings(proxy_url, operation, calls)
+            direct = timings(world.url, operation, calls)
+            proxied = timings(world.proxy_url, operation, calls)
             extra = statistics.median(proxied) - statistics.median(direct)
             print(f"{name}")
             print(f"  direct        {describe(direct)}")
             print(f"  through proxy {describe(proxied)}  (+{extra:.2f} ms at the median)")
-    finally:
-        process.terminate()
-        process.wait(10)
     return 0
 
 

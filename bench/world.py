@@ -1,6 +1,6 @@
 """The benchmarks' test world: the strict emulator and its fault proxy in a subprocess, seeding, the call log.
 
-Shared by the benchmarks that need AWS (``coldstart.py``, ``faults.py``, ``reaction.py``, ``ticks.py``).
+Shared by the benchmarks that need AWS (coldstart, faults, proxy_roundtrip, reaction, ticks).
 The emulator runs in a process of its own (``lambda-rollouts emulator --proxy-port``) so that
 whatever a benchmark measures in its own process, or in a controller process it starts, is the
 controller's and not moto's. Everything here talks to the emulator over HTTP: its control endpoints
