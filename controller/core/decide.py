@@ -230,7 +230,10 @@ def drift(ctx: Ctx) -> Ctx | Decision:
             return ctx.with_record(new, Event(Reason.DRIFT_RESOLVED, message))
         return ctx
     if ctx.spec.drift_policy == "Revert":
-        return _revert(ctx, held=held)
+        # Reverting writes the canary's weight back: an alarm that counts against the attempt rolls it
+        # back instead (that write overrides the hand change too), as it would at the next rule.
+        rolled_back = alarm_rollback(ctx)
+        return rolled_back if isinstance(rolled_back, Decision) else _revert(ctx, held=held)
     if held and not ctx.observed.alias_read:
         return finish(ctx, record)
     message = (

@@ -252,6 +252,21 @@ def test_invariants_hold_over_random_histories(
     check_history(world, ops)
 
 
+def test_a_drift_reverted_while_an_alarm_counts_against_the_attempt_is_a_rollback_instead() -> None:
+    """Found by the random histories: the first weight is pending (a crash before its write), an alarm
+    blips at the attempt's very start, someone moves the alias by hand; ``driftPolicy: Revert`` must not
+    write the canary's weight back, the alarm rolls the attempt back."""
+    world = make_world(PresetStrategy(name="Canary10Percent5Minutes"), None, None, revert=True)
+    ops: list[tuple[object, ...]] = [
+        ("tick", 0.0, False, "before-write"),
+        ("blip", True),
+        ("drift", None),
+        ("tick", 0.0, False, None),
+    ]
+    check_history(world, ops)
+    assert world.record is not None and world.record.phase is Phase.ROLLED_BACK
+
+
 @sequential_histories(metrics=st.sampled_from(((), METRICS)))
 def test_invariants_hold_while_sequential_tests_conclude(
     strategy: Strategy, deadline: float | None, metrics: tuple[Metric, ...], ops: list[tuple[object, ...]]
