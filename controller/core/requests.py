@@ -219,12 +219,18 @@ def _pause(ctx: Ctx, request: Request) -> Ctx | Decision:
 def _resume(ctx: Ctx, request: Request) -> Ctx | Decision:
     record = dataclasses.replace(ctx.record, paused_by_request=False)
     if drifted(ctx):
+        record = _requested(record, ctx, request)
+        # ``resume`` hands the alias back to the controller: while an alarm counts against the attempt,
+        # that is the rollback, never the canary's weight written back.
+        from controller.core.decide import alarm_rollback  # the rule table imports this module
+
+        rolled_back = alarm_rollback(ctx.with_record(record))
+        if isinstance(rolled_back, Decision):
+            return rolled_back
         # Re-assert the controller's state.
-        pending = record.pending
-        target = pending.routing if pending is not None and pending.alias == ctx.spec.alias else None
-        target = target or expected_routing(record)
+        target = restore_target(ctx, record)
         message = f"resumed by {request.by or 'operator'}: alias {ctx.spec.alias} restored to {describe(target)}"
-        return restore(ctx, _requested(record, ctx, request), reason=Reason.RESUMED, message=message)
+        return restore(ctx, record, reason=Reason.RESUMED, message=message)
     if not ctx.record.paused_by_request and not ctx.spec.paused:
         return _ignored(ctx.with_record(record), "resume ignored: not paused")
     record = _requested(record, ctx, request)

@@ -267,6 +267,23 @@ def test_a_drift_reverted_while_an_alarm_counts_against_the_attempt_is_a_rollbac
     assert world.record is not None and world.record.phase is Phase.ROLLED_BACK
 
 
+def test_a_resume_during_drift_while_an_alarm_counts_against_the_attempt_is_a_rollback() -> None:
+    """The same under ``driftPolicy: Hold``: the alias moved by hand and held, an alarm blips, someone
+    asks ``resume``; handing the alias back to the controller rolls the attempt back."""
+    world = make_world(PresetStrategy(name="Canary10Percent5Minutes"), None, None)
+    ops: list[tuple[object, ...]] = [
+        ("tick", 0.0, False, None),
+        ("tick", 0.0, False, None),
+        ("drift", None),
+        ("tick", 0.0, True, None),
+        ("blip", True),
+        ("request", Verb.RESUME),
+        ("tick", 0.0, True, None),
+    ]
+    check_history(world, ops)
+    assert world.record is not None and world.record.phase is Phase.ROLLED_BACK
+
+
 @sequential_histories(metrics=st.sampled_from(((), METRICS)))
 def test_invariants_hold_while_sequential_tests_conclude(
     strategy: Strategy, deadline: float | None, metrics: tuple[Metric, ...], ops: list[tuple[object, ...]]
